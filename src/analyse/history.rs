@@ -1,0 +1,135 @@
+//! What closewatch remembers between scans: when each flagged socket was first
+//! seen. Pure state: the caller passes the time.
+//!
+//! The kernel keeps no timestamp for entering CLOSE_WAIT. A socket seen for
+//! the first time is given `first_seen = now - tcpi_last_ack_recv`: the peer's
+//! FIN is the last ACK a leaked socket receives, so this is the time since the
+//! peer closed (a lower bound: any later ACK resets it). From then on the
+//! remembered value stands, so the age keeps growing even if an ACK arrives.
+
+use std::time::{Duration, SystemTime};
+
+use rustc_hash::FxHashMap;
+
+use crate::model::{Snapshot, SocketKey, TcpSocket};
+
+/// When each socket of the last scan was first seen, keyed by (netns, cookie):
+/// a reused inode never inherits an age.
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    first_seen: FxHashMap<SocketKey, SystemTime>,
+}
+
+/// The first-seen estimate for a socket not seen before.
+pub fn estimate_first_seen(socket: &TcpSocket, now: SystemTime) -> SystemTime {
+    let since_ack = socket
+        .info
+        .map(|i| Duration::from_millis(u64::from(i.last_ack_recv_ms)))
+        .unwrap_or_default();
+    now.checked_sub(since_ack).unwrap_or(now)
+}
+
+impl History {
+    /// Takes in a scan: remembers new sockets, forgets those that are gone, so
+    /// the history never holds more than the live flagged sockets.
+    pub fn observe(&mut self, snapshot: &Snapshot, now: SystemTime) {
+        let mut next =
+            FxHashMap::with_capacity_and_hasher(snapshot.sockets.len(), Default::default());
+        for s in &snapshot.sockets {
+            let seen = self
+                .first_seen
+                .get(&s.key())
+                .copied()
+                .unwrap_or_else(|| estimate_first_seen(s, now));
+            next.insert(s.key(), seen);
+        }
+        self.first_seen = next;
+    }
+
+    pub fn first_seen(&self, key: &SocketKey) -> Option<SystemTime> {
+        self.first_seen.get(key).copied()
+    }
+
+    /// The age of a socket at `now`: from history, or estimated.
+    pub fn age(&self, socket: &TcpSocket, now: SystemTime) -> Duration {
+        let seen = self
+            .first_seen(&socket.key())
+            .unwrap_or_else(|| estimate_first_seen(socket, now));
+        now.duration_since(seen).unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.first_seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first_seen.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NetnsId, TcpInfo, TcpState};
+
+    fn sock(cookie: u64, last_ack_recv_ms: u32) -> TcpSocket {
+        TcpSocket {
+            netns: NetnsId(1),
+            state: TcpState::CloseWait,
+            local: "127.0.0.1:80".parse().expect("addr"),
+            remote: "127.0.0.1:5000".parse().expect("addr"),
+            cookie,
+            inode: cookie + 1000,
+            uid: 0,
+            recv_q: 1,
+            send_q: 0,
+            info: Some(TcpInfo {
+                state: 8,
+                last_data_sent_ms: 0,
+                last_data_recv_ms: last_ack_recv_ms,
+                last_ack_recv_ms,
+            }),
+        }
+    }
+
+    fn snap(sockets: Vec<TcpSocket>) -> Snapshot {
+        Snapshot {
+            sockets,
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn first_sight_is_estimated_from_last_ack_recv() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let h = History::default();
+        assert_eq!(h.age(&sock(1, 42_000), t0), Duration::from_secs(42));
+    }
+
+    #[test]
+    fn remembered_first_seen_wins_over_a_later_ack() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut h = History::default();
+        h.observe(&snap(vec![sock(1, 10_000)]), t0);
+        // 60 s later an ACK arrived 1 s ago: the age still counts from t0-10s.
+        let t1 = t0 + Duration::from_secs(60);
+        let later = sock(1, 1_000);
+        h.observe(&snap(vec![later.clone()]), t1);
+        assert_eq!(h.age(&later, t1), Duration::from_secs(70));
+    }
+
+    #[test]
+    fn gone_sockets_are_evicted_and_a_new_cookie_starts_fresh() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut h = History::default();
+        h.observe(&snap((0..1000).map(|c| sock(c, 5_000)).collect()), t0);
+        assert_eq!(h.len(), 1000);
+        let t1 = t0 + Duration::from_secs(30);
+        // Same inode, new cookie: a different socket.
+        let mut reused = sock(5000, 0);
+        reused.inode = sock(1, 0).inode;
+        h.observe(&snap(vec![reused.clone()]), t1);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.age(&reused, t1), Duration::ZERO);
+    }
+}

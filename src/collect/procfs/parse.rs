@@ -1,0 +1,260 @@
+//! Pure parsers for the /proc files closewatch reads. They take bytes, never a
+//! path, so every one is tested with captured text.
+
+use std::str::FromStr;
+
+use procfs::process::LimitValue;
+use procfs::FromBufRead;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed {what}: {detail}")]
+pub struct ParseError {
+    pub what: &'static str,
+    pub detail: String,
+}
+
+fn malformed(what: &'static str, detail: impl Into<String>) -> ParseError {
+    ParseError {
+        what,
+        detail: detail.into(),
+    }
+}
+
+/// The fields of /proc/PID/stat closewatch needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: u32,
+    pub comm: String,
+    pub state: char,
+    /// Field 22: clock ticks after boot. With the pid, the process's identity.
+    pub start_time: u64,
+}
+
+/// Parses /proc/PID/stat. `comm` may hold spaces and parentheses, so it runs
+/// from the first '(' to the *last* ')'.
+pub fn stat(bytes: &[u8]) -> Result<Stat, ParseError> {
+    let open = bytes
+        .iter()
+        .position(|&b| b == b'(')
+        .ok_or_else(|| malformed("stat", "no '('"))?;
+    let close = bytes
+        .iter()
+        .rposition(|&b| b == b')')
+        .filter(|&c| c > open)
+        .ok_or_else(|| malformed("stat", "no ')' after '('"))?;
+    let pid = std::str::from_utf8(&bytes[..open])
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .ok_or_else(|| malformed("stat", "bad pid"))?;
+    let comm = String::from_utf8_lossy(&bytes[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(&bytes[close + 1..])
+        .map_err(|_| malformed("stat", "not UTF-8 after comm"))?;
+    // After comm: state is field 3, starttime field 22.
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields
+        .next()
+        .and_then(|s| s.chars().next())
+        .ok_or_else(|| malformed("stat", "no state"))?;
+    let start_time = fields
+        .nth(22 - 4)
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| malformed("stat", "no starttime"))?;
+    Ok(Stat {
+        pid,
+        comm,
+        state,
+        start_time,
+    })
+}
+
+/// The soft "Max open files" of /proc/PID/limits; `None` means unlimited.
+pub fn max_open_files(text: &[u8]) -> Result<Option<u64>, ParseError> {
+    let text = std::str::from_utf8(text).map_err(|_| malformed("limits", "not UTF-8"))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .ok_or_else(|| malformed("limits", "no \"Max open files\" line"))?;
+    let soft = line["Max open files".len()..]
+        .split_ascii_whitespace()
+        .next()
+        .ok_or_else(|| malformed("limits", "no soft limit"))?;
+    match LimitValue::from_str(soft) {
+        Ok(LimitValue::Unlimited) => Ok(None),
+        Ok(LimitValue::Value(v)) => Ok(Some(v)),
+        Err(e) => Err(malformed("limits", format!("soft limit {soft:?}: {e}"))),
+    }
+}
+
+/// /proc/sys/fs/file-nr: allocated handles, free handles, maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileNr {
+    pub allocated: u64,
+    pub free: u64,
+    pub max: u64,
+}
+
+impl FileNr {
+    /// Handles in use: allocated minus free (free is 0 on every kernel since 2.6).
+    pub fn open(&self) -> u64 {
+        self.allocated.saturating_sub(self.free)
+    }
+}
+
+pub fn file_nr(text: &[u8]) -> Result<FileNr, ParseError> {
+    let text = std::str::from_utf8(text).map_err(|_| malformed("file-nr", "not UTF-8"))?;
+    let mut n = text.split_ascii_whitespace().map(str::parse::<u64>);
+    let mut next = |name: &str| match n.next() {
+        Some(Ok(v)) => Ok(v),
+        _ => Err(malformed("file-nr", format!("no {name}"))),
+    };
+    Ok(FileNr {
+        allocated: next("allocated")?,
+        free: next("free")?,
+        max: next("max")?,
+    })
+}
+
+/// What an fd link (readlink of /proc/PID/fd/N) points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FdTarget {
+    Socket(u64),
+    /// A path ending in " (deleted)": the file may be unlinked (confirm with
+    /// the link count; a live file can have that name).
+    MaybeDeleted,
+    Other,
+}
+
+const DELETED_SUFFIX: &[u8] = b" (deleted)";
+
+pub fn fd_target(link: &[u8]) -> FdTarget {
+    if let Some(inode) = bracketed(link, b"socket:[") {
+        return FdTarget::Socket(inode);
+    }
+    if link.first() == Some(&b'/') && link.ends_with(DELETED_SUFFIX) {
+        return FdTarget::MaybeDeleted;
+    }
+    FdTarget::Other
+}
+
+/// The number in `prefix[NNN]`, e.g. `socket:[123]` or `net:[4026531840]`.
+fn bracketed(link: &[u8], prefix: &[u8]) -> Option<u64> {
+    let digits = link.strip_prefix(prefix)?.strip_suffix(b"]")?;
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(n)
+}
+
+/// The namespace inode of a /proc/PID/ns/net link (`net:[4026531840]`).
+pub fn netns_link(link: &[u8]) -> Option<u64> {
+    bracketed(link, b"net:[")
+}
+
+/// /proc/PID/cmdline: NUL-separated arguments, joined with spaces.
+pub fn cmdline(bytes: &[u8], max_len: usize) -> String {
+    let trimmed = bytes.strip_suffix(b"\0").unwrap_or(bytes);
+    let cut = &trimmed[..trimmed.len().min(max_len)];
+    let mut s: String = String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c == '\0' { ' ' } else { c })
+        .collect();
+    if trimmed.len() > max_len {
+        s.push('…');
+    }
+    s
+}
+
+/// Where a process runs, from /proc/PID/cgroup: a container, a pod, or a
+/// systemd unit.
+pub fn unit_from_cgroup(text: &[u8]) -> Result<Option<String>, ParseError> {
+    let groups = procfs::ProcessCGroups::from_buf_read(text)
+        .map_err(|e| malformed("cgroup", e.to_string()))?;
+    // cgroup v2 ("0::/path") first, then v1's systemd hierarchy, then any.
+    let path = groups
+        .0
+        .iter()
+        .find(|g| g.hierarchy == 0 && g.controllers.is_empty())
+        .or_else(|| {
+            groups
+                .0
+                .iter()
+                .find(|g| g.controllers.iter().any(|c| c == "name=systemd"))
+        })
+        .or_else(|| groups.0.first())
+        .map(|g| g.pathname.as_str());
+    Ok(path.and_then(unit_from_path))
+}
+
+/// The container or unit a cgroup path names. Container ids are shortened to
+/// 12 characters, as `docker ps` and `crictl ps` show them.
+pub fn unit_from_path(path: &str) -> Option<String> {
+    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+    for component in components.iter().rev() {
+        // systemd-driver container scopes.
+        for (prefix, runtime) in [
+            ("docker-", "docker"),
+            ("cri-containerd-", "containerd"),
+            ("crio-", "cri-o"),
+            ("libpod-", "podman"),
+        ] {
+            if let Some(id) = component
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(".scope"))
+            {
+                if is_container_id(id) {
+                    return Some(format!("{runtime}:{}", &id[..12]));
+                }
+            }
+        }
+        // cgroupfs-driver containers: /docker/<id>, /kubepods/.../pod<uid>/<id>.
+        if is_container_id(component) {
+            let runtime = match components.first() {
+                Some(&"docker") => "docker",
+                Some(&"kubepods") | Some(&"kubepods.slice") => "container",
+                Some(&"machine.slice") => "podman",
+                _ => "container",
+            };
+            return Some(format!("{runtime}:{}", &component[..12]));
+        }
+        // A pod without a container component (e.g. the pod's own cgroup).
+        if let Some(uid) = pod_uid(component) {
+            return Some(format!("pod:{uid}"));
+        }
+        if is_unit(component) {
+            return Some((*component).to_string());
+        }
+    }
+    None
+}
+
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn pod_uid(component: &str) -> Option<String> {
+    // "pod<uid>" (cgroupfs) or "kubepods-besteffort-pod<uid_with_underscores>.slice".
+    let rest = component.strip_suffix(".slice").unwrap_or(component);
+    let uid = rest
+        .rsplit_once("-pod")
+        .map(|(_, u)| u)
+        .or_else(|| rest.strip_prefix("pod"))?;
+    let uid = uid.replace('_', "-");
+    (uid.len() == 36 && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(uid)
+}
+
+fn is_unit(component: &str) -> bool {
+    [".service", ".scope", ".socket", ".mount", ".swap"]
+        .iter()
+        .any(|s| component.ends_with(s) && component.len() > s.len())
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

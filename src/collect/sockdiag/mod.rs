@@ -1,0 +1,404 @@
+//! TCP sockets from sock_diag (inet_diag) netlink dumps.
+//!
+//! Two dumps per address family and namespace: one of every state without
+//! extensions (per-state counts and the listeners), and one filtered in the
+//! kernel to CLOSE_WAIT | FIN_WAIT_2 that asks for `tcp_info` (the age of each
+//! socket). The receive loop handles multipart replies, NLMSG_ERROR, NLMSG_DONE
+//! carrying an errno, truncated datagrams and NLM_F_DUMP_INTR (the table changed
+//! under the dump: it is redone, a bounded number of times).
+//!
+//! The socket itself sits behind [`Transport`] so that the loop can be driven
+//! by captured datagrams in tests.
+
+pub mod parse;
+pub mod tcp_info;
+
+use std::io;
+use std::time::Duration;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST,
+};
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::SockDiagMessage;
+
+use crate::model::{Listener, NetnsId, StateCounts, TcpSocket, TcpState};
+
+pub use parse::ParseError;
+
+/// An address family to dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    fn af(self) -> u8 {
+        match self {
+            Family::V4 => AF_INET,
+            Family::V6 => AF_INET6,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
+/// Every state `ss -a` asks for: bits 1..=12 (TCP_ESTABLISHED through
+/// TCP_NEW_SYN_RECV). TCP_BOUND_INACTIVE is left out, as `ss` does.
+pub const ALL_STATES: u32 = 0x1ffe;
+/// The states closewatch inspects one by one.
+pub const FLAGGED_STATES: u32 = 1 << 8 | 1 << 5; // CLOSE_WAIT | FIN_WAIT2
+
+/// One dump request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub family: Family,
+    /// `idiag_states`: a bit per TCP state.
+    pub states: u32,
+    /// Ask for INET_DIAG_INFO (`struct tcp_info`).
+    pub tcp_info: bool,
+}
+
+/// The byte offset of `idiag_states` in the request: after the netlink header
+/// and family, protocol, ext and pad.
+const STATES_OFFSET: usize = parse::NETLINK_HEADER_LEN + 4;
+
+/// Encodes a dump request as the kernel expects it.
+pub fn encode_request(req: &Request, seq: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = seq;
+    let socket_id = match req.family {
+        Family::V4 => SocketId::new_v4(),
+        Family::V6 => SocketId::new_v6(),
+    };
+    let extensions = if req.tcp_info {
+        ExtensionFlags::INFO
+    } else {
+        ExtensionFlags::empty()
+    };
+    let payload = SockDiagMessage::InetRequest(InetRequest {
+        family: req.family.af(),
+        protocol: IPPROTO_TCP,
+        extensions,
+        states: StateFlags::from_bits_truncate(req.states),
+        socket_id,
+    });
+    let mut msg = NetlinkMessage::new(header, payload.into());
+    msg.finalize();
+    let mut buf = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    // The crate's StateFlags stop at TCP_CLOSING; the kernel also knows
+    // TCP_NEW_SYN_RECV (12). Write the mask as given.
+    if let Some(field) = buf.get_mut(STATES_OFFSET..STATES_OFFSET + 4) {
+        field.copy_from_slice(&req.states.to_ne_bytes());
+    }
+    buf
+}
+
+/// A netlink socket, or a recording of one.
+pub trait Transport {
+    fn send(&mut self, request: &[u8]) -> io::Result<()>;
+    /// Receives one datagram into `buf` (cleared first, filled up to its
+    /// capacity) and returns the datagram's true length, which exceeds
+    /// `buf.len()` when it did not fit.
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize>;
+}
+
+/// The real thing: a NETLINK_SOCK_DIAG socket in the calling thread's network
+/// namespace.
+pub struct NetlinkTransport {
+    socket: netlink_sys::Socket,
+}
+
+/// A dump that stalls this long is abandoned (the kernel answers in
+/// milliseconds; this only guards the agent against a wedged socket).
+const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl NetlinkTransport {
+    pub fn open() -> io::Result<Self> {
+        let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_SOCK_DIAG)?;
+        socket.bind_auto()?;
+        rustix::net::sockopt::set_socket_timeout(
+            &socket,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(RECV_TIMEOUT),
+        )?;
+        Ok(NetlinkTransport { socket })
+    }
+}
+
+impl Transport for NetlinkTransport {
+    fn send(&mut self, request: &[u8]) -> io::Result<()> {
+        let sent = self.socket.send(request, 0)?;
+        if sent != request.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("sent {sent} of {} bytes", request.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        buf.clear();
+        self.socket.recv(buf, libc_msg_trunc())
+    }
+}
+
+fn libc_msg_trunc() -> i32 {
+    // MSG_TRUNC: return the real length of a datagram longer than the buffer.
+    0x20
+}
+
+/// Receives the records of one dump.
+pub trait Sink {
+    /// Forgets what an interrupted attempt delivered.
+    fn reset(&mut self);
+    fn record(&mut self, payload: &[u8]) -> Result<(), ParseError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("netlink: {0}")]
+    Io(#[from] io::Error),
+    #[error("kernel answered error {errno}: {}", io::Error::from_raw_os_error(-errno))]
+    Kernel { errno: i32 },
+    #[error("no sock_diag handler for this family (ENOENT): protocol not available")]
+    FamilyUnsupported,
+    #[error("dump interrupted (NLM_F_DUMP_INTR) {attempts} times in a row")]
+    Interrupted { attempts: u32 },
+    #[error("datagram of {len} bytes did not fit in {cap}")]
+    Truncated { len: usize, cap: usize },
+    #[error("netlink socket closed before NLMSG_DONE")]
+    Eof,
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+}
+
+impl DumpError {
+    /// Errors worth another attempt on a fresh socket.
+    fn retryable(&self) -> bool {
+        // A parse error is not retried: the same kernel sends the same bytes.
+        matches!(self, DumpError::Truncated { .. } | DumpError::Eof)
+            || matches!(self, DumpError::Io(e) if e.kind() == io::ErrorKind::Interrupted)
+    }
+}
+
+/// How many times a dump is attempted before its failure is reported.
+pub const MAX_ATTEMPTS: u32 = 4;
+/// The first receive buffer: twice the ~32 KiB datagrams the kernel sends.
+pub const RECV_BUFFER: usize = 64 * 1024;
+const MAX_RECV_BUFFER: usize = 4 * 1024 * 1024;
+const ENOENT: i32 = 2;
+
+/// What one attempt ended with.
+enum Attempt {
+    Complete,
+    Interrupted,
+}
+
+fn dump_once<T: Transport, S: Sink>(
+    transport: &mut T,
+    req: &Request,
+    seq: u32,
+    sink: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<Attempt, DumpError> {
+    transport.send(&encode_request(req, seq))?;
+    let mut interrupted = false;
+    loop {
+        let len = transport.recv(buf)?;
+        if len == 0 {
+            return Err(DumpError::Eof);
+        }
+        if len > buf.len() {
+            return Err(DumpError::Truncated {
+                len,
+                cap: buf.capacity(),
+            });
+        }
+        for msg in parse::messages(&buf[..len]) {
+            let msg = msg?;
+            if msg.seq != seq {
+                continue; // a leftover of an earlier request
+            }
+            if msg.flags & NLM_F_DUMP_INTR != 0 {
+                interrupted = true;
+            }
+            match msg.control()? {
+                parse::Control::Record => sink.record(msg.payload)?,
+                parse::Control::Done { error: 0 } => {
+                    return Ok(if interrupted {
+                        Attempt::Interrupted
+                    } else {
+                        Attempt::Complete
+                    });
+                }
+                parse::Control::Done { error } if error == -ENOENT => {
+                    return Err(DumpError::FamilyUnsupported)
+                }
+                parse::Control::Done { error } => return Err(DumpError::Kernel { errno: error }),
+                parse::Control::Error { error: 0 } | parse::Control::Ignore => {}
+                parse::Control::Error { error } => return Err(DumpError::Kernel { errno: error }),
+            }
+        }
+    }
+}
+
+/// Runs a dump to completion: a fresh socket per attempt, the sink reset
+/// before each, NLM_F_DUMP_INTR and truncation retried up to [`MAX_ATTEMPTS`].
+pub fn dump<T: Transport, S: Sink>(
+    mut connect: impl FnMut() -> io::Result<T>,
+    req: &Request,
+    sink: &mut S,
+) -> Result<(), DumpError> {
+    let mut buf = Vec::with_capacity(RECV_BUFFER);
+    let mut last_error = None;
+    for attempt in 1..=MAX_ATTEMPTS {
+        sink.reset();
+        let mut transport = connect()?;
+        match dump_once(&mut transport, req, attempt, sink, &mut buf) {
+            Ok(Attempt::Complete) => return Ok(()),
+            Ok(Attempt::Interrupted) => {
+                log::debug!(
+                    "{} dump interrupted (attempt {attempt}), retrying",
+                    req.family.name()
+                );
+                last_error = Some(DumpError::Interrupted { attempts: attempt });
+            }
+            Err(DumpError::Truncated { len, cap }) => {
+                log::debug!("netlink datagram of {len} bytes exceeded buffer of {cap}, retrying");
+                buf = Vec::with_capacity(len.max(cap * 2).min(MAX_RECV_BUFFER));
+                last_error = Some(DumpError::Truncated { len, cap });
+            }
+            Err(e) if e.retryable() => {
+                log::debug!(
+                    "{} dump failed (attempt {attempt}): {e}, retrying",
+                    req.family.name()
+                );
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or(DumpError::Interrupted {
+        attempts: MAX_ATTEMPTS,
+    }))
+}
+
+/// Counts sockets by state and keeps the listeners.
+#[derive(Debug, Default)]
+pub struct CountSink {
+    pub netns: NetnsId,
+    pub states: StateCounts,
+    pub listeners: Vec<Listener>,
+}
+
+impl Sink for CountSink {
+    fn reset(&mut self) {
+        self.states = StateCounts::default();
+        self.listeners.clear();
+    }
+
+    fn record(&mut self, payload: &[u8]) -> Result<(), ParseError> {
+        let state = parse::peek_state(payload)?;
+        self.states.add(state);
+        if state == TcpState::Listen {
+            self.listeners.push(parse::listener(payload, self.netns)?);
+        }
+        Ok(())
+    }
+}
+
+/// Keeps every socket of the dump.
+#[derive(Debug, Default)]
+pub struct SocketSink {
+    pub netns: NetnsId,
+    pub sockets: Vec<TcpSocket>,
+}
+
+impl Sink for SocketSink {
+    fn reset(&mut self) {
+        self.sockets.clear();
+    }
+
+    fn record(&mut self, payload: &[u8]) -> Result<(), ParseError> {
+        self.sockets.push(parse::socket(payload, self.netns)?);
+        Ok(())
+    }
+}
+
+/// The TCP tables of one network namespace.
+#[derive(Debug, Default)]
+pub struct TcpTables {
+    pub states: StateCounts,
+    pub flagged: Vec<TcpSocket>,
+    pub listeners: Vec<Listener>,
+}
+
+/// A dump that failed, and for which family.
+#[derive(Debug)]
+pub struct FamilyError {
+    pub family: Family,
+    pub error: DumpError,
+}
+
+/// Dumps both families of the calling thread's namespace. The flagged dump
+/// runs first: the /proc walk that follows should see its sockets still open.
+/// A family the kernel has no handler for (IPv6 disabled) is skipped, not an
+/// error; IPv4 always must answer.
+pub fn dump_tables<T: Transport>(
+    netns: NetnsId,
+    mut connect: impl FnMut() -> io::Result<T>,
+) -> (TcpTables, Vec<FamilyError>) {
+    let mut tables = TcpTables::default();
+    let mut errors = Vec::new();
+    for family in Family::ALL {
+        let mut flagged = SocketSink {
+            netns,
+            sockets: Vec::new(),
+        };
+        let req = Request {
+            family,
+            states: FLAGGED_STATES,
+            tcp_info: true,
+        };
+        let mut counts = CountSink {
+            netns,
+            ..CountSink::default()
+        };
+        let all = Request {
+            family,
+            states: ALL_STATES,
+            tcp_info: false,
+        };
+        let result = dump(&mut connect, &req, &mut flagged)
+            .and_then(|()| dump(&mut connect, &all, &mut counts));
+        match result {
+            Ok(()) => {
+                tables.flagged.append(&mut flagged.sockets);
+                tables.states.merge(&counts.states);
+                tables.listeners.append(&mut counts.listeners);
+            }
+            Err(DumpError::FamilyUnsupported) if family == Family::V6 => {
+                log::debug!("no IPv6 sock_diag handler: IPv6 not scanned");
+            }
+            Err(error) => errors.push(FamilyError { family, error }),
+        }
+    }
+    (tables, errors)
+}
+
+#[cfg(test)]
+#[path = "dump_tests.rs"]
+mod tests;

@@ -1,0 +1,14 @@
+//! closewatch finds TCP sockets and file descriptors that programs forgot to
+//! close, and names the process responsible.
+//!
+//! Data flows one way: [`collect`] (kernel access) fills a [`model::Snapshot`];
+//! [`analyse`] (pure) judges it; [`report`] prints the verdict. `main.rs` only
+//! parses flags and dispatches.
+
+pub mod analyse;
+pub mod cli;
+pub mod collect;
+pub mod config;
+pub mod model;
+pub mod oneshot;
+pub mod report;

@@ -1,0 +1,77 @@
+//! The closewatch binary: parse flags, load the config, dispatch, and turn
+//! every error into a message on stderr and an exit status.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use closewatch::cli::Cli;
+use closewatch::{config, oneshot};
+
+/// Exit status when the report cannot run at all (Nagios UNKNOWN).
+const REPORT_FAILED: u8 = 3;
+
+fn init_logging(level: &str) {
+    let env = env_logger::Env::default().filter_or("RUST_LOG", level);
+    env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .format_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let reporting = args.iter().any(|a| a == "--report");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                // A usage error must not read as WARNING/CRITICAL to Nagios.
+                _ if reporting => REPORT_FAILED,
+                _ => 2,
+            });
+        }
+    };
+    let failed = if cli.check_config {
+        1
+    } else if cli.report {
+        REPORT_FAILED
+    } else {
+        1
+    };
+    let settings = match config::load(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("closewatch: {e}");
+            return ExitCode::from(failed);
+        }
+    };
+    if cli.check_config {
+        print!("{}", config::render(&settings));
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&settings.log_level);
+    if cli.report {
+        if !settings.duration.is_zero() {
+            eprintln!("closewatch: --duration is not implemented yet");
+            return ExitCode::from(REPORT_FAILED);
+        }
+        let stdout = std::io::stdout();
+        let color =
+            stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let mut out = stdout.lock();
+        return match oneshot::run(&settings, &mut out, color) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(REPORT_FAILED),
+            Err(e) => {
+                eprintln!("closewatch: writing the report: {e}");
+                ExitCode::from(REPORT_FAILED)
+            }
+        };
+    }
+    eprintln!("closewatch: agent mode is not implemented yet; use --report");
+    ExitCode::from(1)
+}

@@ -1,0 +1,389 @@
+//! The data model: what one scan saw, in the kernel's own terms.
+//!
+//! Collectors fill a [`Snapshot`]; analysis reads it and never touches the kernel.
+//! Identities follow the kernel's, not convenience: a process is `(pid,
+//! start_time)` and a socket is `(netns, cookie)`, so that a reused PID or inode
+//! can never look like the same leak.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+/// A network namespace, named by the inode of its `/proc/PID/ns/net` link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct NetnsId(pub u64);
+
+impl fmt::Display for NetnsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// TCP states as `include/net/tcp_states.h` numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TcpState {
+    Established,
+    SynSent,
+    SynRecv,
+    FinWait1,
+    FinWait2,
+    TimeWait,
+    Close,
+    CloseWait,
+    LastAck,
+    Listen,
+    Closing,
+    /// A request socket (TCP_NEW_SYN_RECV); `ss` shows it as SYN-RECV.
+    NewSynRecv,
+    /// Bound but neither listening nor connected (Linux ≥ 6.10, dumped on request).
+    BoundInactive,
+    /// A state number this build does not know.
+    Other(u8),
+}
+
+impl TcpState {
+    /// The states with a name of their own, in kernel order: the label values of
+    /// `closewatch_tcp_sockets` and the keys of the JSON `tcp_states` object.
+    pub const NAMED: [TcpState; 11] = [
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait1,
+        TcpState::FinWait2,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::Closing,
+    ];
+
+    pub fn from_kernel(n: u8) -> TcpState {
+        match n {
+            1 => TcpState::Established,
+            2 => TcpState::SynSent,
+            3 => TcpState::SynRecv,
+            4 => TcpState::FinWait1,
+            5 => TcpState::FinWait2,
+            6 => TcpState::TimeWait,
+            7 => TcpState::Close,
+            8 => TcpState::CloseWait,
+            9 => TcpState::LastAck,
+            10 => TcpState::Listen,
+            11 => TcpState::Closing,
+            12 => TcpState::NewSynRecv,
+            13 => TcpState::BoundInactive,
+            n => TcpState::Other(n),
+        }
+    }
+
+    pub fn kernel_number(self) -> u8 {
+        match self {
+            TcpState::Established => 1,
+            TcpState::SynSent => 2,
+            TcpState::SynRecv => 3,
+            TcpState::FinWait1 => 4,
+            TcpState::FinWait2 => 5,
+            TcpState::TimeWait => 6,
+            TcpState::Close => 7,
+            TcpState::CloseWait => 8,
+            TcpState::LastAck => 9,
+            TcpState::Listen => 10,
+            TcpState::Closing => 11,
+            TcpState::NewSynRecv => 12,
+            TcpState::BoundInactive => 13,
+            TcpState::Other(n) => n,
+        }
+    }
+
+    /// The name as node_exporter spells it (`close_wait`, `fin_wait2`, ...).
+    /// A request socket counts as `syn_recv`, as `ss` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::Established => "established",
+            TcpState::SynSent => "syn_sent",
+            TcpState::SynRecv | TcpState::NewSynRecv => "syn_recv",
+            TcpState::FinWait1 => "fin_wait1",
+            TcpState::FinWait2 => "fin_wait2",
+            TcpState::TimeWait => "time_wait",
+            TcpState::Close => "close",
+            TcpState::CloseWait => "close_wait",
+            TcpState::LastAck => "last_ack",
+            TcpState::Listen => "listen",
+            TcpState::Closing => "closing",
+            TcpState::BoundInactive => "bound_inactive",
+            TcpState::Other(_) => "unknown",
+        }
+    }
+
+    /// The kernel's `idiag_states` bit for this state.
+    pub fn mask(self) -> u32 {
+        1u32.checked_shl(u32::from(self.kernel_number()))
+            .unwrap_or(0)
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Socket counts by state, indexed by the kernel's state number.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounts(pub [u64; 16]);
+
+impl StateCounts {
+    pub fn add(&mut self, state: TcpState) {
+        let i = usize::from(state.kernel_number()).min(15);
+        self.0[i] += 1;
+    }
+
+    /// The count under a named state (request sockets fold into `syn_recv`).
+    pub fn get(&self, state: TcpState) -> u64 {
+        match state {
+            TcpState::SynRecv => self.0[3] + self.0[12],
+            s => self.0[usize::from(s.kernel_number()).min(15)],
+        }
+    }
+
+    pub fn merge(&mut self, other: &StateCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(name, count)` for every named state, zeros included, in kernel order.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        TcpState::NAMED
+            .iter()
+            .map(move |s| (s.name(), self.get(*s)))
+    }
+}
+
+/// The few `tcp_info` fields closewatch uses, in milliseconds as the kernel keeps
+/// them (u32: they wrap after ~49.7 days).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpInfo {
+    pub state: u8,
+    pub last_data_sent_ms: u32,
+    pub last_data_recv_ms: u32,
+    /// Reset by every ACK received, the peer's FIN included: for a leaked
+    /// CLOSE_WAIT socket this is the time since the peer closed.
+    pub last_ack_recv_ms: u32,
+}
+
+/// One TCP socket from a sock_diag dump.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpSocket {
+    pub netns: NetnsId,
+    pub state: TcpState,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// The kernel's socket cookie: unique for the life of the host.
+    pub cookie: u64,
+    /// 0 when no file refers to the socket (accept queue, orphan).
+    pub inode: u64,
+    pub uid: u32,
+    pub recv_q: u32,
+    pub send_q: u32,
+    pub info: Option<TcpInfo>,
+}
+
+/// Identity of a socket across scans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketKey {
+    pub netns: NetnsId,
+    pub cookie: u64,
+}
+
+impl TcpSocket {
+    pub fn key(&self) -> SocketKey {
+        SocketKey {
+            netns: self.netns,
+            cookie: self.cookie,
+        }
+    }
+}
+
+/// A listening socket: needed to name the owner of connections that wait,
+/// never accepted, in its queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub netns: NetnsId,
+    pub local: SocketAddr,
+    pub inode: u64,
+}
+
+/// Identity of a process: a PID alone is reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessKey {
+    pub pid: u32,
+    /// Field 22 of /proc/PID/stat: clock ticks after boot.
+    pub start_time: u64,
+}
+
+/// A socket inode that a process holds open, and the fd it holds it under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldSocket {
+    pub inode: u64,
+    pub fd: u32,
+}
+
+/// What a process's fd table looks like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FdStats {
+    pub open: u64,
+    /// Soft RLIMIT_NOFILE; `None` when unlimited or unreadable.
+    pub limit: Option<u64>,
+    pub sockets: u64,
+    /// Files deleted but still open (link count 0), as `lsof +L1` shows them.
+    pub deleted_files: u64,
+    pub deleted_bytes: u64,
+}
+
+impl FdStats {
+    pub fn utilization(&self) -> Option<f64> {
+        match self.limit {
+            Some(limit) if limit > 0 => Some(self.open as f64 / limit as f64),
+            _ => None,
+        }
+    }
+}
+
+/// One process (thread-group leader) as the /proc walk saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub key: ProcessKey,
+    pub comm: String,
+    pub uid: Option<u32>,
+    pub fds: FdStats,
+    /// Whether the fd table was read (false: permission denied, counts only).
+    pub fds_walked: bool,
+    /// The sockets of interest (CLOSE_WAIT, FIN_WAIT_2, listeners) it holds.
+    pub sockets: Vec<HeldSocket>,
+}
+
+/// What is read only for the processes a report or the metrics show.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessDetails {
+    pub exe: Option<String>,
+    pub cmdline: String,
+    pub unit: Option<String>,
+    pub netns: Option<NetnsId>,
+}
+
+/// Host-wide figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub kernel: String,
+    /// Allocated file handles minus free ones (/proc/sys/fs/file-nr).
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
+}
+
+/// Per-namespace dump results.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetnsScan {
+    pub id: NetnsId,
+    pub states: StateCounts,
+}
+
+/// Processes the walk could not read. Neither is a scan error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Exited between listing /proc and reading it.
+    pub vanished: u64,
+    /// EACCES: fds (and owners) of these processes are unknown.
+    pub permission_denied: u64,
+    /// Failed for another reason (logged with the reason).
+    pub failed: u64,
+}
+
+/// Which part of a scan failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    Sockdiag,
+    Procfs,
+    Host,
+    Pid,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Sockdiag => "sockdiag",
+            Stage::Procfs => "procfs",
+            Stage::Host => "host",
+            Stage::Pid => "pid",
+        }
+    }
+}
+
+/// An error that left the scan incomplete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanError {
+    pub stage: Stage,
+    pub message: String,
+}
+
+/// Everything one scan saw.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub scanned_at: Option<SystemTime>,
+    pub duration: Duration,
+    pub host: HostInfo,
+    pub namespaces: Vec<NetnsScan>,
+    /// CLOSE_WAIT and FIN_WAIT_2 sockets, with tcp_info.
+    pub sockets: Vec<TcpSocket>,
+    pub listeners: Vec<Listener>,
+    pub processes: Vec<ProcessInfo>,
+    pub skipped: Skipped,
+    pub errors: Vec<ScanError>,
+}
+
+impl Snapshot {
+    /// Socket counts by state over every namespace.
+    pub fn state_counts(&self) -> StateCounts {
+        let mut total = StateCounts::default();
+        for ns in &self.namespaces {
+            total.merge(&ns.states);
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_numbers_round_trip() {
+        for n in 0..=20u8 {
+            assert_eq!(TcpState::from_kernel(n).kernel_number(), n);
+        }
+    }
+
+    #[test]
+    fn request_sockets_count_as_syn_recv() {
+        let mut c = StateCounts::default();
+        c.add(TcpState::SynRecv);
+        c.add(TcpState::NewSynRecv);
+        c.add(TcpState::Other(200));
+        assert_eq!(c.get(TcpState::SynRecv), 2);
+        assert_eq!(c.total(), 3);
+        assert_eq!(c.named().count(), 11);
+    }
+
+    #[test]
+    fn masks_match_kernel_bits() {
+        assert_eq!(TcpState::CloseWait.mask(), 1 << 8);
+        assert_eq!(TcpState::FinWait2.mask(), 1 << 5);
+        assert_eq!(TcpState::Other(40).mask(), 0);
+    }
+}

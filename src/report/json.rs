@@ -1,0 +1,215 @@
+//! `--format json`: one object, the fields of SPEC.md (schema_version 1) and a
+//! few more (marked below), for scripts and other tools.
+
+use std::io;
+use std::time::Duration;
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use super::Report;
+use crate::analyse::{Finding, Status, Unattributed};
+use crate::model::StateCounts;
+
+#[derive(Serialize)]
+struct Json<'a> {
+    schema_version: u32,
+    status: Status,
+    scanned_at: Option<String>,
+    host: Host<'a>,
+    tcp_states: States<'a>,
+    unattributed: Unattributed,
+    processes: Vec<Process<'a>>,
+    findings: &'a [Finding],
+    errors: Vec<Error<'a>>,
+    // Extensions.
+    scan_duration_seconds: f64,
+    attribution_complete: bool,
+    skipped_processes: Skipped,
+}
+
+#[derive(Serialize)]
+struct Host<'a> {
+    hostname: &'a str,
+    kernel: &'a str,
+    open_fds: Option<u64>,
+    max_fds: Option<u64>,
+}
+
+/// Every named state in kernel order, zeros included.
+struct States<'a>(&'a StateCounts);
+
+impl Serialize for States<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(11))?;
+        for (name, n) in self.0.named() {
+            map.serialize_entry(name, &n)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct Skipped {
+    vanished: u64,
+    permission_denied: u64,
+    failed: u64,
+}
+
+#[derive(Serialize)]
+struct Process<'a> {
+    pid: u32,
+    comm: &'a str,
+    exe: Option<&'a str>,
+    cmdline: Option<&'a str>,
+    unit: Option<&'a str>,
+    netns: Vec<u64>,
+    fds: Fds,
+    sockets: Sockets,
+    peers: Vec<Peer>,
+    findings: &'a [Finding],
+    // Extensions.
+    uid: Option<u32>,
+    start_time_ticks: u64,
+}
+
+#[derive(Serialize)]
+struct Fds {
+    open: u64,
+    limit: Option<u64>,
+    sockets: u64,
+    deleted_files: u64,
+    deleted_bytes: u64,
+    // Extension: false when the fd table could not be read (counts only).
+    readable: bool,
+}
+
+fn secs(d: Duration) -> f64 {
+    // Milliseconds are the kernel's resolution.
+    (d.as_millis() as f64) / 1000.0
+}
+
+#[derive(Serialize)]
+struct Sockets {
+    close_wait: u64,
+    close_wait_stale: u64,
+    close_wait_unaccepted: u64,
+    fin_wait2: u64,
+    fin_wait2_stale: u64,
+    oldest_close_wait_seconds: Option<f64>,
+    oldest_fin_wait2_seconds: Option<f64>,
+    // Extension.
+    close_wait_unaccepted_stale: u64,
+}
+
+#[derive(Serialize)]
+struct Peer {
+    remote: String,
+    state: &'static str,
+    count: u64,
+    oldest_seconds: f64,
+    recv_q_bytes: u64,
+}
+
+#[derive(Serialize)]
+struct Error<'a> {
+    stage: &'static str,
+    message: &'a str,
+}
+
+/// Writes the report as one pretty-printed JSON object and a newline.
+pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
+    let snap = report.snapshot;
+    let a = report.analysis;
+    let processes = a
+        .processes
+        .iter()
+        .zip(report.details.iter().chain(std::iter::repeat(&None)))
+        .filter_map(|(p, d)| {
+            let info = snap.processes.get(p.index)?;
+            let mut netns: Vec<u64> = p.netns.iter().map(|n| n.0).collect();
+            if let Some(own) = d.as_ref().and_then(|d| d.netns) {
+                if !netns.contains(&own.0) {
+                    netns.insert(0, own.0);
+                }
+            }
+            let s = &p.sockets;
+            Some(Process {
+                pid: info.key.pid,
+                comm: &info.comm,
+                exe: d.as_ref().and_then(|d| d.exe.as_deref()),
+                cmdline: d.as_ref().map(|d| d.cmdline.as_str()),
+                unit: d.as_ref().and_then(|d| d.unit.as_deref()),
+                netns,
+                fds: Fds {
+                    open: info.fds.open,
+                    limit: info.fds.limit,
+                    sockets: info.fds.sockets,
+                    deleted_files: info.fds.deleted_files,
+                    deleted_bytes: info.fds.deleted_bytes,
+                    readable: info.fds_walked,
+                },
+                sockets: Sockets {
+                    close_wait: s.close_wait,
+                    close_wait_stale: s.close_wait_stale,
+                    close_wait_unaccepted: s.close_wait_unaccepted,
+                    fin_wait2: s.fin_wait2,
+                    fin_wait2_stale: s.fin_wait2_stale,
+                    oldest_close_wait_seconds: s.oldest_close_wait.map(secs),
+                    oldest_fin_wait2_seconds: s.oldest_fin_wait2.map(secs),
+                    close_wait_unaccepted_stale: s.close_wait_unaccepted_stale,
+                },
+                peers: p
+                    .peers
+                    .iter()
+                    .map(|peer| Peer {
+                        remote: peer.remote.to_string(),
+                        state: peer.state.name(),
+                        count: peer.count,
+                        oldest_seconds: secs(peer.oldest),
+                        recv_q_bytes: peer.recv_q_bytes,
+                    })
+                    .collect(),
+                findings: &p.findings,
+                uid: info.uid,
+                start_time_ticks: info.key.start_time,
+            })
+        })
+        .collect();
+    let json = Json {
+        schema_version: 1,
+        status: a.status,
+        scanned_at: snap
+            .scanned_at
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        host: Host {
+            hostname: &snap.host.hostname,
+            kernel: &snap.host.kernel,
+            open_fds: snap.host.open_fds,
+            max_fds: snap.host.max_fds,
+        },
+        tcp_states: States(&a.tcp_states),
+        unattributed: a.unattributed,
+        processes,
+        findings: &a.host_findings,
+        errors: report
+            .errors
+            .iter()
+            .map(|e| Error {
+                stage: e.stage.name(),
+                message: &e.message,
+            })
+            .collect(),
+        scan_duration_seconds: snap.duration.as_secs_f64(),
+        attribution_complete: a.attribution_complete,
+        skipped_processes: Skipped {
+            vanished: snap.skipped.vanished,
+            permission_denied: snap.skipped.permission_denied,
+            failed: snap.skipped.failed,
+        },
+    };
+    // Rendered first so that a write error keeps its kind (EPIPE stays EPIPE).
+    let mut bytes = serde_json::to_vec_pretty(&json).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    out.write_all(&bytes)
+}

@@ -1,0 +1,419 @@
+//! The text report an operator reads on an SSH session: a summary, a table
+//! worst-first, then each process's findings with hints. Colour only when the
+//! caller says so (a TTY without NO_COLOR).
+
+use std::io::{self, Write};
+
+use super::Report;
+use crate::analyse::hints::{count, human};
+use crate::analyse::{ProcessAnalysis, Severity, Status};
+use crate::model::{ProcessDetails, ProcessInfo};
+
+/// ANSI styling, or none.
+#[derive(Clone, Copy)]
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+    fn severity(&self, sev: Option<Severity>, s: &str) -> String {
+        match sev {
+            Some(Severity::Critical) => self.paint("1;31", s),
+            Some(Severity::Warning) => self.paint("1;33", s),
+            None => self.paint("32", s),
+        }
+    }
+}
+
+fn status_severity(s: Status) -> Option<Severity> {
+    match s {
+        Status::Ok => None,
+        Status::Warning => Some(Severity::Warning),
+        Status::Critical => Some(Severity::Critical),
+    }
+}
+
+fn upper(sev: Option<Severity>) -> &'static str {
+    match sev {
+        Some(Severity::Critical) => "CRITICAL",
+        Some(Severity::Warning) => "WARNING",
+        None => "OK",
+    }
+}
+
+/// Cuts `s` to `max` characters, marking the cut.
+fn fit(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    let p = part as f64 * 100.0 / whole.max(1) as f64;
+    if p > 0.0 && p < 1.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.0}%")
+    }
+}
+
+fn fds_cell(p: &ProcessInfo) -> String {
+    match p.fds.limit {
+        Some(limit) => format!("{}/{} {}", p.fds.open, limit, pct(p.fds.open, limit)),
+        None => format!("{}/unlimited", p.fds.open),
+    }
+}
+
+fn pair(stale: u64, total: u64) -> String {
+    if total == 0 {
+        "-".to_string()
+    } else {
+        format!("{stale}/{total}")
+    }
+}
+
+struct Row {
+    severity: Option<Severity>,
+    cells: [String; 8],
+}
+
+const HEADERS: [&str; 8] = [
+    "PID",
+    "COMM",
+    "UNIT",
+    "CLOSE_WAIT",
+    "OLDEST",
+    "FIN_WAIT_2",
+    "FDS/LIMIT",
+    "TOP PEER",
+];
+
+fn row(p: &ProcessAnalysis, info: &ProcessInfo, details: Option<&ProcessDetails>) -> Row {
+    let s = &p.sockets;
+    let mut close_wait = pair(s.close_wait_stale, s.close_wait);
+    if s.close_wait_unaccepted > 0 {
+        close_wait = format!("{close_wait} +{} queued", s.close_wait_unaccepted);
+    }
+    let oldest = s
+        .oldest_close_wait
+        .into_iter()
+        .chain(s.oldest_fin_wait2)
+        .max()
+        .map_or_else(|| "-".to_string(), human);
+    let top_peer = p.peers.first().map_or_else(
+        || "-".to_string(),
+        |peer| format!("{} ×{}", peer.remote, peer.count),
+    );
+    Row {
+        severity: p.severity(),
+        cells: [
+            info.key.pid.to_string(),
+            fit(&info.comm, 16),
+            fit(details.and_then(|d| d.unit.as_deref()).unwrap_or("-"), 32),
+            close_wait,
+            oldest,
+            pair(s.fin_wait2_stale, s.fin_wait2),
+            fds_cell(info),
+            top_peer,
+        ],
+    }
+}
+
+fn table(out: &mut dyn Write, style: Style, rows: &[Row]) -> io::Result<()> {
+    let mut widths = HEADERS.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r.cells.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String; 8]| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths.iter()).enumerate() {
+            if i == cells.len() - 1 {
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                l.push_str(&" ".repeat(w - c.chars().count() + 2));
+            }
+        }
+        l
+    };
+    writeln!(out, "{}", style.bold(&line(&HEADERS.map(String::from))))?;
+    for r in rows {
+        let text = line(&r.cells);
+        let text = if r.severity.is_some() {
+            style.severity(r.severity, &text)
+        } else {
+            text
+        };
+        writeln!(out, "{text}")?;
+    }
+    Ok(())
+}
+
+fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result<()> {
+    let snap = report.snapshot;
+    let a = report.analysis;
+    let sev = status_severity(a.status);
+    let mut head = vec![style.severity(sev, upper(sev))];
+    if !snap.host.hostname.is_empty() {
+        head.push(snap.host.hostname.clone());
+    }
+    if !snap.host.kernel.is_empty() {
+        head.push(format!("Linux {}", snap.host.kernel));
+    }
+    if let Some(t) = snap.scanned_at {
+        head.push(humantime::format_rfc3339_seconds(t).to_string());
+    }
+    head.push(format!("scan {}", human(snap.duration)));
+    let flagged = a
+        .processes
+        .iter()
+        .filter(|p| {
+            p.sockets.close_wait + p.sockets.fin_wait2 + p.sockets.close_wait_unaccepted > 0
+        })
+        .count() as u64;
+    let with_findings = a
+        .processes
+        .iter()
+        .filter(|p| !p.findings.is_empty())
+        .count() as u64;
+    writeln!(
+        out,
+        "closewatch: {} — {}, {} with findings",
+        head.join(" · "),
+        count(
+            flagged,
+            "process holds CLOSE_WAIT/FIN_WAIT_2 sockets",
+            "processes hold CLOSE_WAIT/FIN_WAIT_2 sockets"
+        ),
+        with_findings,
+    )?;
+    let states: Vec<String> = a
+        .tcp_states
+        .named()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+    writeln!(
+        out,
+        "  tcp       {}",
+        if states.is_empty() {
+            "no sockets".to_string()
+        } else {
+            states.join(", ")
+        }
+    )?;
+    if let (Some(open), Some(max)) = (snap.host.open_fds, snap.host.max_fds) {
+        writeln!(out, "  host fds  {open} of {max} ({})", pct(open, max))?;
+    }
+    let u = &a.unattributed;
+    let mut unowned = Vec::new();
+    if u.fin_wait2_orphans > 0 {
+        unowned.push(format!(
+            "{} (closed by their program; the kernel times them out)",
+            count(
+                u.fin_wait2_orphans,
+                "FIN_WAIT_2 orphan",
+                "FIN_WAIT_2 orphans"
+            )
+        ));
+    }
+    if u.close_wait_unaccepted > 0 {
+        unowned.push(format!(
+            "{} in accept queues",
+            count(
+                u.close_wait_unaccepted,
+                "CLOSE_WAIT connection",
+                "CLOSE_WAIT connections"
+            )
+        ));
+    }
+    let unknown = u.close_wait_unknown_owner + u.fin_wait2_unknown_owner;
+    if unknown > 0 {
+        unowned.push(format!(
+            "{} whose owner was not found",
+            count(unknown, "socket", "sockets")
+        ));
+    }
+    if !unowned.is_empty() {
+        writeln!(out, "  no owner  {}", unowned.join("; "))?;
+    }
+    let sk = &snap.skipped;
+    let mut skipped = Vec::new();
+    if sk.permission_denied > 0 {
+        skipped.push(format!(
+            "{} not readable (permission denied)",
+            count(sk.permission_denied, "process", "processes")
+        ));
+    }
+    if sk.vanished > 0 {
+        skipped.push(format!(
+            "{} exited during the scan",
+            count(sk.vanished, "process", "processes")
+        ));
+    }
+    if sk.failed > 0 {
+        skipped.push(format!(
+            "{} failed to read (see the log)",
+            count(sk.failed, "process", "processes")
+        ));
+    }
+    if !skipped.is_empty() {
+        writeln!(out, "  skipped   {}", skipped.join("; "))?;
+    }
+    if !a.attribution_complete {
+        writeln!(
+            out,
+            "  {}",
+            style.severity(
+                Some(Severity::Warning),
+                &format!(
+                    "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; \
+                     run as root to name every owner",
+                    count(unknown, "socket", "sockets"),
+                    count(sk.permission_denied, "process", "processes"),
+                )
+            )
+        )?;
+    }
+    Ok(())
+}
+
+fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result<()> {
+    let snap = report.snapshot;
+    for (p, d) in report
+        .analysis
+        .processes
+        .iter()
+        .zip(report.details.iter().chain(std::iter::repeat(&None)))
+    {
+        if p.findings.is_empty() && report.settings.only_pids.is_none() {
+            continue;
+        }
+        let Some(info) = snap.processes.get(p.index) else {
+            continue;
+        };
+        let sev = p.severity();
+        let unit = d
+            .as_ref()
+            .and_then(|d| d.unit.as_deref())
+            .map(|u| format!(" ({u})"))
+            .unwrap_or_default();
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} {} {}{}",
+            style.severity(sev, upper(sev)),
+            style.bold(&info.key.pid.to_string()),
+            style.bold(&info.comm),
+            unit
+        )?;
+        if let Some(d) = d {
+            if !d.cmdline.is_empty() {
+                writeln!(out, "  cmd    {}", fit(&d.cmdline, 200))?;
+            } else if let Some(exe) = &d.exe {
+                writeln!(out, "  exe    {exe}")?;
+            }
+        }
+        writeln!(
+            out,
+            "  fds    {} ({} sockets, {} deleted files{})",
+            fds_cell(info),
+            info.fds.sockets,
+            info.fds.deleted_files,
+            if info.fds_walked {
+                ""
+            } else {
+                "; fd table not readable"
+            },
+        )?;
+        for f in &p.findings {
+            writeln!(
+                out,
+                "  {} {}: {}",
+                style.severity(Some(f.severity), f.severity.name()),
+                f.check,
+                f.message
+            )?;
+            writeln!(out, "    {}", style.dim(&format!("hint: {}", f.hint)))?;
+        }
+        const SHOWN: usize = 5;
+        for peer in p.peers.iter().take(SHOWN) {
+            writeln!(
+                out,
+                "  peer   {} {} ×{}, oldest {}, Recv-Q {} B",
+                peer.remote,
+                peer.state,
+                peer.count,
+                human(peer.oldest),
+                peer.recv_q_bytes
+            )?;
+        }
+        if p.peers.len() > SHOWN {
+            writeln!(out, "  peer   … and {} more", p.peers.len() - SHOWN)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the text report; `color` adds ANSI colour.
+pub fn write(report: &Report<'_>, out: &mut dyn Write, color: bool) -> io::Result<()> {
+    let style = Style { on: color };
+    summary(out, style, report)?;
+    let a = report.analysis;
+    for f in &a.host_findings {
+        writeln!(
+            out,
+            "  {} {}: {}",
+            style.severity(Some(f.severity), f.severity.name()),
+            f.check,
+            f.message
+        )?;
+        writeln!(out, "    {}", style.dim(&format!("hint: {}", f.hint)))?;
+    }
+    writeln!(out)?;
+    if a.processes.is_empty() {
+        writeln!(
+            out,
+            "No process holds CLOSE_WAIT or FIN_WAIT_2 sockets and none is near its fd limit."
+        )?;
+    } else {
+        let rows: Vec<Row> = a
+            .processes
+            .iter()
+            .zip(report.details.iter().chain(std::iter::repeat(&None)))
+            .filter_map(|(p, d)| Some(row(p, report.snapshot.processes.get(p.index)?, d.as_ref())))
+            .collect();
+        table(out, style, &rows)?;
+        details(out, style, report)?;
+    }
+    for e in report.errors {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} {}: {}",
+            style.severity(Some(Severity::Critical), "ERROR"),
+            e.stage.name(),
+            e.message
+        )?;
+    }
+    Ok(())
+}
