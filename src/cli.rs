@@ -79,6 +79,11 @@ pub struct Cli {
     /// Log level: error, warn, info, debug, trace (RUST_LOG also works) [default: info]
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+
+    /// Take TCP tables from a recording (examples/record_fixture.rs) instead of
+    /// the kernel: for tests, and to replay a report from a bug report.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub replay_sockdiag: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub struct Settings {
     pub proc_root: PathBuf,
     pub log_level: String,
     pub thresholds: Thresholds,
+    /// Hidden: TCP tables from a recording.
+    pub replay_sockdiag: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
             proc_root: PathBuf::from("/proc"),
             log_level: "info".to_string(),
             thresholds: Thresholds::default(),
+            replay_sockdiag: None,
         }
     }
 }
@@ -63,6 +66,7 @@ impl Settings {
             fin_wait2_age: self.fin_wait2_age,
             thresholds: self.thresholds,
             only_pids: (!self.pids.is_empty()).then(|| self.pids.clone()),
+            list_fd_utilization: None,
         }
     }
 }
@@ -217,6 +221,7 @@ pub fn merge(file: FileConfig, path: Option<PathBuf>, cli: &Cli) -> Result<Setti
             .thresholds
             .as_ref()
             .map_or(d.thresholds, merge_thresholds),
+        replay_sockdiag: cli.replay_sockdiag.clone(),
         config_path: path,
     };
     validate(&settings)?;

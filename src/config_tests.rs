@@ -1,1 +1,161 @@
+//! Config parsing and merging, from string literals.
+
 use super::*;
+
+fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+    parse_str(text, Path::new("/etc/closewatch/closewatch.toml"))
+}
+
+const FULL: &str = r#"
+format = "json"
+listen = "127.0.0.1:9100"
+interval = "30s"
+close_wait_age = "5m"
+fin_wait2_age = "2m"
+max_processes = 20
+proc_root = "/host/proc"
+log_level = "debug"
+
+[thresholds]
+close_wait_stale = { warning = 5, critical = 50 }
+fin_wait2_stale = { critical = 10 }
+close_wait_unaccepted = { warning = 2, critical = 20 }
+fd_utilization = { warning = 0.7, critical = 0.9 }
+fd_exhaustion = { warning = "12h", critical = "30m" }
+deleted_open_files = { warning = "500 MiB", critical = 2147483648 }
+host_fd_utilization = { warning = 0.5, critical = 0.6 }
+"#;
+
+#[test]
+fn every_key_is_read() {
+    let file = parse(FULL).expect("valid");
+    let s = merge(file, None, &Cli::default()).expect("valid");
+    assert_eq!(s.format, Format::Json);
+    assert_eq!(s.listen, "127.0.0.1:9100".parse().expect("addr"));
+    assert_eq!(s.interval, Duration::from_secs(30));
+    assert_eq!(s.close_wait_age, Duration::from_secs(300));
+    assert_eq!(s.fin_wait2_age, Duration::from_secs(120));
+    assert_eq!(s.max_processes, 20);
+    assert_eq!(s.proc_root, PathBuf::from("/host/proc"));
+    assert_eq!(s.log_level, "debug");
+    let t = s.thresholds;
+    assert_eq!(
+        (t.close_wait_stale.warning, t.close_wait_stale.critical),
+        (5, 50)
+    );
+    // A level left out keeps its default.
+    assert_eq!(
+        (t.fin_wait2_stale.warning, t.fin_wait2_stale.critical),
+        (1, 10)
+    );
+    assert_eq!(t.fd_exhaustion.critical, Duration::from_secs(1800));
+    assert_eq!(t.deleted_open_files.warning, 500 * 1024 * 1024);
+    assert_eq!(t.deleted_open_files.critical, 2 * 1024 * 1024 * 1024);
+    assert_eq!(t.host_fd_utilization.critical, 0.6);
+}
+
+#[test]
+fn flags_override_the_file() {
+    let file = parse(FULL).expect("valid");
+    let cli = Cli {
+        format: Some(Format::Text),
+        interval: Some(Duration::from_secs(5)),
+        close_wait_age: Some(Duration::from_secs(1)),
+        pids: vec![42],
+        ..Cli::default()
+    };
+    let s = merge(file, None, &cli).expect("valid");
+    assert_eq!(s.format, Format::Text);
+    assert_eq!(s.interval, Duration::from_secs(5));
+    assert_eq!(s.close_wait_age, Duration::from_secs(1));
+    assert_eq!(s.fin_wait2_age, Duration::from_secs(120), "not overridden");
+    assert_eq!(s.analysis().only_pids, Some(vec![42]));
+}
+
+#[test]
+fn empty_file_means_the_spec_defaults() {
+    let s = merge(parse("").expect("valid"), None, &Cli::default()).expect("valid");
+    assert_eq!(s, Settings::default());
+    assert_eq!(s.listen.to_string(), "0.0.0.0:9958");
+    assert_eq!(s.interval, Duration::from_secs(15));
+    assert_eq!(s.max_processes, 100);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_position() {
+    let err = parse("interval = \"15s\"\n\n[thresholds]\nclose_wait_stael = { warning = 1 }\n")
+        .expect_err("unknown key");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("/etc/closewatch/closewatch.toml:4:1: "),
+        "{msg}"
+    );
+    assert!(msg.contains("close_wait_stael"), "{msg}");
+}
+
+#[test]
+fn type_errors_point_at_the_value() {
+    let err = parse("max_processes = \"many\"\n").expect_err("bad type");
+    let ConfigError::Syntax { line, column, .. } = err else {
+        panic!("not a syntax error: {err}");
+    };
+    assert_eq!((line, column), (1, 17));
+    let err = parse("interval = \"soon\"\n").expect_err("bad duration");
+    assert!(err.to_string().contains(":1:12:"), "{err}");
+}
+
+#[test]
+fn syntax_errors_have_line_and_column() {
+    let err = parse("listen = \"0.0.0.0:9958\"\ninterval = \n").expect_err("syntax");
+    let ConfigError::Syntax { line, .. } = err else {
+        panic!("not a syntax error: {err}");
+    };
+    assert_eq!(line, 2);
+}
+
+#[test]
+fn inverted_thresholds_are_rejected() {
+    let file = parse("[thresholds]\nfd_utilization = { warning = 0.9, critical = 0.5 }\n")
+        .expect("parses");
+    let err = merge(file, Some(PathBuf::from("/x.toml")), &Cli::default()).expect_err("invalid");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("/x.toml: thresholds: fd_utilization"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn nonsense_settings_are_rejected() {
+    for text in [
+        "interval = \"0s\"",
+        "max_processes = 0",
+        "log_level = \"loud\"",
+    ] {
+        let file = parse(text).expect("parses");
+        assert!(merge(file, None, &Cli::default()).is_err(), "{text}");
+    }
+}
+
+#[test]
+fn rendered_settings_parse_back_to_the_same_settings() {
+    let file = parse(FULL).expect("valid");
+    let s = merge(file, None, &Cli::default()).expect("valid");
+    let text = render(&s);
+    let again = merge(
+        parse(&text).expect("rendered config parses"),
+        None,
+        &Cli::default(),
+    )
+    .expect("valid");
+    assert_eq!(again, s, "{text}");
+}
+
+#[test]
+fn missing_explicit_config_is_an_error_but_missing_default_is_not() {
+    let cli = Cli {
+        config: Some(PathBuf::from("/nonexistent/closewatch.toml")),
+        ..Cli::default()
+    };
+    assert!(matches!(load(&cli), Err(ConfigError::Read { .. })));
+}

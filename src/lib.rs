@@ -2,13 +2,16 @@
 //! close, and names the process responsible.
 //!
 //! Data flows one way: [`collect`] (kernel access) fills a [`model::Snapshot`];
-//! [`analyse`] (pure) judges it; [`report`] prints the verdict. `main.rs` only
-//! parses flags and dispatches.
+//! [`analyse`] (pure) judges it; [`report`] prints the verdict and [`export`]
+//! serves it to Prometheus ([`agent`]). `main.rs` only parses flags and
+//! dispatches.
 
+pub mod agent;
 pub mod analyse;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod export;
 pub mod model;
 pub mod oneshot;
 pub mod report;

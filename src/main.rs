@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use closewatch::cli::Cli;
-use closewatch::{config, oneshot};
+use closewatch::{agent, config, oneshot};
 
 /// Exit status when the report cannot run at all (Nagios UNKNOWN).
 const REPORT_FAILED: u8 = 3;
@@ -50,7 +50,14 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
-        print!("{}", config::render(&settings));
+        let origin = settings.config_path.as_ref().map_or_else(
+            || "none (defaults and flags)".to_string(),
+            |p| p.display().to_string(),
+        );
+        print!(
+            "# closewatch effective settings; config file: {origin}\n{}",
+            config::render(&settings)
+        );
         return ExitCode::SUCCESS;
     }
     init_logging(&settings.log_level);
@@ -72,6 +79,11 @@ fn main() -> ExitCode {
             }
         };
     }
-    eprintln!("closewatch: agent mode is not implemented yet; use --report");
-    ExitCode::from(1)
+    match agent::run(cli, settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

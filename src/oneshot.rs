@@ -2,18 +2,22 @@
 //! print, and return the Nagios exit status.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::analyse::{self, History};
 use crate::cli::Format;
-use crate::collect::{Collector, ProcRoot};
+use crate::collect::{Collector, ProcRoot, Recorded};
 use crate::config::Settings;
 use crate::model::{ScanError, Stage};
 use crate::report::{self, Report};
 
 /// Runs the one-shot report and returns its exit status (0–3).
 pub fn run(settings: &Settings, out: &mut dyn Write, color: bool) -> std::io::Result<u8> {
-    let collector = Collector::new(ProcRoot::new(&settings.proc_root));
+    let mut collector = Collector::new(ProcRoot::new(&settings.proc_root));
+    if let Some(dir) = &settings.replay_sockdiag {
+        collector = collector.with_sockets(Arc::new(Recorded { dir: dir.clone() }));
+    }
     let snapshot = collector.scan();
     let now = snapshot.scanned_at.unwrap_or_else(SystemTime::now);
     let mut history = History::default();

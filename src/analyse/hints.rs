@@ -136,7 +136,7 @@ pub fn fd_utilization(open: u64, limit: u64, sockets: u64, deleted: u64) -> (Str
         format!("{open} of {limit} file descriptors open ({pct:.0}% of the soft RLIMIT_NOFILE)");
     let mut hint = format!(
         "At the limit every open(), socket() and accept() fails with EMFILE. {} of the open fds are sockets",
-        if open == 0 { 0 } else { sockets * 100 / open }
+        (sockets * 100).checked_div(open).unwrap_or(0)
     );
     hint.push('%');
     if deleted > 0 {

@@ -30,6 +30,9 @@ pub struct Settings {
     pub thresholds: Thresholds,
     /// List exactly these processes and weigh only them in the status.
     pub only_pids: Option<Vec<u32>>,
+    /// Also list processes using at least this share of their fd limit (the
+    /// agent exports series for them before they reach a finding).
+    pub list_fd_utilization: Option<f64>,
 }
 
 impl Default for Settings {
@@ -39,6 +42,7 @@ impl Default for Settings {
             fin_wait2_age: Duration::from_secs(60),
             thresholds: Thresholds::default(),
             only_pids: None,
+            list_fd_utilization: None,
         }
     }
 }
@@ -364,7 +368,11 @@ pub fn analyse(
             }
         }
         let holds_any = summary.close_wait + summary.fin_wait2 + summary.close_wait_unaccepted > 0;
-        let listed = wanted.unwrap_or(holds_any || !findings.is_empty());
+        let busy = settings
+            .list_fd_utilization
+            .zip(p.fds.utilization())
+            .is_some_and(|(at, u)| u >= at);
+        let listed = wanted.unwrap_or(holds_any || busy || !findings.is_empty());
         if listed {
             processes.push(ProcessAnalysis {
                 index,

@@ -1,1 +1,575 @@
+//! Analysis on synthetic snapshots: attribution, ages, thresholds, hints,
+//! ordering and `--pid`. No clock and no kernel: `now` is a constant.
+
+use std::time::{Duration, SystemTime};
+
 use super::*;
+use crate::model::{FdStats, HeldSocket, Listener, ProcessInfo, ProcessKey, Skipped, TcpInfo};
+
+const NS: NetnsId = NetnsId(4026531833);
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+/// A flagged socket `age_s` seconds old (by tcpi_last_ack_recv).
+fn sock(
+    state: TcpState,
+    inode: u64,
+    local: &str,
+    remote: &str,
+    age_s: u32,
+    recv_q: u32,
+) -> TcpSocket {
+    TcpSocket {
+        netns: NS,
+        state,
+        local: addr(local),
+        remote: addr(remote),
+        cookie: inode + 1_000_000 + u64::from(addr(remote).port()),
+        inode,
+        uid: 0,
+        recv_q,
+        send_q: 0,
+        info: (inode != 0 || state == TcpState::CloseWait).then_some(TcpInfo {
+            state: state.kernel_number(),
+            last_data_sent_ms: 0,
+            last_data_recv_ms: age_s * 1000,
+            last_ack_recv_ms: age_s * 1000,
+        }),
+    }
+}
+
+fn process(pid: u32, comm: &str, open: u64, limit: Option<u64>, inodes: &[u64]) -> ProcessInfo {
+    ProcessInfo {
+        key: ProcessKey {
+            pid,
+            start_time: u64::from(pid) * 10,
+        },
+        comm: comm.into(),
+        uid: Some(0),
+        fds: FdStats {
+            open,
+            limit,
+            sockets: inodes.len() as u64,
+            deleted_files: 0,
+            deleted_bytes: 0,
+        },
+        fds_walked: true,
+        sockets: inodes
+            .iter()
+            .enumerate()
+            .map(|(fd, &inode)| HeldSocket {
+                inode,
+                fd: fd as u32 + 3,
+            })
+            .collect(),
+    }
+}
+
+fn snapshot(sockets: Vec<TcpSocket>, processes: Vec<ProcessInfo>) -> Snapshot {
+    Snapshot {
+        scanned_at: Some(now()),
+        sockets,
+        processes,
+        host: crate::model::HostInfo {
+            hostname: "test".into(),
+            kernel: "6.18".into(),
+            open_fds: Some(1000),
+            max_fds: Some(100_000),
+        },
+        ..Snapshot::default()
+    }
+}
+
+fn run(snap: &Snapshot, settings: &Settings) -> Analysis {
+    let mut h = History::default();
+    h.observe(snap, now());
+    analyse(snap, &h, settings, now())
+}
+
+fn by_pid(a: &Analysis, snap: &Snapshot, pid: u32) -> ProcessAnalysis {
+    a.processes
+        .iter()
+        .find(|p| snap.processes[p.index].key.pid == pid)
+        .cloned()
+        .unwrap_or_else(|| panic!("pid {pid} not listed"))
+}
+
+#[test]
+fn stale_close_wait_is_blamed_on_its_owner() {
+    let socks = (0..3)
+        .map(|i| {
+            sock(
+                TcpState::CloseWait,
+                100 + i,
+                "127.0.0.1:80",
+                &format!("127.0.0.1:{}", 5000 + i),
+                120,
+                0,
+            )
+        })
+        .collect();
+    let snap = snapshot(
+        socks,
+        vec![
+            process(10, "leaky", 20, Some(1024), &[100, 101, 102]),
+            process(11, "clean", 5, Some(1024), &[]),
+        ],
+    );
+    let a = run(&snap, &Settings::default());
+    assert_eq!(a.status, Status::Warning);
+    assert_eq!(a.processes.len(), 1, "the clean process is not listed");
+    let p = by_pid(&a, &snap, 10);
+    assert_eq!(p.sockets.close_wait, 3);
+    assert_eq!(p.sockets.close_wait_stale, 3);
+    assert_eq!(p.sockets.oldest_close_wait, Some(Duration::from_secs(120)));
+    assert_eq!(p.sockets.close_wait_recv_q.eof_read, 3);
+    assert_eq!(p.findings.len(), 1);
+    let f = &p.findings[0];
+    assert_eq!(
+        (f.check, f.severity),
+        (Check::CloseWaitStale, Severity::Warning)
+    );
+    assert!(
+        f.message
+            .starts_with("3 sockets in CLOSE_WAIT for at least 1m"),
+        "{}",
+        f.message
+    );
+    assert!(f.hint.contains("read EOF"), "{}", f.hint);
+    assert_eq!(p.netns, vec![NS]);
+}
+
+#[test]
+fn young_close_wait_is_listed_but_not_a_finding() {
+    let snap = snapshot(
+        vec![sock(
+            TcpState::CloseWait,
+            100,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            5,
+            1,
+        )],
+        vec![process(10, "srv", 20, Some(1024), &[100])],
+    );
+    let a = run(&snap, &Settings::default());
+    assert_eq!(a.status, Status::Ok);
+    let p = by_pid(&a, &snap, 10);
+    assert_eq!((p.sockets.close_wait, p.sockets.close_wait_stale), (1, 0));
+    assert!(p.findings.is_empty());
+}
+
+#[test]
+fn the_age_threshold_is_inclusive_and_configurable() {
+    let snap = snapshot(
+        vec![sock(
+            TcpState::CloseWait,
+            100,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            30,
+            1,
+        )],
+        vec![process(10, "srv", 20, Some(1024), &[100])],
+    );
+    let settings = Settings {
+        close_wait_age: Duration::from_secs(30),
+        ..Settings::default()
+    };
+    assert_eq!(run(&snap, &settings).status, Status::Warning);
+}
+
+#[test]
+fn hundred_stale_sockets_are_critical() {
+    let socks = (0..100)
+        .map(|i| {
+            sock(
+                TcpState::CloseWait,
+                100 + i,
+                "127.0.0.1:80",
+                &format!("127.0.0.1:{}", 5000 + i),
+                90,
+                0,
+            )
+        })
+        .collect();
+    let snap = snapshot(
+        socks,
+        vec![process(
+            10,
+            "leaky",
+            200,
+            Some(1024),
+            &(100..200).collect::<Vec<_>>(),
+        )],
+    );
+    let a = run(&snap, &Settings::default());
+    assert_eq!(a.status, Status::Critical);
+}
+
+#[test]
+fn a_shared_socket_belongs_to_every_holder() {
+    let snap = snapshot(
+        vec![sock(
+            TcpState::CloseWait,
+            100,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            90,
+            0,
+        )],
+        vec![
+            process(10, "parent", 5, Some(1024), &[100]),
+            process(11, "child", 5, Some(1024), &[100, 100]),
+        ],
+    );
+    let a = run(&snap, &Settings::default());
+    assert_eq!(a.processes.len(), 2);
+    assert_eq!(by_pid(&a, &snap, 10).sockets.close_wait, 1);
+    // Two fds (dup) on one socket are still one socket.
+    assert_eq!(by_pid(&a, &snap, 11).sockets.close_wait, 1);
+}
+
+#[test]
+fn half_close_blames_the_owner_of_fin_wait2() {
+    let snap = snapshot(
+        vec![
+            sock(
+                TcpState::FinWait2,
+                100,
+                "127.0.0.1:80",
+                "127.0.0.1:5000",
+                300,
+                0,
+            ),
+            sock(
+                TcpState::CloseWait,
+                101,
+                "127.0.0.1:5000",
+                "127.0.0.1:80",
+                300,
+                1,
+            ),
+        ],
+        vec![
+            process(10, "halfcloser", 5, Some(1024), &[100]),
+            process(11, "peer", 5, Some(1024), &[101]),
+        ],
+    );
+    let a = run(&snap, &Settings::default());
+    let hc = by_pid(&a, &snap, 10);
+    assert_eq!(
+        (
+            hc.sockets.fin_wait2,
+            hc.sockets.fin_wait2_stale,
+            hc.sockets.close_wait
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(hc.findings[0].check, Check::FinWait2Stale);
+    assert!(hc.findings[0].hint.contains("shutdown(SHUT_WR)"));
+    let peer = by_pid(&a, &snap, 11);
+    assert_eq!((peer.sockets.close_wait, peer.sockets.fin_wait2), (1, 0));
+    assert!(
+        peer.findings[0].hint.contains("never read the peer's EOF"),
+        "{}",
+        peer.findings[0].hint
+    );
+}
+
+#[test]
+fn orphans_are_counted_never_blamed() {
+    let snap = snapshot(
+        vec![sock(
+            TcpState::FinWait2,
+            0,
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            30,
+            0,
+        )],
+        vec![process(10, "client", 5, Some(1024), &[])],
+    );
+    let a = run(&snap, &Settings::default());
+    assert_eq!(a.unattributed.fin_wait2_orphans, 1);
+    assert!(a.processes.is_empty());
+    assert_eq!(a.status, Status::Ok);
+    assert!(a.attribution_complete);
+}
+
+#[test]
+fn unaccepted_connections_name_the_listeners_owner() {
+    let mut snap = snapshot(
+        (0..4)
+            .map(|i| {
+                sock(
+                    TcpState::CloseWait,
+                    0,
+                    "127.0.0.1:8080",
+                    &format!("127.0.0.1:{}", 6000 + i),
+                    120,
+                    1,
+                )
+            })
+            .collect(),
+        vec![
+            process(20, "stuck", 5, Some(1024), &[777]),
+            process(21, "other", 5, Some(1024), &[778]),
+        ],
+    );
+    snap.listeners = vec![
+        Listener {
+            netns: NS,
+            local: addr("0.0.0.0:8080"),
+            inode: 777,
+        },
+        Listener {
+            netns: NS,
+            local: addr("0.0.0.0:9090"),
+            inode: 778,
+        },
+    ];
+    let a = run(&snap, &Settings::default());
+    assert_eq!(a.unattributed.close_wait_unaccepted, 4);
+    assert_eq!(a.processes.len(), 1);
+    let p = by_pid(&a, &snap, 20);
+    assert_eq!(
+        (
+            p.sockets.close_wait_unaccepted,
+            p.sockets.close_wait_unaccepted_stale
+        ),
+        (4, 4)
+    );
+    assert_eq!(p.sockets.close_wait, 0);
+    assert_eq!(p.findings[0].check, Check::CloseWaitUnaccepted);
+    assert!(
+        p.findings[0].message.contains("0.0.0.0:8080"),
+        "{}",
+        p.findings[0].message
+    );
+    assert!(p.peers.is_empty());
+}
+
+#[test]
+fn unknown_owners_while_processes_were_unreadable_mean_incomplete_attribution() {
+    let mut snap = snapshot(
+        vec![sock(
+            TcpState::CloseWait,
+            100,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            300,
+            0,
+        )],
+        vec![process(10, "mine", 5, Some(1024), &[])],
+    );
+    snap.skipped = Skipped {
+        permission_denied: 3,
+        ..Skipped::default()
+    };
+    let a = run(&snap, &Settings::default());
+    assert!(!a.attribution_complete);
+    assert_eq!(a.unattributed.close_wait_unknown_owner, 1);
+    assert!(
+        a.processes.is_empty(),
+        "nobody is blamed for a socket we could not attribute"
+    );
+    assert_eq!(a.host_findings.len(), 1);
+    assert_eq!(a.host_findings[0].check, Check::CloseWaitStale);
+    assert!(a.host_findings[0].hint.contains("root"));
+    assert_eq!(a.status, Status::Warning);
+
+    // Every process readable: a missing owner is a socket closed mid-scan.
+    snap.skipped.permission_denied = 0;
+    assert!(run(&snap, &Settings::default()).attribution_complete);
+}
+
+#[test]
+fn fd_utilization_thresholds() {
+    let snap = snapshot(
+        vec![],
+        vec![
+            process(10, "near", 820, Some(1000), &[]),
+            process(11, "full", 960, Some(1000), &[]),
+            process(12, "fine", 790, Some(1000), &[]),
+            process(13, "unlimited", 1_000_000, None, &[]),
+        ],
+    );
+    let a = run(&snap, &Settings::default());
+    assert_eq!(a.status, Status::Critical);
+    let pids: Vec<u32> = a
+        .processes
+        .iter()
+        .map(|p| snap.processes[p.index].key.pid)
+        .collect();
+    assert_eq!(
+        pids,
+        vec![11, 10],
+        "worst first; fine and unlimited not listed"
+    );
+    assert_eq!(
+        by_pid(&a, &snap, 11).findings[0].severity,
+        Severity::Critical
+    );
+    assert!(by_pid(&a, &snap, 10).findings[0]
+        .message
+        .contains("820 of 1000"));
+}
+
+#[test]
+fn host_file_table_utilization() {
+    let mut snap = snapshot(vec![], vec![]);
+    snap.host.open_fds = Some(96_000);
+    let a = run(&snap, &Settings::default());
+    assert_eq!(a.host_findings[0].check, Check::HostFdUtilization);
+    assert_eq!(a.status, Status::Critical);
+}
+
+#[test]
+fn only_pids_lists_exactly_those_and_weighs_only_them() {
+    let mut snap = snapshot(
+        vec![sock(
+            TcpState::CloseWait,
+            100,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            300,
+            0,
+        )],
+        vec![
+            process(10, "leaky", 5, Some(1024), &[100]),
+            process(11, "clean", 5, Some(1024), &[]),
+        ],
+    );
+    snap.host.open_fds = Some(99_000); // a critical host finding
+    let settings = Settings {
+        only_pids: Some(vec![11, 999]),
+        ..Settings::default()
+    };
+    let a = run(&snap, &settings);
+    assert_eq!(a.processes.len(), 1);
+    assert_eq!(snap.processes[a.processes[0].index].key.pid, 11);
+    assert_eq!(
+        a.status,
+        Status::Ok,
+        "host findings are listed, not weighed"
+    );
+    assert_eq!(a.host_findings.len(), 1);
+    assert_eq!(a.missing_pids, vec![999]);
+}
+
+#[test]
+fn pool_hint_names_the_server_and_peers_are_grouped() {
+    let mut socks: Vec<TcpSocket> = (0..9)
+        .map(|i| {
+            sock(
+                TcpState::CloseWait,
+                100 + i,
+                &format!("127.0.0.1:{}", 40000 + i),
+                "10.0.0.5:6379",
+                600 + i as u32,
+                1,
+            )
+        })
+        .collect();
+    socks.push(sock(
+        TcpState::CloseWait,
+        200,
+        "127.0.0.1:41000",
+        "10.0.0.6:5432",
+        60,
+        7,
+    ));
+    let inodes: Vec<u64> = socks.iter().map(|s| s.inode).collect();
+    let snap = snapshot(socks, vec![process(10, "app", 50, Some(1024), &inodes)]);
+    let a = run(&snap, &Settings::default());
+    let p = by_pid(&a, &snap, 10);
+    assert_eq!(p.peers.len(), 2);
+    assert_eq!(p.peers[0].remote, addr("10.0.0.5:6379"));
+    assert_eq!(p.peers[0].count, 9);
+    assert_eq!(p.peers[0].oldest, Duration::from_secs(608));
+    assert_eq!(p.peers[0].recv_q_bytes, 9);
+    assert_eq!(p.peers[1].recv_q_bytes, 7);
+    let hint = &p.findings[0].hint;
+    assert!(hint.contains("9 of 10 go to 10.0.0.5:6379"), "{hint}");
+    assert!(hint.contains("connection pool"), "{hint}");
+    assert!(hint.contains("1 holds still unread data"), "{hint}");
+}
+
+#[test]
+fn worst_process_comes_first() {
+    let socks = vec![
+        sock(
+            TcpState::CloseWait,
+            100,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            300,
+            0,
+        ),
+        sock(
+            TcpState::CloseWait,
+            101,
+            "127.0.0.1:80",
+            "127.0.0.1:5001",
+            300,
+            0,
+        ),
+        sock(
+            TcpState::CloseWait,
+            102,
+            "127.0.0.1:80",
+            "127.0.0.1:5002",
+            5,
+            0,
+        ),
+    ];
+    let snap = snapshot(
+        socks,
+        vec![
+            process(10, "young", 5, Some(1024), &[102]),
+            process(11, "one", 5, Some(1024), &[100]),
+            process(12, "two", 5, Some(1024), &[101, 100]),
+            process(13, "full", 990, Some(1000), &[]),
+        ],
+    );
+    let a = run(&snap, &Settings::default());
+    let pids: Vec<u32> = a
+        .processes
+        .iter()
+        .map(|p| snap.processes[p.index].key.pid)
+        .collect();
+    // Critical fd use first, then by stale sockets, then the one with none stale.
+    assert_eq!(pids, vec![13, 12, 11, 10]);
+}
+
+#[test]
+fn ages_come_from_history_when_present() {
+    let s = sock(
+        TcpState::CloseWait,
+        100,
+        "127.0.0.1:80",
+        "127.0.0.1:5000",
+        10,
+        0,
+    );
+    let snap = snapshot(
+        vec![s.clone()],
+        vec![process(10, "srv", 5, Some(1024), &[100])],
+    );
+    let mut h = History::default();
+    // Seen 10 minutes ago (by an earlier scan), though the last ACK is 10 s old.
+    h.observe(&snap, now() - Duration::from_secs(600));
+    let a = analyse(&snap, &h, &Settings::default(), now());
+    assert_eq!(
+        by_pid(&a, &snap, 10).sockets.oldest_close_wait,
+        Some(Duration::from_secs(610))
+    );
+    assert_eq!(a.status, Status::Warning);
+}

@@ -4,6 +4,9 @@
 pub mod procfs;
 pub mod sockdiag;
 
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use rustc_hash::FxHashSet;
@@ -11,6 +14,50 @@ use rustc_hash::FxHashSet;
 use crate::model::{NetnsId, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage};
 
 pub use procfs::{ProcRoot, Skip};
+
+/// Where TCP tables come from: the kernel, or a recording of it.
+pub trait SocketSource: Send + Sync + std::fmt::Debug {
+    /// The namespace the dumps describe.
+    fn namespace(&self) -> io::Result<NetnsId>;
+    /// Dumps both families of that namespace.
+    fn tables(&self, netns: NetnsId) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>);
+}
+
+/// sock_diag netlink in the calling thread's network namespace.
+#[derive(Debug, Default)]
+pub struct Netlink;
+
+impl SocketSource for Netlink {
+    fn namespace(&self) -> io::Result<NetnsId> {
+        procfs::own_netns()
+    }
+
+    fn tables(&self, netns: NetnsId) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
+        sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open)
+    }
+}
+
+/// Recorded dumps (see [`sockdiag::replay`]); the namespace id is read from
+/// the recording's `netns` file.
+#[derive(Debug)]
+pub struct Recorded {
+    pub dir: PathBuf,
+}
+
+impl SocketSource for Recorded {
+    fn namespace(&self) -> io::Result<NetnsId> {
+        let text = std::fs::read_to_string(self.dir.join("netns"))?;
+        text.trim()
+            .parse()
+            .map(NetnsId)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netns file: {e}")))
+    }
+
+    fn tables(&self, netns: NetnsId) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
+        let dir = self.dir.clone();
+        sockdiag::dump_tables(netns, move || Ok(sockdiag::replay::Replay::new(&dir)))
+    }
+}
 
 /// How many failures of one kind are spelled out before they are summarised.
 const MAX_LISTED_FAILURES: usize = 5;
@@ -20,14 +67,26 @@ const MAX_LISTED_FAILURES: usize = 5;
 pub struct Collector {
     root: ProcRoot,
     threads: usize,
+    sockets: Arc<dyn SocketSource>,
 }
 
 impl Collector {
+    /// A collector of this host: /proc at `root`, sockets from the kernel.
     pub fn new(root: ProcRoot) -> Collector {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
-        Collector { root, threads }
+        Collector {
+            root,
+            threads,
+            sockets: Arc::new(Netlink),
+        }
+    }
+
+    /// Takes sockets from another source (a recording, in tests).
+    pub fn with_sockets(mut self, source: Arc<dyn SocketSource>) -> Collector {
+        self.sockets = source;
+        self
     }
 
     pub fn with_threads(mut self, threads: usize) -> Collector {
@@ -57,7 +116,7 @@ impl Collector {
             });
         }
 
-        let netns = match procfs::own_netns() {
+        let netns = match self.sockets.namespace() {
             Ok(id) => id,
             Err(e) => {
                 snap.errors.push(ScanError {
@@ -67,7 +126,7 @@ impl Collector {
                 NetnsId(0)
             }
         };
-        let (tables, dump_errors) = sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open);
+        let (tables, dump_errors) = self.sockets.tables(netns);
         for e in dump_errors {
             snap.errors.push(ScanError {
                 stage: Stage::Sockdiag,

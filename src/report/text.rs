@@ -390,7 +390,13 @@ pub fn write(report: &Report<'_>, out: &mut dyn Write, color: bool) -> io::Resul
         writeln!(out, "    {}", style.dim(&format!("hint: {}", f.hint)))?;
     }
     writeln!(out)?;
-    if a.processes.is_empty() {
+    if a.processes.is_empty() && !a.attribution_complete {
+        writeln!(
+            out,
+            "No readable process holds CLOSE_WAIT or FIN_WAIT_2 sockets; the owners of the \
+             sockets above could not be read."
+        )?;
+    } else if a.processes.is_empty() {
         writeln!(
             out,
             "No process holds CLOSE_WAIT or FIN_WAIT_2 sockets and none is near its fd limit."

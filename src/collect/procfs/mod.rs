@@ -119,7 +119,12 @@ impl ProcRoot {
         let pids = self.pids()?;
         let root = self.open_root()?;
         let fd_count_from_size = rustix::fs::fstatfs(&root)
-            .map(|s| s.f_type as i64 == PROC_SUPER_MAGIC)
+            // f_type's width differs across architectures.
+            .map(|s| {
+                #[allow(clippy::unnecessary_cast)]
+                let f_type = s.f_type as i64;
+                f_type == PROC_SUPER_MAGIC
+            })
             .unwrap_or(false);
         let threads = threads.clamp(1, 64).min(pids.len() / 32 + 1);
         let next = AtomicUsize::new(0);

@@ -1,1 +1,174 @@
+//! /proc parsers on text captured from Linux 6.18 (this machine), plus the
+//! edge cases the kernel allows (comm with spaces and parentheses, zombies,
+//! kernel threads, unlimited limits).
+
 use super::*;
+
+/// `cat /proc/self/stat`.
+const STAT_CAT: &[u8] = b"7309 (cat) R 7307 7307 1033 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 47821 3133440 377 18446744073709551615 94749442678784 94749442698665 140723641472448 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94749442714672 94749442716288 94750209712128 140723641477856 140723641477876 140723641477876 140723641479147 0\n";
+/// A process that renamed itself (prctl PR_SET_NAME) to `we) ird (x`.
+const STAT_WEIRD_COMM: &[u8] = b"7455 (we) ird (x) R 7453 7453 1033 0 -1 4194304 2899 6557 2 0 3 0 4 0 20 0 1 0 48022 17145856 3422 18446744073709551615 94027281330176 94027281330517 140725561347264 0 0 0 0 16781312 2 0 0 0 17 1 0 0 0 0 0 94027281341872 94027281342488 94028214984704 140725561350271 140725561350439 140725561350439 140725561352143 0\n";
+/// A zombie: most fields zeroed, starttime kept.
+const STAT_ZOMBIE: &[u8] = b"7542 (python3) Z 7501 7453 1033 0 -1 4227148 221 0 0 0 0 0 0 0 20 0 1 0 48061 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+/// A kernel thread.
+const STAT_KTHREAD: &[u8] = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 22 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+
+/// `cat /proc/self/limits`.
+const LIMITS: &[u8] =
+    b"Limit                     Soft Limit           Hard Limit           Units     \n\
+Max cpu time              unlimited            unlimited            seconds   \n\
+Max file size             unlimited            unlimited            bytes     \n\
+Max data size             unlimited            unlimited            bytes     \n\
+Max stack size            8388608              unlimited            bytes     \n\
+Max core file size        0                    unlimited            bytes     \n\
+Max resident set          unlimited            unlimited            bytes     \n\
+Max processes             96365                96365                processes \n\
+Max open files            20000                20000                files     \n\
+Max locked memory         8388608              8388608              bytes     \n\
+Max address space         unlimited            unlimited            bytes     \n\
+Max file locks            unlimited            unlimited            locks     \n\
+Max pending signals       96365                96365                signals   \n\
+Max msgqueue size         819200               819200               bytes     \n\
+Max nice priority         0                    0                    \n\
+Max realtime priority     0                    0                    \n\
+Max realtime timeout      unlimited            unlimited            us        \n";
+
+#[test]
+fn stat_of_an_ordinary_process() {
+    let s = stat(STAT_CAT).expect("parses");
+    assert_eq!(
+        s,
+        Stat {
+            pid: 7309,
+            comm: "cat".into(),
+            state: 'R',
+            start_time: 47821,
+        }
+    );
+}
+
+#[test]
+fn comm_runs_to_the_last_parenthesis() {
+    let s = stat(STAT_WEIRD_COMM).expect("parses");
+    assert_eq!(s.comm, "we) ird (x");
+    assert_eq!(s.pid, 7455);
+    assert_eq!(s.start_time, 48022);
+}
+
+#[test]
+fn zombies_and_kernel_threads_keep_their_start_time() {
+    let z = stat(STAT_ZOMBIE).expect("parses");
+    assert_eq!((z.state, z.start_time), ('Z', 48061));
+    let k = stat(STAT_KTHREAD).expect("parses");
+    assert_eq!((k.comm.as_str(), k.start_time), ("kthreadd", 22));
+}
+
+#[test]
+fn malformed_stat_is_an_error_never_a_panic() {
+    for bad in [
+        &b""[..],
+        b"(",
+        b")(",
+        b"12 (x",
+        b"(x) R 1",
+        b"abc (x) R 1 2 3",
+        b"12 (x) R 1 2 3",
+        b"12 (x)",
+        b"\xff\xfe (x) R",
+    ] {
+        assert!(stat(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+    }
+    for len in 0..STAT_CAT.len() {
+        let _ = stat(&STAT_CAT[..len]);
+    }
+}
+
+#[test]
+fn soft_open_files_limit() {
+    assert_eq!(max_open_files(LIMITS), Ok(Some(20000)));
+    let unlimited = String::from_utf8_lossy(LIMITS).replace(
+        "Max open files            20000 ",
+        "Max open files            unlimited ",
+    );
+    assert_eq!(max_open_files(unlimited.as_bytes()), Ok(None));
+}
+
+#[test]
+fn limits_without_the_line_or_with_garbage_are_errors() {
+    assert!(max_open_files(b"").is_err());
+    assert!(max_open_files(b"Max open files").is_err());
+    assert!(max_open_files(b"Max open files    lots   lots files").is_err());
+    for len in 0..LIMITS.len() {
+        let _ = max_open_files(&LIMITS[..len]);
+    }
+}
+
+#[test]
+fn file_nr_counts_allocated_minus_free() {
+    let nr = file_nr(b"342\t0\t2466170\n").expect("parses");
+    assert_eq!(nr.open(), 342);
+    assert_eq!(nr.max, 2466170);
+    // 2.4-era kernels reported free handles.
+    assert_eq!(file_nr(b"1000 200 5000\n").expect("parses").open(), 800);
+    assert!(file_nr(b"342\t0\n").is_err());
+    assert!(file_nr(b"a b c").is_err());
+}
+
+#[test]
+fn fd_links_are_classified() {
+    assert_eq!(fd_target(b"socket:[9765]"), FdTarget::Socket(9765));
+    assert_eq!(fd_target(b"/tmp/big.log (deleted)"), FdTarget::MaybeDeleted);
+    assert_eq!(fd_target(b"/memfd:shm (deleted)"), FdTarget::MaybeDeleted);
+    assert_eq!(fd_target(b"/var/log/syslog"), FdTarget::Other);
+    assert_eq!(fd_target(b"pipe:[1234]"), FdTarget::Other);
+    assert_eq!(fd_target(b"anon_inode:[eventpoll]"), FdTarget::Other);
+    assert_eq!(fd_target(b"socket:[]"), FdTarget::Other);
+    assert_eq!(fd_target(b"socket:[12x]"), FdTarget::Other);
+    assert_eq!(
+        fd_target(b"socket:[99999999999999999999999]"),
+        FdTarget::Other
+    );
+    assert_eq!(fd_target(b"socket:[1"), FdTarget::Other);
+    // A relative name is never a deleted file.
+    assert_eq!(fd_target(b"x (deleted)"), FdTarget::Other);
+}
+
+#[test]
+fn netns_link_gives_the_namespace_inode() {
+    assert_eq!(netns_link(b"net:[4026531833]"), Some(4026531833));
+    assert_eq!(netns_link(b"mnt:[4026531833]"), None);
+}
+
+#[test]
+fn cmdline_joins_arguments() {
+    assert_eq!(
+        cmdline(b"cat\0/proc/self/cmdline\0", 100),
+        "cat /proc/self/cmdline"
+    );
+    assert_eq!(cmdline(b"", 100), "");
+    assert_eq!(cmdline(b"abcdef\0", 3), "abc…");
+    // Invalid UTF-8 is replaced, not rejected.
+    assert_eq!(cmdline(b"a\xffb\0", 100), "a\u{fffd}b");
+}
+
+/// `cat /proc/self/cgroup` on this machine (cgroup v1 and a v2 mount).
+const CGROUP_HYBRID_ROOT: &[u8] = b"9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n5:devices:/\n4:memory:/process_api/6f28d1a16fee03ae276036d3a166ee9e\n3:cpuset:/\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+
+#[test]
+fn root_cgroup_names_no_unit() {
+    assert_eq!(unit_from_cgroup(CGROUP_HYBRID_ROOT), Ok(None));
+}
+
+#[test]
+fn systemd_service_on_cgroup_v2() {
+    assert_eq!(
+        unit_from_cgroup(b"0::/system.slice/nginx.service\n"),
+        Ok(Some("nginx.service".into()))
+    );
+}
+
+#[test]
+fn malformed_cgroup_is_an_error() {
+    assert!(unit_from_cgroup(b"garbage\n").is_err());
+    assert!(unit_from_cgroup(b"x:y:/z\n").is_err());
+}

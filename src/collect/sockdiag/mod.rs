@@ -11,6 +11,7 @@
 //! by captured datagrams in tests.
 
 pub mod parse;
+pub mod replay;
 pub mod tcp_info;
 
 use std::io;

@@ -1,5 +1,5 @@
 //! Parser tests on bytes captured from Linux 6.18 (tests/fixtures/sockdiag,
-//! recorded by examples/capture_sockdiag.rs in a scratch network namespace:
+//! recorded by examples/record_fixture.rs in a scratch network namespace:
 //! a server that never reads, a client that sends "hello" and closes 2 s
 //! later, a half-closed pair, and the same over IPv6).
 

@@ -47,7 +47,7 @@ mod tests {
     use super::*;
 
     /// The first 64 bytes of a real tcp_info (Linux 6.18 sends 280), captured
-    /// with `examples/capture_sockdiag.rs` from a CLOSE_WAIT socket: data
+    /// with `examples/record_fixture.rs` from a CLOSE_WAIT socket: data
     /// received at t0, the peer's FIN at t0+2 s, dumped at t0+4.86 s.
     #[rustfmt::skip]
     const CLOSE_WAIT_HEAD: [u8; 64] = [

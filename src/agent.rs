@@ -1,0 +1,297 @@
+//! The agent: a scan thread that publishes each scan's rendered metrics, an
+//! HTTP server that serves them, and signal handling (SIGTERM/SIGINT stop,
+//! SIGHUP reloads the config; a bad config is logged and counted, and the
+//! old one stays in force).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use bytes::Bytes;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::analyse::{self, Analysis, History, Status};
+use crate::cli::Cli;
+use crate::collect::{Collector, ProcRoot, Recorded};
+use crate::config::{self, Settings};
+use crate::export::http::{self, Limits, Published, Shared};
+use crate::export::metrics::{self, AgentStats, ScanView};
+use crate::model::{ProcessDetails, Snapshot};
+
+/// Processes at this share of their fd limit get series before any finding.
+pub const WORTH_A_LOOK_FD_UTILIZATION: f64 = 0.5;
+
+/// Requests from the signal thread to the scan thread.
+#[derive(Debug, Default)]
+struct Requests {
+    stop: bool,
+    reload: bool,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    requests: Mutex<Requests>,
+    wake: Condvar,
+}
+
+impl Control {
+    fn request(&self, f: impl FnOnce(&mut Requests)) {
+        let mut g = match self.requests.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut g);
+        self.wake.notify_all();
+    }
+
+    /// Sleeps until `deadline` or until a request arrives; takes the requests.
+    fn wait(&self, deadline: Instant) -> Requests {
+        let mut g = match self.requests.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        loop {
+            if g.stop || g.reload {
+                return std::mem::take(&mut *g);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Requests::default();
+            }
+            g = match self.wake.wait_timeout(g, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+fn collector(settings: &Settings) -> Collector {
+    let c = Collector::new(ProcRoot::new(&settings.proc_root));
+    match &settings.replay_sockdiag {
+        Some(dir) => c.with_sockets(Arc::new(Recorded { dir: dir.clone() })),
+        None => c,
+    }
+}
+
+/// Analysis settings for the agent: every process worth a series is listed.
+fn agent_analysis(settings: &Settings) -> analyse::Settings {
+    analyse::Settings {
+        list_fd_utilization: Some(WORTH_A_LOOK_FD_UTILIZATION),
+        only_pids: None,
+        ..settings.analysis()
+    }
+}
+
+/// Details (unit label) of the processes that get series.
+fn describe(
+    collector: &Collector,
+    snapshot: &Snapshot,
+    analysis: &Analysis,
+    max: usize,
+) -> Vec<Option<ProcessDetails>> {
+    analysis
+        .processes
+        .iter()
+        .take(max)
+        .map(|p| {
+            collector
+                .describe(snapshot.processes.get(p.index)?.key)
+                .ok()
+        })
+        .collect()
+}
+
+struct ScanLoop {
+    cli: Cli,
+    settings: Settings,
+    history: History,
+    stats: AgentStats,
+    last_status: Option<Status>,
+    shared: Arc<Shared>,
+    control: Arc<Control>,
+}
+
+impl ScanLoop {
+    fn scan_once(&mut self) {
+        let collector = collector(&self.settings);
+        let snapshot = collector.scan();
+        let now = snapshot.scanned_at.unwrap_or_else(SystemTime::now);
+        self.history.observe(&snapshot, now);
+        let analysis = analyse::analyse(
+            &snapshot,
+            &self.history,
+            &agent_analysis(&self.settings),
+            now,
+        );
+        let details = describe(
+            &collector,
+            &snapshot,
+            &analysis,
+            self.settings.max_processes,
+        );
+
+        self.stats.scans += 1;
+        let mut stages: Vec<&'static str> =
+            snapshot.errors.iter().map(|e| e.stage.name()).collect();
+        stages.sort_unstable();
+        stages.dedup();
+        for stage in stages {
+            *self.stats.scan_errors.entry(stage).or_default() += 1;
+        }
+        for e in &snapshot.errors {
+            log::warn!("scan error ({}): {}", e.stage.name(), e.message);
+        }
+        if self.last_status != Some(analysis.status) {
+            let with_findings = analysis
+                .processes
+                .iter()
+                .filter(|p| !p.findings.is_empty())
+                .count();
+            log::info!(
+                "status {}: {with_findings} processes with findings, {} host findings",
+                analysis.status.name(),
+                analysis.host_findings.len()
+            );
+            self.last_status = Some(analysis.status);
+        }
+        let view = ScanView {
+            snapshot: &snapshot,
+            analysis: &analysis,
+            details: &details,
+            thresholds: &self.settings.thresholds,
+            max_processes: self.settings.max_processes,
+        };
+        match metrics::render(&view, &self.stats) {
+            Ok(text) => self.shared.publish(Published {
+                metrics: Bytes::from(text),
+                scanned_at: Some(Instant::now()),
+            }),
+            // The previous scan's text stays up; /healthz turns 503 if this
+            // keeps failing.
+            Err(e) => log::error!("rendering metrics: {e}"),
+        }
+        log::debug!(
+            "scan {} took {:?}: {} flagged sockets, {} processes listed",
+            self.stats.scans,
+            snapshot.duration,
+            snapshot.sockets.len(),
+            analysis.processes.len()
+        );
+    }
+
+    fn reload(&mut self) {
+        match config::load(&self.cli) {
+            Ok(new) => {
+                if new.listen != self.settings.listen {
+                    log::warn!(
+                        "config reload: listen changed to {} but stays {} until restart",
+                        new.listen,
+                        self.settings.listen
+                    );
+                }
+                let listen = self.settings.listen;
+                self.settings = Settings { listen, ..new };
+                self.shared.set_interval(self.settings.interval);
+                self.stats.reloads_ok += 1;
+                self.stats.last_reload_ok = true;
+                log::info!("config reloaded");
+            }
+            Err(e) => {
+                self.stats.reloads_failed += 1;
+                self.stats.last_reload_ok = false;
+                log::error!("config reload failed, keeping the running config: {e}");
+            }
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let started = Instant::now();
+            self.scan_once();
+            let requests = self.control.wait(started + self.settings.interval);
+            if requests.stop {
+                return;
+            }
+            if requests.reload {
+                self.reload();
+            }
+        }
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    listener.set_nonblocking(true)?;
+    let bound: SocketAddr = listener.local_addr()?;
+    log::info!(
+        "closewatch {} listening on http://{bound}/metrics, scanning every {}",
+        env!("CARGO_PKG_VERSION"),
+        humantime::format_duration(settings.interval)
+    );
+
+    let shared = Arc::new(Shared::new(settings.interval));
+    let control = Arc::new(Control::default());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    let signal_control = control.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    log::info!("SIGHUP: reloading the config");
+                    signal_control.request(|r| r.reload = true);
+                } else {
+                    log::info!("signal {sig}: shutting down");
+                    signal_control.request(|r| r.stop = true);
+                    let _ = stop_tx.send(true);
+                    break;
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+
+    let scan_loop = ScanLoop {
+        cli,
+        settings,
+        history: History::default(),
+        stats: AgentStats {
+            last_reload_ok: true,
+            ..AgentStats::default()
+        },
+        last_status: None,
+        shared: shared.clone(),
+        control,
+    };
+    std::thread::Builder::new()
+        .name("scan".into())
+        .spawn(move || scan_loop.run())
+        .context("starting the scan thread")?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let stopped = async move {
+            while !*stop_rx.borrow_and_update() {
+                if stop_rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        http::serve(listener, shared, Limits::default(), stopped).await;
+        anyhow::Ok(())
+    })?;
+    // A scan in progress is abandoned: it holds nothing that needs cleanup.
+    log::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Replays recorded sock_diag dumps: the fixture side of [`Transport`].
+//!
+//! A recording is a directory with one subdirectory per request,
+//! `{v4,v6}-{flagged,all}`, each holding the datagrams the kernel sent, in
+//! order, as `NNN.bin` (see `examples/record_fixture.rs`). A request with no
+//! recording is answered as a kernel without that protocol answers:
+//! NLMSG_DONE carrying -ENOENT.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::{parse, Family, Transport, ALL_STATES};
+
+/// The subdirectory a request is recorded under.
+pub fn recording_name(family: Family, states: u32) -> String {
+    let fam = match family {
+        Family::V4 => "v4",
+        Family::V6 => "v6",
+    };
+    let kind = if states == ALL_STATES {
+        "all"
+    } else {
+        "flagged"
+    };
+    format!("{fam}-{kind}")
+}
+
+/// Serves the recorded answer to each request it is sent.
+pub struct Replay {
+    dir: PathBuf,
+    queue: Vec<Vec<u8>>,
+}
+
+impl Replay {
+    pub fn new(dir: impl AsRef<Path>) -> Replay {
+        Replay {
+            dir: dir.as_ref().to_path_buf(),
+            queue: Vec::new(),
+        }
+    }
+
+    fn load(&self, name: &str, seq: u32) -> io::Result<Vec<Vec<u8>>> {
+        let dir = self.dir.join(name);
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.ends_with(".bin") && n != "request.bin")
+                })
+                .collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let mut done = Vec::with_capacity(20);
+                done.extend_from_slice(&20u32.to_ne_bytes());
+                done.extend_from_slice(&parse::NLMSG_DONE.to_ne_bytes());
+                done.extend_from_slice(&2u16.to_ne_bytes());
+                done.extend_from_slice(&seq.to_ne_bytes());
+                done.extend_from_slice(&0u32.to_ne_bytes());
+                done.extend_from_slice(&(-2i32).to_ne_bytes());
+                return Ok(vec![done]);
+            }
+            Err(e) => return Err(e),
+        };
+        files.sort();
+        files.iter().map(std::fs::read).collect()
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    let f = b.get(at..at + 4)?;
+    Some(u32::from_ne_bytes([f[0], f[1], f[2], f[3]]))
+}
+
+impl Transport for Replay {
+    fn send(&mut self, request: &[u8]) -> io::Result<()> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidInput, "not an inet_diag request");
+        let seq = u32_at(request, 8).ok_or_else(bad)?;
+        let family = match request.get(parse::NETLINK_HEADER_LEN) {
+            Some(2) => Family::V4,
+            Some(10) => Family::V6,
+            _ => return Err(bad()),
+        };
+        let states = u32_at(request, parse::NETLINK_HEADER_LEN + 4).ok_or_else(bad)?;
+        let mut datagrams = self.load(&recording_name(family, states), seq)?;
+        datagrams.reverse();
+        self.queue = datagrams;
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        buf.clear();
+        let Some(d) = self.queue.pop() else {
+            return Ok(0);
+        };
+        let n = d.len().min(buf.capacity());
+        buf.extend_from_slice(&d[..n]);
+        Ok(d.len())
+    }
+}

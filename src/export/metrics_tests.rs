@@ -1,0 +1,209 @@
+//! The exposition of a synthetic scan: every SPEC name with HELP and TYPE,
+//! per-process series only for processes worth a look, worst first, capped,
+//! and never a command line in a label.
+
+use std::time::{Duration, SystemTime};
+
+use super::*;
+use crate::analyse::{self, History};
+use crate::model::{
+    FdStats, HeldSocket, NetnsId, NetnsScan, ProcessInfo, ProcessKey, StateCounts, TcpInfo,
+    TcpSocket,
+};
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+fn proc(pid: u32, comm: &str, open: u64, inodes: &[u64]) -> ProcessInfo {
+    ProcessInfo {
+        key: ProcessKey { pid, start_time: 1 },
+        comm: comm.into(),
+        uid: Some(0),
+        fds: FdStats {
+            open,
+            limit: Some(1000),
+            sockets: inodes.len() as u64,
+            deleted_files: 0,
+            deleted_bytes: 0,
+        },
+        fds_walked: true,
+        sockets: inodes
+            .iter()
+            .map(|&inode| HeldSocket { inode, fd: 3 })
+            .collect(),
+    }
+}
+
+fn close_wait(inode: u64, port: u16) -> TcpSocket {
+    TcpSocket {
+        netns: NetnsId(7),
+        state: TcpState::CloseWait,
+        local: "127.0.0.1:80".parse().expect("addr"),
+        remote: format!("127.0.0.1:{port}").parse().expect("addr"),
+        cookie: inode,
+        inode,
+        uid: 0,
+        recv_q: 0,
+        send_q: 0,
+        info: Some(TcpInfo {
+            state: 8,
+            last_data_sent_ms: 0,
+            last_data_recv_ms: 0,
+            last_ack_recv_ms: 90_000,
+        }),
+    }
+}
+
+fn scan() -> Snapshot {
+    let mut states = StateCounts::default();
+    states.add(TcpState::CloseWait);
+    states.add(TcpState::CloseWait);
+    states.add(TcpState::Established);
+    Snapshot {
+        scanned_at: Some(now()),
+        duration: Duration::from_millis(12),
+        namespaces: vec![NetnsScan {
+            id: NetnsId(7),
+            states,
+        }],
+        sockets: vec![close_wait(100, 5000), close_wait(101, 5001)],
+        processes: vec![
+            proc(10, "worse", 20, &[100, 101]),
+            proc(11, "bad", 20, &[100]),
+            proc(12, "busy", 600, &[]),
+            proc(13, "idle", 10, &[]),
+        ],
+        ..Snapshot::default()
+    }
+}
+
+fn render_with(max_processes: usize) -> String {
+    let snap = scan();
+    let settings = analyse::Settings {
+        list_fd_utilization: Some(0.5),
+        ..analyse::Settings::default()
+    };
+    let mut history = History::default();
+    history.observe(&snap, now());
+    let analysis = analyse::analyse(&snap, &history, &settings, now());
+    let details = vec![
+        Some(ProcessDetails {
+            exe: Some("/usr/bin/worse".into()),
+            cmdline: "worse --password=hunter2".into(),
+            unit: Some("worse.service".into()),
+            netns: None,
+        });
+        analysis.processes.len()
+    ];
+    let view = ScanView {
+        snapshot: &snap,
+        analysis: &analysis,
+        details: &details,
+        thresholds: &Thresholds::default(),
+        max_processes,
+    };
+    render(&view, &AgentStats::default()).expect("renders")
+}
+
+#[test]
+fn every_spec_metric_has_help_and_type() {
+    let text = render_with(100);
+    for name in [
+        "closewatch_tcp_sockets",
+        "closewatch_process_tcp_sockets",
+        "closewatch_process_stale_tcp_sockets",
+        "closewatch_process_oldest_tcp_socket_age_seconds",
+        "closewatch_process_open_fds",
+        "closewatch_process_max_fds",
+        "closewatch_process_deleted_open_bytes",
+        "closewatch_process_finding",
+        "closewatch_unattributed_tcp_sockets",
+        "closewatch_threshold",
+        "closewatch_host_open_fds",
+        "closewatch_host_max_fds",
+        "closewatch_scan_duration_seconds",
+        "closewatch_scans_total",
+        "closewatch_scan_errors_total",
+        "closewatch_last_scan_timestamp_seconds",
+        "closewatch_processes_skipped",
+        "closewatch_build_info",
+    ] {
+        // Host figures are absent here (the snapshot has none): present only
+        // when known, never as a made-up 0.
+        if name.starts_with("closewatch_host_") {
+            assert!(!text.contains(&format!("\n{name} ")), "{name} without data");
+            continue;
+        }
+        assert!(text.contains(&format!("# HELP {name} ")), "HELP {name}");
+        assert!(text.contains(&format!("# TYPE {name} ")), "TYPE {name}");
+    }
+}
+
+#[test]
+fn processes_worth_a_look_get_series_and_others_do_not() {
+    let text = render_with(100);
+    assert!(text.contains(r#"closewatch_process_tcp_sockets{comm="worse",pid="10",state="close_wait",unit="worse.service"} 2"#), "{text}");
+    assert!(text.contains(r#"closewatch_process_stale_tcp_sockets{comm="bad",pid="11",state="close_wait",unit="worse.service"} 1"#));
+    assert!(
+        text.contains(
+            r#"closewatch_process_open_fds{comm="busy",pid="12",unit="worse.service"} 600"#
+        ),
+        "≥ 50 % of the limit"
+    );
+    assert!(!text.contains(r#"pid="13""#), "idle process has no series");
+    assert!(text.contains(r#"closewatch_process_finding{check="close_wait_stale",comm="worse",pid="10",severity="warning",unit="worse.service"} 1"#));
+    assert!(text.contains(r#"closewatch_process_oldest_tcp_socket_age_seconds{comm="worse",pid="10",state="close_wait",unit="worse.service"} 90"#));
+    assert!(text.contains(r#"closewatch_tcp_sockets{netns="7",state="close_wait"} 2"#));
+    assert!(text.contains(r#"closewatch_tcp_sockets{netns="7",state="time_wait"} 0"#));
+    assert!(text.contains("closewatch_processes_truncated 0"));
+}
+
+#[test]
+fn command_lines_never_become_labels() {
+    let text = render_with(100);
+    assert!(!text.contains("hunter2"));
+    assert!(!text.contains("cmdline"));
+}
+
+#[test]
+fn the_cap_keeps_the_worst_and_counts_the_rest() {
+    let text = render_with(1);
+    assert!(text.contains(r#"pid="10""#));
+    assert!(!text.contains(r#"pid="11""#));
+    assert!(!text.contains(r#"pid="12""#));
+    assert!(text.contains("closewatch_processes_truncated 2"));
+}
+
+#[test]
+fn agent_counters_carry_across_scans() {
+    let snap = scan();
+    let analysis = analyse::analyse(
+        &snap,
+        &History::default(),
+        &analyse::Settings::default(),
+        now(),
+    );
+    let view = ScanView {
+        snapshot: &snap,
+        analysis: &analysis,
+        details: &[],
+        thresholds: &Thresholds::default(),
+        max_processes: 10,
+    };
+    let mut stats = AgentStats {
+        scans: 41,
+        reloads_failed: 2,
+        ..AgentStats::default()
+    };
+    stats.scan_errors.insert("sockdiag", 3);
+    let text = render(&view, &stats).expect("renders");
+    assert!(text.contains("closewatch_scans_total 41"));
+    assert!(text.contains(r#"closewatch_scan_errors_total{stage="sockdiag"} 3"#));
+    assert!(text.contains(r#"closewatch_scan_errors_total{stage="procfs"} 0"#));
+    assert!(text.contains(r#"closewatch_config_reloads_total{result="failure"} 2"#));
+    assert!(text.contains("closewatch_config_last_reload_successful 0"));
+    assert!(
+        text.contains(r#"closewatch_threshold{check="fd_exhaustion",severity="warning"} 86400"#)
+    );
+}

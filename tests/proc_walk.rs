@@ -1,0 +1,157 @@
+//! The /proc walk on a fixture tree laid out like procfs (built in a temp dir
+//! per test): identity, fd counting, socket inodes, deleted files, limits,
+//! processes that vanish, and `describe`'s PID-reuse check.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use closewatch::collect::procfs::ProcRoot;
+use closewatch::collect::Skip;
+use closewatch::model::{HeldSocket, ProcessKey};
+use rustc_hash::FxHashSet;
+
+const LIMITS: &str =
+    "Limit                     Soft Limit           Hard Limit           Units     \n\
+Max open files            1024                 4096                 files     \n";
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+fn stat_line(pid: u32, comm: &str, start: u64) -> String {
+    format!("{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194304 0 0 0 0 0 0 0 0 20 0 1 0 {start} 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
+}
+
+/// pid 100: 4 fds (two sockets, one deleted file, /dev/null); pid 101: a
+/// process whose stat is missing (it exited mid-walk); "self" and "sys" are
+/// not processes.
+fn tree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write(&root.join("sys/kernel/hostname"), "fixture-host\n");
+    write(&root.join("sys/kernel/osrelease"), "6.18.0-test\n");
+    write(&root.join("sys/fs/file-nr"), "2048\t0\t100000\n");
+    let p = root.join("100");
+    write(&p.join("stat"), &stat_line(100, "leaky server", 4242));
+    write(&p.join("limits"), LIMITS);
+    write(&p.join("cgroup"), "0::/system.slice/leaky.service\n");
+    write(&p.join("cmdline"), "leaky\0--port\08080\0");
+    std::fs::create_dir_all(p.join("fd")).expect("mkdir");
+    std::fs::create_dir_all(p.join("ns")).expect("mkdir");
+    symlink("/dev/null", p.join("fd/0")).expect("link");
+    symlink("socket:[555]", p.join("fd/3")).expect("link");
+    symlink("socket:[556]", p.join("fd/4")).expect("link");
+    symlink("/var/log/app.log (deleted)", p.join("fd/5")).expect("link");
+    symlink("net:[4026531840]", p.join("ns/net")).expect("link");
+    symlink("/usr/bin/leaky", p.join("exe")).expect("link");
+    std::fs::create_dir_all(root.join("101/fd")).expect("mkdir");
+    std::fs::create_dir_all(root.join("self")).expect("mkdir");
+    dir
+}
+
+#[test]
+fn walk_reads_identity_fds_and_wanted_sockets() {
+    let dir = tree();
+    let root = ProcRoot::new(dir.path());
+    assert_eq!(root.pids().expect("pids"), vec![100, 101]);
+    let wanted: FxHashSet<u64> = [555u64, 999].into_iter().collect();
+    let walk = root.walk(&wanted, 2).expect("walk");
+    assert_eq!(walk.processes.len(), 1);
+    assert_eq!(walk.skipped.vanished, 1, "pid 101 has no stat: it exited");
+    let p = &walk.processes[0];
+    assert_eq!(
+        p.key,
+        ProcessKey {
+            pid: 100,
+            start_time: 4242
+        }
+    );
+    assert_eq!(p.comm, "leaky server");
+    assert!(p.fds_walked);
+    // Not procfs: st_size means nothing, so the entries are counted.
+    assert_eq!(p.fds.open, 4);
+    assert_eq!(p.fds.sockets, 2);
+    assert_eq!(p.fds.limit, Some(1024));
+    assert_eq!(p.sockets, vec![HeldSocket { inode: 555, fd: 3 }]);
+    // The fixture's "(deleted)" link does not resolve: not confirmed deleted.
+    assert_eq!(p.fds.deleted_files, 0);
+}
+
+#[test]
+fn describe_reads_details_and_rejects_a_reused_pid() {
+    let dir = tree();
+    let root = ProcRoot::new(dir.path());
+    let key = ProcessKey {
+        pid: 100,
+        start_time: 4242,
+    };
+    let d = root.describe(key).expect("describe");
+    assert_eq!(d.cmdline, "leaky --port 8080");
+    assert_eq!(d.unit.as_deref(), Some("leaky.service"));
+    assert_eq!(d.exe.as_deref(), Some("/usr/bin/leaky"));
+    assert_eq!(d.netns.map(|n| n.0), Some(4026531840));
+    let reused = ProcessKey {
+        pid: 100,
+        start_time: 1,
+    };
+    assert_eq!(root.describe(reused), Err(Skip::Vanished));
+    let gone = ProcessKey {
+        pid: 7777,
+        start_time: 1,
+    };
+    assert_eq!(root.describe(gone), Err(Skip::Vanished));
+}
+
+#[test]
+fn host_figures_come_from_the_proc_root() {
+    let dir = tree();
+    let (host, errors) = ProcRoot::new(dir.path()).host();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(host.hostname, "fixture-host");
+    assert_eq!(host.kernel, "6.18.0-test");
+    assert_eq!((host.open_fds, host.max_fds), (Some(2048), Some(100_000)));
+}
+
+#[test]
+fn missing_host_files_are_errors_not_zeros() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (host, errors) = ProcRoot::new(dir.path()).host();
+    assert_eq!(errors.len(), 3);
+    assert_eq!((host.open_fds, host.max_fds), (None, None));
+}
+
+#[test]
+fn an_unreadable_root_is_an_error() {
+    let root = ProcRoot::new("/nonexistent/proc");
+    assert!(root.walk(&FxHashSet::default(), 1).is_err());
+}
+
+#[test]
+fn the_real_proc_sees_this_test_with_its_fd_count_from_st_size() {
+    let root = ProcRoot::new("/proc");
+    let me = std::process::id();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let inode = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&listener)
+    ))
+    .expect("readlink")
+    .to_string_lossy()
+    .trim_start_matches("socket:[")
+    .trim_end_matches(']')
+    .parse::<u64>()
+    .expect("socket inode");
+    let wanted: FxHashSet<u64> = [inode].into_iter().collect();
+    let walk = root.walk(&wanted, 2).expect("walk");
+    let p = walk
+        .processes
+        .iter()
+        .find(|p| p.key.pid == me)
+        .expect("this process is listed");
+    assert!(p.fds_walked);
+    assert!(p.fds.open >= 4 && p.fds.sockets >= 1, "{:?}", p.fds);
+    assert_eq!(p.sockets.len(), 1);
+    assert_eq!(p.sockets[0].inode, inode);
+    drop(listener);
+}
