@@ -335,10 +335,10 @@ fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
         }
         writeln!(
             out,
-            "  fds    {} ({} sockets, {} deleted files{})",
+            "  fds    {} ({}, {}{})",
             fds_cell(info),
-            info.fds.sockets,
-            info.fds.deleted_files,
+            count(info.fds.sockets, "socket", "sockets"),
+            count(info.fds.deleted_files, "deleted file", "deleted files"),
             if info.fds_walked {
                 ""
             } else {

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod agent;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;

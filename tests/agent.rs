@@ -1,0 +1,410 @@
+//! The agent end to end: the real binary on a free loopback port, real leaking
+//! processes (examples/fixture), scrapes over plain HTTP/1.1, signals, config
+//! reload, `promtool check metrics`, and a real Prometheus server scraping it.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::agent::{request, sample, signal, wait_for, Agent};
+use common::Fixture;
+
+fn empty_config() -> tempfile::NamedTempFile {
+    tempfile::NamedTempFile::new().expect("temp config")
+}
+
+fn close_wait_series(text: &str, pid: u32) -> Option<f64> {
+    sample(
+        text,
+        "closewatch_process_tcp_sockets",
+        &[("pid", &pid.to_string()), ("state", "close_wait")],
+    )
+}
+
+#[test]
+fn a_leaking_process_gets_series_and_loses_them_when_it_exits() {
+    let config = empty_config();
+    let agent = Agent::start(
+        config.path(),
+        &["--interval", "300ms", "--close-wait-age", "0s"],
+    );
+    let fixture = Fixture::start("eof-server", Some(2));
+    let server = fixture.info.role("server").pids[0];
+
+    let text = wait_for(Duration::from_secs(30), || {
+        let text = agent
+            .request("GET", "/metrics")
+            .filter(|r| r.status == 200)?
+            .body;
+        close_wait_series(&text, server)
+            .filter(|v| *v == 2.0)
+            .map(|_| text)
+    })
+    .expect("closewatch_process_tcp_sockets{state=close_wait} = 2 for the server");
+    let labels = [
+        ("pid", server.to_string()),
+        ("state", "close_wait".to_string()),
+    ];
+    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        sample(&text, "closewatch_process_stale_tcp_sockets", &labels),
+        Some(2.0)
+    );
+    assert!(sample(
+        &text,
+        "closewatch_process_oldest_tcp_socket_age_seconds",
+        &labels
+    )
+    .is_some());
+    assert_eq!(
+        sample(
+            &text,
+            "closewatch_process_finding",
+            &[
+                ("pid", &server.to_string()),
+                ("check", "close_wait_stale"),
+                ("severity", "warning")
+            ]
+        ),
+        Some(1.0)
+    );
+    for pid in fixture.info.pids.iter().filter(|p| **p != server) {
+        assert_eq!(
+            close_wait_series(&text, *pid),
+            None,
+            "pid {pid} holds nothing"
+        );
+    }
+
+    drop(fixture); // kills every fixture process, by pid
+    wait_for(Duration::from_secs(30), || {
+        let text = agent
+            .request("GET", "/metrics")
+            .filter(|r| r.status == 200)?
+            .body;
+        (!text.contains(&format!("pid=\"{server}\""))).then_some(())
+    })
+    .expect("the server's series are gone after it exited");
+}
+
+#[test]
+fn http_semantics() {
+    let config = empty_config();
+    let agent = Agent::start(config.path(), &["--interval", "1h"]);
+    agent.metrics();
+
+    let r = agent.request("GET", "/metrics").expect("GET /metrics");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(r.body.contains("# HELP closewatch_scans_total "));
+
+    let head = agent.request("HEAD", "/metrics").expect("HEAD /metrics");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty(), "HEAD has no body");
+    let len: usize = head
+        .header("content-length")
+        .expect("content-length")
+        .parse()
+        .expect("number");
+    assert!(len > 1000, "HEAD announces the body's length: {len}");
+
+    let index = agent.request("GET", "/").expect("GET /");
+    assert_eq!(index.status, 200);
+    assert!(index.body.contains("href=\"/metrics\""));
+
+    assert_eq!(
+        agent.request("GET", "/nope").expect("GET /nope").status,
+        404
+    );
+    for method in ["POST", "PUT", "DELETE"] {
+        let r = agent.request(method, "/metrics").expect("request");
+        assert_eq!(r.status, 405, "{method}");
+        assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    }
+    let health = agent.request("GET", "/healthz").expect("GET /healthz");
+    assert_eq!(health.status, 200);
+    assert!(health.body.starts_with("ok"), "{}", health.body);
+}
+
+/// A /proc tree whose only process has a FIFO for `stat`: the first scan that
+/// meets it blocks in open(), as a read of a process stuck in the kernel can.
+fn hang_next_scan(root: &Path) {
+    let dir = root.join("4242");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let path = std::ffi::CString::new(dir.join("stat").to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: plain syscall with a valid C string.
+    let r = unsafe { libc::mkfifo(path.as_ptr(), 0o600) };
+    assert_eq!(r, 0, "mkfifo");
+}
+
+#[test]
+fn healthz_turns_503_when_scans_stop_and_sigterm_still_exits() {
+    let root = tempfile::tempdir().expect("tempdir");
+    for (rel, text) in [
+        ("sys/kernel/hostname", "h\n"),
+        ("sys/kernel/osrelease", "6.18\n"),
+        ("sys/fs/file-nr", "1\t0\t100\n"),
+    ] {
+        let p = root.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    let config = empty_config();
+    let agent = Agent::start(
+        config.path(),
+        &[
+            "--interval",
+            "300ms",
+            "--proc-root",
+            &root.path().display().to_string(),
+        ],
+    );
+    wait_for(Duration::from_secs(30), || {
+        agent.request("GET", "/healthz").filter(|r| r.status == 200)
+    })
+    .expect("healthy after the first scans");
+
+    hang_next_scan(root.path());
+    let r = wait_for(Duration::from_secs(30), || {
+        agent.request("GET", "/healthz").filter(|r| r.status == 503)
+    })
+    .expect("unhealthy once no scan completes for 3 intervals");
+    assert!(r.body.contains("more than 3 ×"), "{}", r.body);
+    // The last good scan is still served.
+    assert_eq!(
+        agent.request("GET", "/metrics").expect("scrape").status,
+        200
+    );
+
+    // A hung scan must not hold up shutdown.
+    let mut agent = agent;
+    let started = Instant::now();
+    signal(agent.pid(), libc::SIGTERM);
+    let status = agent.child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    eprintln!(
+        "exited {:?} after SIGTERM with a scan hung",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_exit_zero_promptly() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let config = empty_config();
+        let mut agent = Agent::start(config.path(), &["--interval", "1h"]);
+        agent.metrics();
+        // A keep-alive connection in flight must not hold up the exit.
+        let _idle = std::net::TcpStream::connect(agent.addr).expect("connect");
+        let started = Instant::now();
+        signal(agent.pid(), sig);
+        let status = agent.child.wait().expect("wait");
+        let took = started.elapsed();
+        eprintln!("signal {sig}: exit {:?} after {took:?}", status.code());
+        assert_eq!(status.code(), Some(0));
+        // SPEC: within 1 s. Asserted with slack for a loaded CI machine; the
+        // measured time is printed above.
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+}
+
+fn write_config(file: &tempfile::NamedTempFile, text: &str) {
+    let mut f = std::fs::File::create(file.path()).expect("open config");
+    f.write_all(text.as_bytes()).expect("write config");
+}
+
+#[test]
+fn sighup_reloads_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
+    let config = empty_config();
+    write_config(
+        &config,
+        "[thresholds]\nclose_wait_stale = { warning = 7 }\n",
+    );
+    let agent = Agent::start(config.path(), &["--interval", "200ms"]);
+    let threshold = |text: &str| {
+        sample(
+            text,
+            "closewatch_threshold",
+            &[("check", "close_wait_stale"), ("severity", "warning")],
+        )
+    };
+    assert_eq!(threshold(&agent.metrics()), Some(7.0));
+
+    write_config(
+        &config,
+        "[thresholds]\nclose_wait_stale = { warning = 9 }\n",
+    );
+    signal(agent.pid(), libc::SIGHUP);
+    agent.wait_log("config reloaded", Duration::from_secs(30));
+    let text = wait_for(Duration::from_secs(30), || {
+        let text = agent.metrics();
+        (threshold(&text) == Some(9.0)).then_some(text)
+    })
+    .expect("the new threshold is exported");
+    assert_eq!(
+        sample(
+            &text,
+            "closewatch_config_reloads_total",
+            &[("result", "success")]
+        ),
+        Some(1.0)
+    );
+
+    write_config(&config, "[thresholds]\nclose_wait_stale = { warning = \n");
+    signal(agent.pid(), libc::SIGHUP);
+    let line = agent.wait_log("config reload failed", Duration::from_secs(30));
+    assert!(line.contains(":2:"), "the error names the line: {line}");
+    let text = wait_for(Duration::from_secs(30), || {
+        let text = agent.metrics();
+        (sample(
+            &text,
+            "closewatch_config_reloads_total",
+            &[("result", "failure")],
+        ) == Some(1.0))
+        .then_some(text)
+    })
+    .expect("the failed reload is counted");
+    assert_eq!(
+        sample(&text, "closewatch_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        threshold(&text),
+        Some(9.0),
+        "the running config stays in force"
+    );
+    assert!(matches!(agent.request("GET", "/healthz"), Some(r) if r.status == 200));
+}
+
+/// Whether a tool is installed; in CI its absence fails the test, elsewhere
+/// the test says loudly that it skipped.
+fn tool(name: &str) -> bool {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is missing in CI: .ci/run must install Debian's prometheus package"
+        );
+        eprintln!("\n**** SKIPPED: {name} is not installed (apt-get install prometheus) ****\n");
+    }
+    found
+}
+
+#[test]
+fn promtool_accepts_a_real_scrape() {
+    if !tool("promtool") {
+        return;
+    }
+    // The fixture first: the agent's first scan then has per-process series,
+    // findings and peers to expose.
+    let _fixture = Fixture::start("half-close", None);
+    let config = empty_config();
+    let agent = Agent::start(
+        config.path(),
+        &["--interval", "1h", "--close-wait-age", "0s"],
+    );
+    let text = agent.metrics();
+    assert!(text.contains("closewatch_process_tcp_sockets{"), "{text}");
+    assert!(text.contains("closewatch_process_finding{"), "{text}");
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lint =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(lint.trim().is_empty(), "promtool lint findings:\n{lint}");
+}
+
+/// A free loopback port (bound, then released: Prometheus binds it next).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_leak() {
+    if !tool("prometheus") {
+        return;
+    }
+    let config = empty_config();
+    let agent = Agent::start(
+        config.path(),
+        &["--interval", "1s", "--close-wait-age", "0s"],
+    );
+    let fixture = Fixture::start("eof-server", Some(3));
+    let server = fixture.info.role("server").pids[0];
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let prom_config = data.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: closewatch\n    static_configs:\n      - targets: ['{}']\n",
+            agent.addr
+        ),
+    )
+    .expect("write prometheus.yml");
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            data.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill(); // by pid
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Stop(child);
+
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let query = format!(
+        "/api/v1/query?query=closewatch_process_tcp_sockets%7Bstate%3D%22close_wait%22%2Cpid%3D%22{server}%22%7D"
+    );
+    let answer = wait_for(Duration::from_secs(90), || {
+        let r = request(addr, "GET", &query)?;
+        let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        let result = v["data"]["result"].as_array()?.first()?.clone();
+        Some(result)
+    })
+    .expect("Prometheus has the series within 90 s");
+    assert_eq!(answer["metric"]["job"], "closewatch");
+    assert_eq!(answer["metric"]["comm"], "fixture");
+    assert_eq!(answer["value"][1], "3", "{answer}");
+}
