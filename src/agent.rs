@@ -80,6 +80,7 @@ fn collector(settings: &Settings) -> Collector {
 fn agent_analysis(settings: &Settings) -> analyse::Settings {
     analyse::Settings {
         list_fd_utilization: Some(WORTH_A_LOOK_FD_UTILIZATION),
+        list_growing: true,
         only_pids: None,
         ..settings.analysis()
     }
@@ -119,7 +120,8 @@ impl ScanLoop {
         let collector = collector(&self.settings);
         let snapshot = collector.scan();
         let now = snapshot.scanned_at.unwrap_or_else(SystemTime::now);
-        self.history.observe(&snapshot, now);
+        self.history
+            .observe(&snapshot, now, self.settings.fd_growth_window);
         let analysis = analyse::analyse(
             &snapshot,
             &self.history,

@@ -68,6 +68,10 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_processes: Option<usize>,
 
+    /// fd growth is judged over this window of samples [default: 15m]
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub fd_growth_window: Option<Duration>,
+
     /// Where procfs is mounted (a container sees the host's at /host/proc) [default: /proc]
     #[arg(long, value_name = "PATH")]
     pub proc_root: Option<PathBuf>,

@@ -31,6 +31,8 @@ pub struct Settings {
     pub close_wait_age: Duration,
     pub fin_wait2_age: Duration,
     pub max_processes: usize,
+    /// fd samples older than this are forgotten; growth is judged over it.
+    pub fd_growth_window: Duration,
     pub proc_root: PathBuf,
     pub log_level: String,
     pub thresholds: Thresholds,
@@ -50,6 +52,7 @@ impl Default for Settings {
             close_wait_age: Duration::from_secs(60),
             fin_wait2_age: Duration::from_secs(60),
             max_processes: 100,
+            fd_growth_window: Duration::from_secs(15 * 60),
             proc_root: PathBuf::from("/proc"),
             log_level: "info".to_string(),
             thresholds: Thresholds::default(),
@@ -67,6 +70,11 @@ impl Settings {
             thresholds: self.thresholds,
             only_pids: (!self.pids.is_empty()).then(|| self.pids.clone()),
             list_fd_utilization: None,
+            list_growing: false,
+            growth: analyse::GrowthRule {
+                window: self.fd_growth_window,
+                ..analyse::GrowthRule::default()
+            },
         }
     }
 }
@@ -129,6 +137,8 @@ pub struct FileConfig {
     #[serde(default, with = "humantime_serde")]
     pub fin_wait2_age: Option<Duration>,
     pub max_processes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub fd_growth_window: Option<Duration>,
     pub proc_root: Option<PathBuf>,
     pub log_level: Option<String>,
     pub thresholds: Option<FileThresholds>,
@@ -207,6 +217,10 @@ pub fn merge(file: FileConfig, path: Option<PathBuf>, cli: &Cli) -> Result<Setti
             .max_processes
             .or(file.max_processes)
             .unwrap_or(d.max_processes),
+        fd_growth_window: cli
+            .fd_growth_window
+            .or(file.fd_growth_window)
+            .unwrap_or(d.fd_growth_window),
         proc_root: cli
             .proc_root
             .clone()
@@ -241,6 +255,12 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
         return Err(invalid(format!(
             "interval {} is too short (minimum 100ms)",
             humantime::format_duration(s.interval)
+        )));
+    }
+    if s.fd_growth_window < Duration::from_secs(10) {
+        return Err(invalid(format!(
+            "fd_growth_window {} is too short to judge growth (minimum 10s)",
+            humantime::format_duration(s.fd_growth_window)
         )));
     }
     if s.max_processes == 0 {
@@ -305,6 +325,7 @@ pub fn render(s: &Settings) -> String {
         close_wait_age: String,
         fin_wait2_age: String,
         max_processes: usize,
+        fd_growth_window: String,
         proc_root: String,
         log_level: String,
         thresholds: T,
@@ -326,6 +347,7 @@ pub fn render(s: &Settings) -> String {
         close_wait_age: hd(s.close_wait_age),
         fin_wait2_age: hd(s.fin_wait2_age),
         max_processes: s.max_processes,
+        fd_growth_window: hd(s.fd_growth_window),
         proc_root: s.proc_root.display().to_string(),
         log_level: s.log_level.clone(),
         thresholds: T {

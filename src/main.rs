@@ -62,15 +62,12 @@ fn main() -> ExitCode {
     }
     init_logging(&settings.log_level);
     if cli.report {
-        if !settings.duration.is_zero() {
-            eprintln!("closewatch: --duration is not implemented yet");
-            return ExitCode::from(REPORT_FAILED);
-        }
         let stdout = std::io::stdout();
         let color =
             stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         let mut out = stdout.lock();
-        return match oneshot::run(&settings, &mut out, color) {
+        let progress = std::io::stderr().is_terminal();
+        return match oneshot::run(&settings, &mut out, color, progress) {
             Ok(code) => ExitCode::from(code),
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(REPORT_FAILED),
             Err(e) => {

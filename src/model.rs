@@ -241,6 +241,11 @@ pub struct FdStats {
     /// Soft RLIMIT_NOFILE; `None` when unlimited or unreadable.
     pub limit: Option<u64>,
     pub sockets: u64,
+    pub pipes: u64,
+    /// Paths: regular files, devices, directories (deleted ones included).
+    pub files: u64,
+    /// anon_inode: eventfd, eventpoll, timerfd, signalfd, ...
+    pub anon_inodes: u64,
     /// Files deleted but still open (link count 0), as `lsof +L1` shows them.
     pub deleted_files: u64,
     pub deleted_bytes: u64,
@@ -266,6 +271,8 @@ pub struct ProcessInfo {
     pub fds_walked: bool,
     /// The sockets of interest (CLOSE_WAIT, FIN_WAIT_2, listeners) it holds.
     pub sockets: Vec<HeldSocket>,
+    /// The largest deleted-but-open file: path (without " (deleted)") and bytes.
+    pub largest_deleted: Option<(String, u64)>,
 }
 
 /// What is read only for the processes a report or the metrics show.

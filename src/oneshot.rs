@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::analyse::{self, History};
 use crate::cli::Format;
@@ -12,16 +12,58 @@ use crate::config::Settings;
 use crate::model::{ScanError, Stage};
 use crate::report::{self, Report};
 
-/// Runs the one-shot report and returns its exit status (0–3).
-pub fn run(settings: &Settings, out: &mut dyn Write, color: bool) -> std::io::Result<u8> {
+/// Time between scans while sampling for `--duration`: about 30 samples,
+/// between 1 s and 15 s apart.
+pub fn sample_interval(duration: Duration) -> Duration {
+    (duration / 30).clamp(Duration::from_secs(1), Duration::from_secs(15))
+}
+
+/// Runs the one-shot report and returns its exit status (0–3). With a
+/// `--duration`, scans repeatedly first (a progress line on stderr when
+/// `progress`), so the report can judge fd growth and socket ages over time.
+pub fn run(
+    settings: &Settings,
+    out: &mut dyn Write,
+    color: bool,
+    progress: bool,
+) -> std::io::Result<u8> {
     let mut collector = Collector::new(ProcRoot::new(&settings.proc_root));
     if let Some(dir) = &settings.replay_sockdiag {
         collector = collector.with_sockets(Arc::new(Recorded { dir: dir.clone() }));
     }
-    let snapshot = collector.scan();
-    let now = snapshot.scanned_at.unwrap_or_else(SystemTime::now);
     let mut history = History::default();
-    history.observe(&snapshot, now);
+    // Every sample of the run counts, however long it is.
+    let window = settings.fd_growth_window.max(settings.duration);
+    let started = Instant::now();
+    let step = sample_interval(settings.duration);
+    let mut scans = 0u32;
+    let snapshot = loop {
+        let scan_started = Instant::now();
+        let snapshot = collector.scan();
+        scans += 1;
+        history.observe(
+            &snapshot,
+            snapshot.scanned_at.unwrap_or_else(SystemTime::now),
+            window,
+        );
+        let elapsed = started.elapsed();
+        if elapsed >= settings.duration {
+            break snapshot;
+        }
+        if progress {
+            eprint!(
+                "\rsampling {:>4}s of {}s, {scans} scans…",
+                elapsed.as_secs(),
+                settings.duration.as_secs()
+            );
+        }
+        let next = (scan_started + step).min(started + settings.duration);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    };
+    if progress && scans > 1 {
+        eprint!("\r\x1b[2K");
+    }
+    let now = snapshot.scanned_at.unwrap_or_else(SystemTime::now);
     let analysis_settings = settings.analysis();
     let analysis = analyse::analyse(&snapshot, &history, &analysis_settings, now);
 

@@ -149,6 +149,77 @@ pub fn fd_utilization(open: u64, limit: u64, sockets: u64, deleted: u64) -> (Str
     (message, hint)
 }
 
+pub fn fd_exhaustion(
+    g: &super::Growth,
+    eta: Duration,
+    open: u64,
+    limit: u64,
+    s: &SocketSummary,
+    peers: &[Peer],
+) -> (String, String) {
+    let per_minute = g.per_second * 60.0;
+    let message = format!(
+        "fd count grew by {} in {} ({per_minute:.1}/min, now {open} of {limit}): at this rate it \
+         reaches the limit in {}",
+        g.grew_by,
+        human(g.over),
+        human(eta),
+    );
+    let share = if g.grew_by > 0 {
+        (g.sockets_grew_by.max(0) * 100 / g.grew_by).min(100)
+    } else {
+        0
+    };
+    let mut hint = format!("{share}% of the growth is sockets");
+    let flagged = s.close_wait + s.fin_wait2;
+    if share >= 50 && flagged > 0 {
+        if let Some(peer) = peers.first() {
+            hint.push_str(&format!(
+                "; {} of them are CLOSE_WAIT/FIN_WAIT_2, most to {} ({}): connections the program \
+                 never closes",
+                flagged, peer.remote, peer.state
+            ));
+        }
+    } else if share >= 50 {
+        hint.push_str(
+            ": connections opened and never closed (a client without a pool limit, \
+                       or accepted connections never released)",
+        );
+    } else {
+        hint.push_str(
+            ": mostly files, pipes or other fds: look for open() or pipe() without a \
+                       matching close() on some path",
+        );
+    }
+    hint.push_str(". At the limit every open(), socket() and accept() fails with EMFILE.");
+    (message, hint)
+}
+
+pub fn deleted_open_files(
+    files: u64,
+    bytes: u64,
+    largest: Option<&(String, u64)>,
+) -> (String, String) {
+    let mut message = format!(
+        "{} deleted but still open, holding {}",
+        count(files, "file", "files"),
+        bytesize::ByteSize(bytes).display().iec()
+    );
+    if let Some((path, size)) = largest {
+        message.push_str(&format!(
+            " (largest: {path}, {})",
+            bytesize::ByteSize(*size).display().iec()
+        ));
+    }
+    (
+        message,
+        "The disk space comes back only when the process closes these files: typically a log \
+         rotated without the program reopening it (signal it to reopen, or rotate with \
+         copytruncate), or temporary files unlinked while still in use."
+            .to_string(),
+    )
+}
+
 pub fn host_fd_utilization(open: u64, max: u64) -> (String, String) {
     let pct = open as f64 * 100.0 / max.max(1) as f64;
     (

@@ -1,5 +1,6 @@
 //! What closewatch remembers between scans: when each flagged socket was first
-//! seen. Pure state: the caller passes the time.
+//! seen, and each process's recent fd counts. Pure state: the caller passes
+//! the time.
 //!
 //! The kernel keeps no timestamp for entering CLOSE_WAIT. A socket seen for
 //! the first time is given `first_seen = now - tcpi_last_ack_recv`: the peer's
@@ -11,13 +12,15 @@ use std::time::{Duration, SystemTime};
 
 use rustc_hash::FxHashMap;
 
+use super::growth::FdHistory;
 use crate::model::{Snapshot, SocketKey, TcpSocket};
 
-/// When each socket of the last scan was first seen, keyed by (netns, cookie):
-/// a reused inode never inherits an age.
+/// When each socket of the last scan was first seen, keyed by (netns, cookie)
+/// (a reused inode never inherits an age), and fd samples per process.
 #[derive(Debug, Default, Clone)]
 pub struct History {
     first_seen: FxHashMap<SocketKey, SystemTime>,
+    pub fds: FdHistory,
 }
 
 /// The first-seen estimate for a socket not seen before.
@@ -31,8 +34,10 @@ pub fn estimate_first_seen(socket: &TcpSocket, now: SystemTime) -> SystemTime {
 
 impl History {
     /// Takes in a scan: remembers new sockets, forgets those that are gone, so
-    /// the history never holds more than the live flagged sockets.
-    pub fn observe(&mut self, snapshot: &Snapshot, now: SystemTime) {
+    /// the history never holds more than the live flagged sockets; adds an fd
+    /// sample per process and keeps `fd_window` of them.
+    pub fn observe(&mut self, snapshot: &Snapshot, now: SystemTime, fd_window: Duration) {
+        self.fds.observe(snapshot, now, fd_window);
         let mut next =
             FxHashMap::with_capacity_and_hasher(snapshot.sockets.len(), Default::default());
         for s in &snapshot.sockets {
@@ -58,6 +63,7 @@ impl History {
         now.duration_since(seen).unwrap_or_default()
     }
 
+    /// Sockets remembered.
     pub fn len(&self) -> usize {
         self.first_seen.len()
     }
@@ -71,6 +77,8 @@ impl History {
 mod tests {
     use super::*;
     use crate::model::{NetnsId, TcpInfo, TcpState};
+
+    const W: Duration = Duration::from_secs(900);
 
     fn sock(cookie: u64, last_ack_recv_ms: u32) -> TcpSocket {
         TcpSocket {
@@ -110,11 +118,11 @@ mod tests {
     fn remembered_first_seen_wins_over_a_later_ack() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let mut h = History::default();
-        h.observe(&snap(vec![sock(1, 10_000)]), t0);
+        h.observe(&snap(vec![sock(1, 10_000)]), t0, W);
         // 60 s later an ACK arrived 1 s ago: the age still counts from t0-10s.
         let t1 = t0 + Duration::from_secs(60);
         let later = sock(1, 1_000);
-        h.observe(&snap(vec![later.clone()]), t1);
+        h.observe(&snap(vec![later.clone()]), t1, W);
         assert_eq!(h.age(&later, t1), Duration::from_secs(70));
     }
 
@@ -122,13 +130,13 @@ mod tests {
     fn gone_sockets_are_evicted_and_a_new_cookie_starts_fresh() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let mut h = History::default();
-        h.observe(&snap((0..1000).map(|c| sock(c, 5_000)).collect()), t0);
+        h.observe(&snap((0..1000).map(|c| sock(c, 5_000)).collect()), t0, W);
         assert_eq!(h.len(), 1000);
         let t1 = t0 + Duration::from_secs(30);
         // Same inode, new cookie: a different socket.
         let mut reused = sock(5000, 0);
         reused.inode = sock(1, 0).inode;
-        h.observe(&snap(vec![reused.clone()]), t1);
+        h.observe(&snap(vec![reused.clone()]), t1, W);
         assert_eq!(h.len(), 1);
         assert_eq!(h.age(&reused, t1), Duration::ZERO);
     }

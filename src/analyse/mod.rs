@@ -5,6 +5,7 @@
 //! to whom, and which checks fire, worst process first.
 
 pub mod attribution;
+pub mod growth;
 pub mod hints;
 pub mod history;
 pub mod thresholds;
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use crate::model::{NetnsId, Snapshot, StateCounts, TcpSocket, TcpState};
 
+pub use growth::{Growth, GrowthRule};
 pub use history::History;
 pub use thresholds::{Check, Levels, Severity, Thresholds};
 
@@ -33,6 +35,10 @@ pub struct Settings {
     /// Also list processes using at least this share of their fd limit (the
     /// agent exports series for them before they reach a finding).
     pub list_fd_utilization: Option<f64>,
+    /// Also list processes whose fd count grows, however far the limit.
+    pub list_growing: bool,
+    /// What counts as sustained fd growth.
+    pub growth: GrowthRule,
 }
 
 impl Default for Settings {
@@ -43,6 +49,8 @@ impl Default for Settings {
             thresholds: Thresholds::default(),
             only_pids: None,
             list_fd_utilization: None,
+            list_growing: false,
+            growth: GrowthRule::default(),
         }
     }
 }
@@ -141,6 +149,10 @@ pub struct ProcessAnalysis {
     pub netns: Vec<NetnsId>,
     /// Listeners whose queues hold its unaccepted connections.
     pub queue_listeners: Vec<SocketAddr>,
+    /// Sustained fd growth over the history window.
+    pub growth: Option<Growth>,
+    /// When it reaches its fd limit at that rate (growing, limit known).
+    pub fd_exhaustion: Option<Duration>,
 }
 
 impl ProcessAnalysis {
@@ -367,12 +379,42 @@ pub fn analyse(
                 });
             }
         }
+        let growth = history.fds.growth(&p.key, &settings.growth);
+        let fd_exhaustion = growth
+            .zip(p.fds.limit)
+            .map(|(g, limit)| g.time_to(p.fds.open, limit));
+        if let (Some(g), Some(eta), Some(limit)) = (growth, fd_exhaustion, p.fds.limit) {
+            if let Some(severity) = t.fd_exhaustion.at_most(eta) {
+                let (message, hint) =
+                    hints::fd_exhaustion(&g, eta, p.fds.open, limit, &summary, &peers);
+                findings.push(Finding {
+                    check: Check::FdExhaustion,
+                    severity,
+                    message,
+                    hint,
+                });
+            }
+        }
+        if let Some(severity) = t.deleted_open_files.at_least(p.fds.deleted_bytes) {
+            let (message, hint) = hints::deleted_open_files(
+                p.fds.deleted_files,
+                p.fds.deleted_bytes,
+                p.largest_deleted.as_ref(),
+            );
+            findings.push(Finding {
+                check: Check::DeletedOpenFiles,
+                severity,
+                message,
+                hint,
+            });
+        }
         let holds_any = summary.close_wait + summary.fin_wait2 + summary.close_wait_unaccepted > 0;
         let busy = settings
             .list_fd_utilization
             .zip(p.fds.utilization())
             .is_some_and(|(at, u)| u >= at);
-        let listed = wanted.unwrap_or(holds_any || busy || !findings.is_empty());
+        let growing = settings.list_growing && growth.is_some();
+        let listed = wanted.unwrap_or(holds_any || busy || growing || !findings.is_empty());
         if listed {
             processes.push(ProcessAnalysis {
                 index,
@@ -381,6 +423,8 @@ pub fn analyse(
                 findings,
                 netns,
                 queue_listeners,
+                growth,
+                fd_exhaustion,
             });
         }
     }

@@ -58,6 +58,7 @@ fn process(pid: u32, comm: &str, open: u64, limit: Option<u64>, inodes: &[u64]) 
             sockets: inodes.len() as u64,
             deleted_files: 0,
             deleted_bytes: 0,
+            ..FdStats::default()
         },
         fds_walked: true,
         sockets: inodes
@@ -68,6 +69,7 @@ fn process(pid: u32, comm: &str, open: u64, limit: Option<u64>, inodes: &[u64]) 
                 fd: fd as u32 + 3,
             })
             .collect(),
+        largest_deleted: None,
     }
 }
 
@@ -88,7 +90,7 @@ fn snapshot(sockets: Vec<TcpSocket>, processes: Vec<ProcessInfo>) -> Snapshot {
 
 fn run(snap: &Snapshot, settings: &Settings) -> Analysis {
     let mut h = History::default();
-    h.observe(snap, now());
+    h.observe(snap, now(), Duration::from_secs(900));
     analyse(snap, &h, settings, now())
 }
 
@@ -565,11 +567,88 @@ fn ages_come_from_history_when_present() {
     );
     let mut h = History::default();
     // Seen 10 minutes ago (by an earlier scan), though the last ACK is 10 s old.
-    h.observe(&snap, now() - Duration::from_secs(600));
+    h.observe(
+        &snap,
+        now() - Duration::from_secs(600),
+        Duration::from_secs(900),
+    );
     let a = analyse(&snap, &h, &Settings::default(), now());
     assert_eq!(
         by_pid(&a, &snap, 10).sockets.oldest_close_wait,
         Some(Duration::from_secs(610))
     );
     assert_eq!(a.status, Status::Warning);
+}
+
+#[test]
+fn steady_fd_growth_raises_fd_exhaustion_with_its_eta() {
+    // 10 fds a second for 100 s, limit 4096: 4096 - 1100 = 2996 left = 299.6 s.
+    let mut h = History::default();
+    let window = Duration::from_secs(900);
+    let mut snap = Snapshot::default();
+    for i in 0..=20u64 {
+        let mut p = process(10, "leaky", 100 + 50 * i, Some(4096), &[]);
+        p.fds.sockets = 40 * i;
+        snap = snapshot(vec![], vec![p, process(11, "steady", 300, Some(4096), &[])]);
+        h.observe(&snap, now() - Duration::from_secs(100 - 5 * i), window);
+    }
+    let a = analyse(&snap, &h, &Settings::default(), now());
+    let p = by_pid(&a, &snap, 10);
+    let g = p.growth.expect("growing");
+    assert!((g.per_second - 10.0).abs() < 1e-6, "{g:?}");
+    let eta = p.fd_exhaustion.expect("eta");
+    assert!((eta.as_secs_f64() - 299.6).abs() < 0.01, "{eta:?}");
+    let f = &p.findings[0];
+    assert_eq!(
+        (f.check, f.severity),
+        (Check::FdExhaustion, Severity::Critical)
+    );
+    assert!(
+        f.message.contains("grew by 1000 in 1m 40s"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.hint.starts_with("80% of the growth is sockets"),
+        "{}",
+        f.hint
+    );
+    assert!(a
+        .processes
+        .iter()
+        .all(|p| snap.processes[p.index].key.pid != 11));
+}
+
+#[test]
+fn deleted_open_files_by_bytes() {
+    let gib = 1024 * 1024 * 1024;
+    let mut p = process(10, "logger", 10, Some(1024), &[]);
+    p.fds.deleted_files = 2;
+    p.fds.deleted_bytes = 2 * gib;
+    p.largest_deleted = Some(("/var/log/app.log".into(), gib + 1));
+    let mut q = process(11, "hoarder", 10, Some(1024), &[]);
+    q.fds.deleted_files = 1;
+    q.fds.deleted_bytes = 10 * gib;
+    let snap = snapshot(
+        vec![],
+        vec![p, q, process(12, "small", 10, Some(1024), &[])],
+    );
+    let a = run(&snap, &Settings::default());
+    let w = &by_pid(&a, &snap, 10).findings[0];
+    assert_eq!(
+        (w.check, w.severity),
+        (Check::DeletedOpenFiles, Severity::Warning)
+    );
+    assert!(
+        w.message
+            .contains("2 files deleted but still open, holding 2.0 GiB"),
+        "{}",
+        w.message
+    );
+    assert!(w.message.contains("/var/log/app.log"), "{}", w.message);
+    assert_eq!(
+        by_pid(&a, &snap, 11).findings[0].severity,
+        Severity::Critical
+    );
+    assert_eq!(a.processes.len(), 2);
 }

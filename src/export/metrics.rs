@@ -130,9 +130,7 @@ pub fn render(view: &ScanView<'_>, stats: &AgentStats) -> Result<String, prometh
         "Soft RLIMIT_NOFILE of the process (absent when unlimited).",
         PROC,
     )?;
-    // Registered now so that HELP and TYPE are stable; filled by the growth
-    // analysis only while a process's fd count is growing.
-    let _exhaustion = m.gauge(
+    let exhaustion = m.gauge(
         "closewatch_process_fd_exhaustion_seconds",
         "Predicted time until the process reaches its fd limit at the observed growth (only while growing).",
         PROC,
@@ -206,6 +204,9 @@ pub fn render(view: &ScanView<'_>, stats: &AgentStats) -> Result<String, prometh
             deleted
                 .with_label_values(&labels)
                 .set(info.fds.deleted_bytes as i64);
+        }
+        if let Some(eta) = p.fd_exhaustion {
+            exhaustion.with_label_values(&labels).set(eta.as_secs_f64());
         }
         for f in &p.findings {
             finding

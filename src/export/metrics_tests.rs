@@ -26,12 +26,14 @@ fn proc(pid: u32, comm: &str, open: u64, inodes: &[u64]) -> ProcessInfo {
             sockets: inodes.len() as u64,
             deleted_files: 0,
             deleted_bytes: 0,
+            ..FdStats::default()
         },
         fds_walked: true,
         sockets: inodes
             .iter()
             .map(|&inode| HeldSocket { inode, fd: 3 })
             .collect(),
+        largest_deleted: None,
     }
 }
 
@@ -85,7 +87,7 @@ fn render_with(max_processes: usize) -> String {
         ..analyse::Settings::default()
     };
     let mut history = History::default();
-    history.observe(&snap, now());
+    history.observe(&snap, now(), Duration::from_secs(900));
     let analysis = analyse::analyse(&snap, &history, &settings, now());
     let details = vec![
         Some(ProcessDetails {

@@ -71,6 +71,17 @@ struct Process<'a> {
     // Extensions.
     uid: Option<u32>,
     start_time_ticks: u64,
+    fd_growth: Option<FdGrowth>,
+}
+
+#[derive(Serialize)]
+struct FdGrowth {
+    per_second: f64,
+    grew_by: i64,
+    over_seconds: f64,
+    sockets_grew_by: i64,
+    /// Time to the soft limit at this rate; null when the limit is unknown.
+    exhaustion_seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -80,7 +91,11 @@ struct Fds {
     sockets: u64,
     deleted_files: u64,
     deleted_bytes: u64,
-    // Extension: false when the fd table could not be read (counts only).
+    // Extensions: the rest of the breakdown, and false when the fd table could
+    // not be read (counts only).
+    pipes: u64,
+    files: u64,
+    anon_inodes: u64,
     readable: bool,
 }
 
@@ -147,6 +162,9 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
                     sockets: info.fds.sockets,
                     deleted_files: info.fds.deleted_files,
                     deleted_bytes: info.fds.deleted_bytes,
+                    pipes: info.fds.pipes,
+                    files: info.fds.files,
+                    anon_inodes: info.fds.anon_inodes,
                     readable: info.fds_walked,
                 },
                 sockets: Sockets {
@@ -173,6 +191,13 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
                 findings: &p.findings,
                 uid: info.uid,
                 start_time_ticks: info.key.start_time,
+                fd_growth: p.growth.map(|g| FdGrowth {
+                    per_second: g.per_second,
+                    grew_by: g.grew_by,
+                    over_seconds: secs(g.over),
+                    sockets_grew_by: g.sockets_grew_by,
+                    exhaustion_seconds: p.fd_exhaustion.map(secs),
+                }),
             })
         })
         .collect();

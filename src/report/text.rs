@@ -74,10 +74,11 @@ fn pct(part: u64, whole: u64) -> String {
     }
 }
 
-fn fds_cell(p: &ProcessInfo) -> String {
+fn fds_cell(p: &ProcessInfo, growing: bool) -> String {
+    let arrow = if growing { " ↑" } else { "" };
     match p.fds.limit {
-        Some(limit) => format!("{}/{} {}", p.fds.open, limit, pct(p.fds.open, limit)),
-        None => format!("{}/unlimited", p.fds.open),
+        Some(limit) => format!("{}/{} {}{arrow}", p.fds.open, limit, pct(p.fds.open, limit)),
+        None => format!("{}/unlimited{arrow}", p.fds.open),
     }
 }
 
@@ -130,7 +131,7 @@ fn row(p: &ProcessAnalysis, info: &ProcessInfo, details: Option<&ProcessDetails>
             close_wait,
             oldest,
             pair(s.fin_wait2_stale, s.fin_wait2),
-            fds_cell(info),
+            fds_cell(info, p.growth.is_some()),
             top_peer,
         ],
     }
@@ -335,9 +336,12 @@ fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
         }
         writeln!(
             out,
-            "  fds    {} ({}, {}{})",
-            fds_cell(info),
+            "  fds    {} ({}, {}, {}, {}, {}{})",
+            fds_cell(info, p.growth.is_some()),
             count(info.fds.sockets, "socket", "sockets"),
+            count(info.fds.files, "file", "files"),
+            count(info.fds.pipes, "pipe", "pipes"),
+            count(info.fds.anon_inodes, "anon inode", "anon inodes"),
             count(info.fds.deleted_files, "deleted file", "deleted files"),
             if info.fds_walked {
                 ""
@@ -345,6 +349,18 @@ fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
                 "; fd table not readable"
             },
         )?;
+        if let Some(g) = &p.growth {
+            let eta = p
+                .fd_exhaustion
+                .map_or_else(String::new, |d| format!(", limit in {}", human(d)));
+            writeln!(
+                out,
+                "  growth +{} fds in {} ({:.1}/min){eta}",
+                g.grew_by,
+                human(g.over),
+                g.per_second * 60.0
+            )?;
+        }
         for f in &p.findings {
             writeln!(
                 out,

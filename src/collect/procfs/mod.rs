@@ -292,6 +292,7 @@ impl WalkContext<'_> {
         };
         let mut fds = FdStats::default();
         let mut sockets = Vec::new();
+        let mut largest_deleted = None;
         let fds_walked = match rustix::fs::openat(
             &dir,
             c"fd",
@@ -300,7 +301,13 @@ impl WalkContext<'_> {
         ) {
             Ok(fd_dir) => {
                 let size = rustix::fs::fstat(&fd_dir).map(|s| s.st_size).unwrap_or(0);
-                let walked = self.fds(&fd_dir, scratch, &mut fds, &mut sockets)?;
+                let walked = self.fds(
+                    &fd_dir,
+                    scratch,
+                    &mut fds,
+                    &mut sockets,
+                    &mut largest_deleted,
+                )?;
                 fds.open = if self.fd_count_from_size && size > 0 {
                     size as u64
                 } else {
@@ -342,6 +349,7 @@ impl WalkContext<'_> {
             fds,
             fds_walked,
             sockets,
+            largest_deleted,
         })
     }
 
@@ -352,6 +360,7 @@ impl WalkContext<'_> {
         scratch: &mut Scratch,
         fds: &mut FdStats,
         sockets: &mut Vec<HeldSocket>,
+        largest_deleted: &mut Option<(String, u64)>,
     ) -> Result<u64, Skip> {
         let mut count = 0u64;
         let mut dir = RawDir::new(fd_dir, &mut scratch.dirents);
@@ -375,15 +384,25 @@ impl WalkContext<'_> {
                     }
                 }
                 FdTarget::MaybeDeleted => {
+                    fds.files += 1;
                     // Following the magic link reaches the file even when it
                     // has no name left; a link count of 0 confirms deletion.
                     if let Ok(st) = rustix::fs::statat(fd_dir, name, AtFlags::empty()) {
                         if st.st_nlink == 0 {
+                            let bytes = st.st_size.max(0) as u64;
                             fds.deleted_files += 1;
-                            fds.deleted_bytes += st.st_size.max(0) as u64;
+                            fds.deleted_bytes += bytes;
+                            if largest_deleted.as_ref().is_none_or(|(_, b)| bytes > *b) {
+                                let path = parse::deleted_path(&scratch.link[..len]);
+                                *largest_deleted =
+                                    Some((String::from_utf8_lossy(path).into_owned(), bytes));
+                            }
                         }
                     }
                 }
+                FdTarget::Pipe => fds.pipes += 1,
+                FdTarget::AnonInode => fds.anon_inodes += 1,
+                FdTarget::File => fds.files += 1,
                 FdTarget::Other => {}
             }
         }

@@ -118,9 +118,13 @@ pub fn file_nr(text: &[u8]) -> Result<FileNr, ParseError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FdTarget {
     Socket(u64),
+    Pipe,
+    AnonInode,
     /// A path ending in " (deleted)": the file may be unlinked (confirm with
     /// the link count; a live file can have that name).
     MaybeDeleted,
+    /// Any other path.
+    File,
     Other,
 }
 
@@ -130,10 +134,24 @@ pub fn fd_target(link: &[u8]) -> FdTarget {
     if let Some(inode) = bracketed(link, b"socket:[") {
         return FdTarget::Socket(inode);
     }
-    if link.first() == Some(&b'/') && link.ends_with(DELETED_SUFFIX) {
-        return FdTarget::MaybeDeleted;
+    if link.first() == Some(&b'/') {
+        if link.ends_with(DELETED_SUFFIX) {
+            return FdTarget::MaybeDeleted;
+        }
+        return FdTarget::File;
+    }
+    if link.starts_with(b"pipe:[") {
+        return FdTarget::Pipe;
+    }
+    if link.starts_with(b"anon_inode:") {
+        return FdTarget::AnonInode;
     }
     FdTarget::Other
+}
+
+/// The path of a deleted file's link, without the " (deleted)" mark.
+pub fn deleted_path(link: &[u8]) -> &[u8] {
+    link.strip_suffix(DELETED_SUFFIX).unwrap_or(link)
 }
 
 /// The number in `prefix[NNN]`, e.g. `socket:[123]` or `net:[4026531840]`.

@@ -119,9 +119,12 @@ fn fd_links_are_classified() {
     assert_eq!(fd_target(b"socket:[9765]"), FdTarget::Socket(9765));
     assert_eq!(fd_target(b"/tmp/big.log (deleted)"), FdTarget::MaybeDeleted);
     assert_eq!(fd_target(b"/memfd:shm (deleted)"), FdTarget::MaybeDeleted);
-    assert_eq!(fd_target(b"/var/log/syslog"), FdTarget::Other);
-    assert_eq!(fd_target(b"pipe:[1234]"), FdTarget::Other);
-    assert_eq!(fd_target(b"anon_inode:[eventpoll]"), FdTarget::Other);
+    assert_eq!(fd_target(b"/var/log/syslog"), FdTarget::File);
+    assert_eq!(fd_target(b"/dev/null"), FdTarget::File);
+    assert_eq!(fd_target(b"pipe:[1234]"), FdTarget::Pipe);
+    assert_eq!(fd_target(b"anon_inode:[eventpoll]"), FdTarget::AnonInode);
+    assert_eq!(fd_target(b"anon_inode:inotify"), FdTarget::AnonInode);
+    assert_eq!(fd_target(b"net:[4026531833]"), FdTarget::Other);
     assert_eq!(fd_target(b"socket:[]"), FdTarget::Other);
     assert_eq!(fd_target(b"socket:[12x]"), FdTarget::Other);
     assert_eq!(
@@ -131,6 +134,7 @@ fn fd_links_are_classified() {
     assert_eq!(fd_target(b"socket:[1"), FdTarget::Other);
     // A relative name is never a deleted file.
     assert_eq!(fd_target(b"x (deleted)"), FdTarget::Other);
+    assert_eq!(deleted_path(b"/tmp/big.log (deleted)"), b"/tmp/big.log");
 }
 
 #[test]
