@@ -299,6 +299,19 @@ pub struct HostInfo {
 pub struct NetnsScan {
     pub id: NetnsId,
     pub states: StateCounts,
+    /// Processes seen in it (0 for a namespace known only from /run/netns).
+    pub processes: u64,
+}
+
+/// A namespace that exists but could not be dumped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnscannedNetns {
+    pub id: NetnsId,
+    /// Short and stable: the metric's `reason` label.
+    pub reason: &'static str,
+    /// For people: what was refused and what would allow it.
+    pub message: String,
+    pub processes: u64,
 }
 
 /// Processes the walk could not read. Neither is a scan error.
@@ -352,6 +365,11 @@ pub struct Snapshot {
     pub processes: Vec<ProcessInfo>,
     pub skipped: Skipped,
     pub errors: Vec<ScanError>,
+    /// Namespaces that exist but were not dumped, and why.
+    pub unscanned_netns: Vec<UnscannedNetns>,
+    /// Processes whose namespace could not be read (CAP_SYS_PTRACE): sockets
+    /// in namespaces only they are in cannot even be known to exist.
+    pub netns_unknown_processes: u64,
 }
 
 impl Snapshot {

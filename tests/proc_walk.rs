@@ -56,7 +56,8 @@ fn walk_reads_identity_fds_and_wanted_sockets() {
     let root = ProcRoot::new(dir.path());
     assert_eq!(root.pids().expect("pids"), vec![100, 101]);
     let wanted: FxHashSet<u64> = [555u64, 999].into_iter().collect();
-    let walk = root.walk(&wanted, 2).expect("walk");
+    let pids = root.pids().expect("pids");
+    let walk = root.walk(&pids, &wanted, 2).expect("walk");
     assert_eq!(walk.processes.len(), 1);
     assert_eq!(walk.skipped.vanished, 1, "pid 101 has no stat: it exited");
     let p = &walk.processes[0];
@@ -124,7 +125,8 @@ fn missing_host_files_are_errors_not_zeros() {
 #[test]
 fn an_unreadable_root_is_an_error() {
     let root = ProcRoot::new("/nonexistent/proc");
-    assert!(root.walk(&FxHashSet::default(), 1).is_err());
+    assert!(root.pids().is_err());
+    assert!(root.walk(&[1], &FxHashSet::default(), 1).is_err());
 }
 
 #[test]
@@ -143,7 +145,7 @@ fn the_real_proc_sees_this_test_with_its_fd_count_from_st_size() {
     .parse::<u64>()
     .expect("socket inode");
     let wanted: FxHashSet<u64> = [inode].into_iter().collect();
-    let walk = root.walk(&wanted, 2).expect("walk");
+    let walk = root.walk(&[me], &wanted, 1).expect("walk");
     let p = walk
         .processes
         .iter()

@@ -234,7 +234,6 @@ fn a_hundred_close_wait_is_critical() {
 }
 
 #[test]
-#[ignore = "every-namespace scanning lands with issue 5"]
 fn close_wait_in_another_network_namespace_is_found() {
     // SPEC: "Every network namespace on the host is scanned".
     // SAFETY: plain syscall.

@@ -59,6 +59,16 @@ pub fn close_wait(s: &SocketSummary, peers: &[Peer], min_age: Duration) -> (Stri
             ));
         }
     }
+    let pool = hints.len();
+    if let (0, Some((port, n))) = (pool, s.close_wait_top_local_port) {
+        if s.close_wait >= 2 && n * 10 >= s.close_wait * 9 && s.listens_on_top_local_port {
+            hints.push(format!(
+                "{n} of {} were accepted on port {port}, where this process listens: its clients \
+                 hung up and the server never closed the connections.",
+                s.close_wait
+            ));
+        }
+    }
     let r = &s.close_wait_recv_q;
     if r.unread_data > 0 {
         hints.push(format!(
@@ -97,7 +107,13 @@ pub fn fin_wait2(s: &SocketSummary, peers: &[Peer], min_age: Duration) -> (Strin
          not closed its side. Close the socket after shutdown, or bound the wait for the peer's \
          EOF with a read timeout.",
     );
-    if let Some((peer, total)) = top_peer(peers, TcpState::FinWait2) {
+    if s.fin_wait2_to_self > 0 {
+        hint.push_str(&format!(
+            " {} connected to this same process, which holds the other end in CLOSE_WAIT: \
+             it closes neither end.",
+            count(s.fin_wait2_to_self, "of them is", "of them are")
+        ));
+    } else if let Some((peer, total)) = top_peer(peers, TcpState::FinWait2) {
         if total >= 2 && peer.count == total {
             hint.push_str(&format!(
                 " All {total} wait on {}, which never closes its side.",

@@ -124,6 +124,14 @@ pub struct SocketSummary {
     pub oldest_close_wait: Option<Duration>,
     pub oldest_fin_wait2: Option<Duration>,
     pub close_wait_recv_q: RecvQueueBreakdown,
+    /// The local port most CLOSE_WAIT sockets share, and how many: for a
+    /// server, the port its clients connected to.
+    pub close_wait_top_local_port: Option<(u16, u64)>,
+    /// Whether this process holds a listener on that port.
+    pub listens_on_top_local_port: bool,
+    /// FIN_WAIT_2 sockets whose other end this same process holds (in
+    /// CLOSE_WAIT): it closes neither end.
+    pub fin_wait2_to_self: u64,
 }
 
 /// Sockets of one process to one remote address in one state.
@@ -196,6 +204,10 @@ struct Acc {
     peers: FxHashMap<(SocketAddr, TcpState), Peer>,
     netns: Vec<NetnsId>,
     queue_listeners: Vec<SocketAddr>,
+    close_wait_local_ports: FxHashMap<u16, u64>,
+    /// (netns, local, remote) of owned CLOSE_WAIT and FIN_WAIT_2 sockets.
+    close_wait_ends: rustc_hash::FxHashSet<(NetnsId, SocketAddr, SocketAddr)>,
+    fin_wait2_ends: Vec<(NetnsId, SocketAddr, SocketAddr)>,
 }
 
 fn older(a: Option<Duration>, b: Duration) -> Option<Duration> {
@@ -209,6 +221,11 @@ impl Acc {
             TcpState::CloseWait => {
                 sum.close_wait += 1;
                 sum.oldest_close_wait = older(sum.oldest_close_wait, age);
+                *self
+                    .close_wait_local_ports
+                    .entry(s.local.port())
+                    .or_default() += 1;
+                self.close_wait_ends.insert((s.netns, s.local, s.remote));
                 if stale {
                     sum.close_wait_stale += 1;
                     match s.recv_q {
@@ -221,6 +238,7 @@ impl Acc {
             _ => {
                 sum.fin_wait2 += 1;
                 sum.oldest_fin_wait2 = older(sum.oldest_fin_wait2, age);
+                self.fin_wait2_ends.push((s.netns, s.local, s.remote));
                 if stale {
                     sum.fin_wait2_stale += 1;
                 }
@@ -251,6 +269,18 @@ pub fn analyse(
 ) -> Analysis {
     let owners = attribution::owners_by_inode(snapshot);
     let listeners = attribution::ListenerIndex::new(&snapshot.listeners);
+    // (process, port) for every listener a process holds.
+    let listening: rustc_hash::FxHashSet<(usize, u16)> = snapshot
+        .listeners
+        .iter()
+        .flat_map(|l| {
+            owners
+                .get(&l.inode)
+                .into_iter()
+                .flatten()
+                .map(move |&o| (o, l.local.port()))
+        })
+        .collect();
     let mut accs: FxHashMap<usize, Acc> = FxHashMap::default();
     let mut un = Unattributed::default();
     let (mut cw_unknown_stale, mut fw2_unknown_stale) = (0u64, 0u64);
@@ -318,12 +348,30 @@ pub fn analyse(
         let acc = accs.remove(&index);
         let mut findings = Vec::new();
         let (summary, mut peers, netns, queue_listeners) = match acc {
-            Some(a) => (
-                a.summary,
-                a.peers.into_values().collect::<Vec<_>>(),
-                a.netns,
-                a.queue_listeners,
-            ),
+            Some(a) => {
+                let mut summary = a.summary;
+                summary.close_wait_top_local_port = a
+                    .close_wait_local_ports
+                    .iter()
+                    .max_by_key(|(port, n)| (**n, std::cmp::Reverse(**port)))
+                    .map(|(port, n)| (*port, *n));
+                summary.listens_on_top_local_port = summary
+                    .close_wait_top_local_port
+                    .is_some_and(|(port, _)| listening.contains(&(index, port)));
+                summary.fin_wait2_to_self = a
+                    .fin_wait2_ends
+                    .iter()
+                    .filter(|(ns, local, remote)| {
+                        a.close_wait_ends.contains(&(*ns, *remote, *local))
+                    })
+                    .count() as u64;
+                (
+                    summary,
+                    a.peers.into_values().collect::<Vec<_>>(),
+                    a.netns,
+                    a.queue_listeners,
+                )
+            }
             None => Default::default(),
         };
         peers.sort_by(|a, b| {

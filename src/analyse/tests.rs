@@ -652,3 +652,88 @@ fn deleted_open_files_by_bytes() {
     );
     assert_eq!(a.processes.len(), 2);
 }
+
+#[test]
+fn server_side_close_wait_is_grouped_by_its_local_port() {
+    // A server's leaked connections: one local port, a peer each.
+    let socks: Vec<TcpSocket> = (0..20)
+        .map(|i| {
+            sock(
+                TcpState::CloseWait,
+                100 + i,
+                "10.0.0.1:8443",
+                &format!("10.0.9.{}:{}", i, 40000 + i),
+                300,
+                0,
+            )
+        })
+        .collect();
+    let mut inodes: Vec<u64> = socks.iter().map(|s| s.inode).collect();
+    inodes.push(999); // the listener
+    let mut snap = snapshot(socks, vec![process(10, "api", 50, Some(1024), &inodes)]);
+    snap.listeners = vec![Listener {
+        netns: NS,
+        local: addr("0.0.0.0:8443"),
+        inode: 999,
+    }];
+    let a = run(&snap, &Settings::default());
+    let p = by_pid(&a, &snap, 10);
+    assert_eq!(p.sockets.close_wait_top_local_port, Some((8443, 20)));
+    assert!(p.sockets.listens_on_top_local_port);
+    assert_eq!(p.peers.len(), 20);
+    let hint = &p.findings[0].hint;
+    assert!(
+        hint.contains("20 of 20 were accepted on port 8443, where this process listens"),
+        "{hint}"
+    );
+    assert!(!hint.contains("connection pool"), "{hint}");
+}
+
+#[test]
+fn a_process_holding_both_ends_is_told_so() {
+    // Half-closed to itself: FIN_WAIT_2 on one end, CLOSE_WAIT on the other.
+    let socks = vec![
+        sock(
+            TcpState::FinWait2,
+            100,
+            "127.0.0.1:5000",
+            "127.0.0.1:80",
+            300,
+            0,
+        ),
+        sock(
+            TcpState::CloseWait,
+            101,
+            "127.0.0.1:80",
+            "127.0.0.1:5000",
+            300,
+            1,
+        ),
+        sock(
+            TcpState::FinWait2,
+            102,
+            "127.0.0.1:5001",
+            "127.0.0.1:81",
+            300,
+            0,
+        ),
+    ];
+    let snap = snapshot(
+        socks,
+        vec![process(10, "selfish", 50, Some(1024), &[100, 101, 102])],
+    );
+    let a = run(&snap, &Settings::default());
+    let p = by_pid(&a, &snap, 10);
+    assert_eq!(p.sockets.fin_wait2_to_self, 1);
+    let f = p
+        .findings
+        .iter()
+        .find(|f| f.check == Check::FinWait2Stale)
+        .expect("finding");
+    assert!(
+        f.hint
+            .contains("1 of them is connected to this same process"),
+        "{}",
+        f.hint
+    );
+}

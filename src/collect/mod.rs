@@ -1,6 +1,7 @@
 //! Kernel access, and nothing else: sock_diag dumps and the /proc walk fill a
 //! [`Snapshot`]. Every read of the kernel's state lives under this module.
 
+pub mod netns;
 pub mod procfs;
 pub mod sockdiag;
 
@@ -11,7 +12,9 @@ use std::time::{Instant, SystemTime};
 
 use rustc_hash::FxHashSet;
 
-use crate::model::{NetnsId, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage};
+use crate::model::{
+    NetnsId, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage, UnscannedNetns,
+};
 
 pub use procfs::{ProcRoot, Skip};
 
@@ -19,8 +22,11 @@ pub use procfs::{ProcRoot, Skip};
 pub trait SocketSource: Send + Sync + std::fmt::Debug {
     /// The namespace the dumps describe.
     fn namespace(&self) -> io::Result<NetnsId>;
-    /// Dumps both families of that namespace.
+    /// Dumps both families of the calling thread's namespace.
     fn tables(&self, netns: NetnsId) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>);
+    /// Whether the other namespaces of the host can be entered and dumped
+    /// (a recording holds only its own).
+    fn every_namespace(&self) -> bool;
 }
 
 /// sock_diag netlink in the calling thread's network namespace.
@@ -34,6 +40,10 @@ impl SocketSource for Netlink {
 
     fn tables(&self, netns: NetnsId) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
         sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open)
+    }
+
+    fn every_namespace(&self) -> bool {
+        true
     }
 }
 
@@ -56,6 +66,10 @@ impl SocketSource for Recorded {
     fn tables(&self, netns: NetnsId) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
         let dir = self.dir.clone();
         sockdiag::dump_tables(netns, move || Ok(sockdiag::replay::Replay::new(&dir)))
+    }
+
+    fn every_namespace(&self) -> bool {
+        false
     }
 }
 
@@ -116,38 +130,31 @@ impl Collector {
             });
         }
 
-        let netns = match self.sockets.namespace() {
-            Ok(id) => id,
+        let pids = match self.root.pids() {
+            Ok(pids) => pids,
             Err(e) => {
                 snap.errors.push(ScanError {
-                    stage: Stage::Sockdiag,
-                    message: format!("cannot identify the network namespace: {e}"),
+                    stage: Stage::Procfs,
+                    message: e.to_string(),
                 });
-                NetnsId(0)
+                Vec::new()
             }
         };
-        let (tables, dump_errors) = self.sockets.tables(netns);
-        for e in dump_errors {
-            snap.errors.push(ScanError {
-                stage: Stage::Sockdiag,
-                message: format!("{} dump: {}", e.family.name(), e.error),
-            });
+        let tables = self.dump_namespaces(&pids, &mut snap);
+
+        let mut wanted: FxHashSet<u64> = FxHashSet::default();
+        for (_, t) in &tables {
+            wanted.reserve(t.flagged.len() + t.listeners.len());
+            wanted.extend(t.flagged.iter().map(|s| s.inode).filter(|&i| i != 0));
+            wanted.extend(t.listeners.iter().map(|l| l.inode).filter(|&i| i != 0));
         }
-        snap.namespaces.push(NetnsScan {
-            id: netns,
-            states: tables.states,
-        });
+        for (scan, mut t) in tables {
+            snap.sockets.append(&mut t.flagged);
+            snap.listeners.append(&mut t.listeners);
+            snap.namespaces.push(scan);
+        }
 
-        let mut wanted: FxHashSet<u64> = FxHashSet::with_capacity_and_hasher(
-            tables.flagged.len() + tables.listeners.len(),
-            Default::default(),
-        );
-        wanted.extend(tables.flagged.iter().map(|s| s.inode).filter(|&i| i != 0));
-        wanted.extend(tables.listeners.iter().map(|l| l.inode).filter(|&i| i != 0));
-        snap.sockets = tables.flagged;
-        snap.listeners = tables.listeners;
-
-        match self.root.walk(&wanted, self.threads) {
+        match self.root.walk(&pids, &wanted, self.threads) {
             Ok(walk) => {
                 snap.processes = walk.processes;
                 snap.skipped = walk.skipped;
@@ -179,6 +186,80 @@ impl Collector {
         }
         snap.duration = started.elapsed();
         snap
+    }
+
+    /// Dumps every namespace the source can reach: its own directly, the
+    /// others from a thread that has entered each. Namespaces that cannot be
+    /// entered are recorded with the reason; none is skipped silently.
+    fn dump_namespaces(
+        &self,
+        pids: &[u32],
+        snap: &mut Snapshot,
+    ) -> Vec<(NetnsScan, sockdiag::TcpTables)> {
+        let own = match self.sockets.namespace() {
+            Ok(id) => id,
+            Err(e) => {
+                snap.errors.push(ScanError {
+                    stage: Stage::Sockdiag,
+                    message: format!("cannot identify the network namespace: {e}"),
+                });
+                NetnsId(0)
+            }
+        };
+        let discovery = if self.sockets.every_namespace() {
+            netns::discover(
+                &self.root,
+                pids,
+                Some(std::path::Path::new(netns::RUN_NETNS)),
+            )
+        } else {
+            netns::Discovery::default()
+        };
+        snap.netns_unknown_processes = discovery.unreadable_processes;
+        let mut out = Vec::with_capacity(discovery.namespaces.len().max(1));
+        let mut record = |snap: &mut Snapshot,
+                          id: NetnsId,
+                          processes: u64,
+                          result: Result<_, netns::Unscanned>| match result
+        {
+            Ok((tables, errors)) => {
+                for e in errors {
+                    let e: sockdiag::FamilyError = e;
+                    snap.errors.push(ScanError {
+                        stage: Stage::Sockdiag,
+                        message: format!("netns {id}: {} dump: {}", e.family.name(), e.error),
+                    });
+                }
+                let tables: sockdiag::TcpTables = tables;
+                out.push((
+                    NetnsScan {
+                        id,
+                        states: tables.states,
+                        processes,
+                    },
+                    tables,
+                ));
+            }
+            Err(netns::Unscanned::Vanished) => log::debug!("netns {id} vanished before its dump"),
+            Err(why) => snap.unscanned_netns.push(UnscannedNetns {
+                id,
+                reason: why.reason(),
+                message: why.to_string(),
+                processes,
+            }),
+        };
+        if !discovery.namespaces.iter().any(|ns| ns.id == own) {
+            record(snap, own, 0, Ok(self.sockets.tables(own)));
+        }
+        for ns in &discovery.namespaces {
+            let result = if ns.id == own {
+                Ok(self.sockets.tables(own))
+            } else {
+                netns::run_in(ns, || self.sockets.tables(ns.id))
+            };
+            record(snap, ns.id, ns.processes, result);
+        }
+        out
     }
 
     /// Reads what a report shows of one process (exe, cmdline, unit, netns).

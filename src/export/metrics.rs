@@ -100,6 +100,31 @@ pub fn render(view: &ScanView<'_>, stats: &AgentStats) -> Result<String, prometh
         }
     }
 
+    m.int_gauge(
+        "closewatch_netns_scanned",
+        "Network namespaces dumped by the last scan.",
+        &[],
+    )?
+    .with_label_values(NO_LABELS)
+    .set(snap.namespaces.len() as i64);
+    let unscanned = m.int_gauge(
+        "closewatch_netns_unscanned",
+        "1 for each network namespace the last scan could not dump, by reason (open_denied: needs CAP_SYS_PTRACE; setns_denied: needs CAP_SYS_ADMIN; failed).",
+        &["netns", "reason"],
+    )?;
+    for u in &snap.unscanned_netns {
+        unscanned
+            .with_label_values(&[u.id.to_string().as_str(), u.reason])
+            .set(1);
+    }
+    m.int_gauge(
+        "closewatch_netns_unknown_processes",
+        "Processes whose network namespace could not be read (needs CAP_SYS_PTRACE); namespaces only they are in are not scanned.",
+        &[],
+    )?
+    .with_label_values(NO_LABELS)
+    .set(snap.netns_unknown_processes as i64);
+
     let held = m.int_gauge(
         "closewatch_process_tcp_sockets",
         "CLOSE_WAIT and owned FIN_WAIT_2 sockets held by the process.",

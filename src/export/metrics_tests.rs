@@ -68,6 +68,7 @@ fn scan() -> Snapshot {
         namespaces: vec![NetnsScan {
             id: NetnsId(7),
             states,
+            processes: 4,
         }],
         sockets: vec![close_wait(100, 5000), close_wait(101, 5001)],
         processes: vec![

@@ -26,6 +26,19 @@ struct Json<'a> {
     scan_duration_seconds: f64,
     attribution_complete: bool,
     skipped_processes: Skipped,
+    namespaces: Vec<Namespace<'a>>,
+    /// Processes whose network namespace could not be read.
+    netns_unknown_processes: u64,
+}
+
+#[derive(Serialize)]
+struct Namespace<'a> {
+    netns: u64,
+    scanned: bool,
+    /// Why it was not scanned (null when it was).
+    reason: Option<&'a str>,
+    processes: u64,
+    tcp_states: Option<States<'a>>,
 }
 
 #[derive(Serialize)]
@@ -69,6 +82,9 @@ struct Process<'a> {
     peers: Vec<Peer>,
     findings: &'a [Finding],
     // Extensions.
+    /// Peers beyond the first MAX_PEERS (a server's CLOSE_WAIT sockets each
+    /// have a peer of their own: the clients' ephemeral ports).
+    peers_omitted: usize,
     uid: Option<u32>,
     start_time_ticks: u64,
     fd_growth: Option<FdGrowth>,
@@ -98,6 +114,9 @@ struct Fds {
     anon_inodes: u64,
     readable: bool,
 }
+
+/// Peers listed per process; the rest are counted in `peers_omitted`.
+pub const MAX_PEERS: usize = 100;
 
 fn secs(d: Duration) -> f64 {
     // Milliseconds are the kernel's resolution.
@@ -177,9 +196,11 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
                     oldest_fin_wait2_seconds: s.oldest_fin_wait2.map(secs),
                     close_wait_unaccepted_stale: s.close_wait_unaccepted_stale,
                 },
+                peers_omitted: p.peers.len().saturating_sub(MAX_PEERS),
                 peers: p
                     .peers
                     .iter()
+                    .take(MAX_PEERS)
                     .map(|peer| Peer {
                         remote: peer.remote.to_string(),
                         state: peer.state.name(),
@@ -232,6 +253,25 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
             permission_denied: snap.skipped.permission_denied,
             failed: snap.skipped.failed,
         },
+        namespaces: snap
+            .namespaces
+            .iter()
+            .map(|ns| Namespace {
+                netns: ns.id.0,
+                scanned: true,
+                reason: None,
+                processes: ns.processes,
+                tcp_states: Some(States(&ns.states)),
+            })
+            .chain(snap.unscanned_netns.iter().map(|u| Namespace {
+                netns: u.id.0,
+                scanned: false,
+                reason: Some(&u.message),
+                processes: u.processes,
+                tcp_states: None,
+            }))
+            .collect(),
+        netns_unknown_processes: snap.netns_unknown_processes,
     };
     // Rendered first so that a write error keeps its kind (EPIPE stays EPIPE).
     let mut bytes = serde_json::to_vec_pretty(&json).map_err(io::Error::other)?;

@@ -222,6 +222,32 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
             states.join(", ")
         }
     )?;
+    if snap.namespaces.len() > 1
+        || !snap.unscanned_netns.is_empty()
+        || snap.netns_unknown_processes > 0
+    {
+        let mut ns = vec![count(
+            snap.namespaces.len() as u64,
+            "network namespace scanned",
+            "network namespaces scanned",
+        )];
+        for u in &snap.unscanned_netns {
+            ns.push(style.severity(
+                Some(Severity::Warning),
+                &format!("netns {} NOT scanned: {}", u.id, u.message),
+            ));
+        }
+        if snap.netns_unknown_processes > 0 {
+            ns.push(style.severity(
+                Some(Severity::Warning),
+                &format!(
+                    "the namespace of {} could not be read (needs CAP_SYS_PTRACE)",
+                    count(snap.netns_unknown_processes, "process", "processes")
+                ),
+            ));
+        }
+        writeln!(out, "  netns     {}", ns.join("; "))?;
+    }
     if let (Some(open), Some(max)) = (snap.host.open_fds, snap.host.max_fds) {
         writeln!(out, "  host fds  {open} of {max} ({})", pct(open, max))?;
     }

@@ -151,7 +151,20 @@ impl Drop for Starting {
 impl Fixture {
     /// Starts `fixture <scenario> [n]` and reads its JSON line.
     pub fn start(scenario: &str, n: Option<u32>) -> Fixture {
-        let mut cmd = Command::new(fixture_path());
+        Fixture::start_with(&[], scenario, n)
+    }
+
+    /// The same under a wrapper that execs it in place (so the pid stays the
+    /// fixture's), e.g. `ip netns exec NAME`.
+    pub fn start_with(wrapper: &[&str], scenario: &str, n: Option<u32>) -> Fixture {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(fixture_path());
+                c
+            }
+            None => Command::new(fixture_path()),
+        };
         cmd.arg(scenario);
         if let Some(n) = n {
             cmd.arg(n.to_string());

@@ -115,8 +115,12 @@ impl ProcRoot {
 
     /// Reads every process: identity, fd count and limit, and which of the
     /// `wanted` socket inodes it holds (with their fd numbers).
-    pub fn walk(&self, wanted: &FxHashSet<u64>, threads: usize) -> Result<Walk, ProcError> {
-        let pids = self.pids()?;
+    pub fn walk(
+        &self,
+        pids: &[u32],
+        wanted: &FxHashSet<u64>,
+        threads: usize,
+    ) -> Result<Walk, ProcError> {
         let root = self.open_root()?;
         let fd_count_from_size = rustix::fs::fstatfs(&root)
             // f_type's width differs across architectures.
@@ -136,7 +140,7 @@ impl ProcRoot {
         let mut parts: Vec<Walk> = Vec::with_capacity(threads);
         std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)
-                .map(|_| s.spawn(|| ctx.run(&pids, &next)))
+                .map(|_| s.spawn(|| ctx.run(pids, &next)))
                 .collect();
             for w in workers {
                 match w.join() {

@@ -190,32 +190,44 @@ pub fn cmdline(bytes: &[u8], max_len: usize) -> String {
 }
 
 /// Where a process runs, from /proc/PID/cgroup: a container, a pod, or a
-/// systemd unit.
+/// systemd unit, in that order of precedence, looked for in every hierarchy
+/// (on hybrid hosts a cgroupfs-driver container appears only in the v1
+/// lines while the v2 line still names the runtime's service).
 pub fn unit_from_cgroup(text: &[u8]) -> Result<Option<String>, ParseError> {
     let groups = procfs::ProcessCGroups::from_buf_read(text)
         .map_err(|e| malformed("cgroup", e.to_string()))?;
-    // cgroup v2 ("0::/path") first, then v1's systemd hierarchy, then any.
-    let path = groups
+    // Preference among hierarchies: v2 ("0::/path"), v1's name=systemd, any.
+    let mut paths: Vec<&str> = Vec::with_capacity(groups.0.len());
+    let v2 = groups
         .0
         .iter()
-        .find(|g| g.hierarchy == 0 && g.controllers.is_empty())
-        .or_else(|| {
-            groups
-                .0
-                .iter()
-                .find(|g| g.controllers.iter().any(|c| c == "name=systemd"))
-        })
-        .or_else(|| groups.0.first())
-        .map(|g| g.pathname.as_str());
-    Ok(path.and_then(unit_from_path))
+        .filter(|g| g.hierarchy == 0 && g.controllers.is_empty());
+    let systemd = groups
+        .0
+        .iter()
+        .filter(|g| g.controllers.iter().any(|c| c == "name=systemd"));
+    for g in v2.chain(systemd).chain(groups.0.iter()) {
+        if !paths.contains(&g.pathname.as_str()) {
+            paths.push(g.pathname.as_str());
+        }
+    }
+    Ok(paths
+        .iter()
+        .find_map(|p| container_from_path(p))
+        .or_else(|| paths.iter().find_map(|p| pod_from_path(p)))
+        .or_else(|| paths.first().and_then(|p| systemd_unit_from_path(p))))
 }
 
-/// The container or unit a cgroup path names. Container ids are shortened to
-/// 12 characters, as `docker ps` and `crictl ps` show them.
-pub fn unit_from_path(path: &str) -> Option<String> {
-    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-    for component in components.iter().rev() {
-        // systemd-driver container scopes.
+fn components(path: &str) -> impl DoubleEndedIterator<Item = &str> {
+    path.split('/').filter(|c| !c.is_empty())
+}
+
+/// A container id in a cgroup path, shortened to 12 characters as `docker
+/// ps` and `crictl ps` show it, with its runtime.
+pub fn container_from_path(path: &str) -> Option<String> {
+    let first = components(path).next();
+    for component in components(path).rev() {
+        // systemd-driver scopes.
         for (prefix, runtime) in [
             ("docker-", "docker"),
             ("cri-containerd-", "containerd"),
@@ -231,25 +243,34 @@ pub fn unit_from_path(path: &str) -> Option<String> {
                 }
             }
         }
-        // cgroupfs-driver containers: /docker/<id>, /kubepods/.../pod<uid>/<id>.
+        // cgroupfs-driver directories: /docker/<id>, /kubepods/.../pod<uid>/<id>.
         if is_container_id(component) {
-            let runtime = match components.first() {
-                Some(&"docker") => "docker",
-                Some(&"kubepods") | Some(&"kubepods.slice") => "container",
-                Some(&"machine.slice") => "podman",
+            let runtime = match first {
+                Some("docker") => "docker",
+                Some("machine.slice") => "podman",
                 _ => "container",
             };
             return Some(format!("{runtime}:{}", &component[..12]));
         }
-        // A pod without a container component (e.g. the pod's own cgroup).
-        if let Some(uid) = pod_uid(component) {
-            return Some(format!("pod:{uid}"));
-        }
-        if is_unit(component) {
-            return Some((*component).to_string());
-        }
     }
     None
+}
+
+/// A Kubernetes pod uid in a cgroup path (`pod<uid>` or
+/// `kubepods-<qos>-pod<uid_with_underscores>.slice`).
+pub fn pod_from_path(path: &str) -> Option<String> {
+    components(path)
+        .rev()
+        .find_map(pod_uid)
+        .map(|uid| format!("pod:{uid}"))
+}
+
+/// The innermost systemd unit of a cgroup path.
+pub fn systemd_unit_from_path(path: &str) -> Option<String> {
+    components(path)
+        .rev()
+        .find(|c| is_unit(c))
+        .map(str::to_string)
 }
 
 fn is_container_id(s: &str) -> bool {

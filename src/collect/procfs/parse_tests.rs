@@ -176,3 +176,108 @@ fn malformed_cgroup_is_an_error() {
     assert!(unit_from_cgroup(b"garbage\n").is_err());
     assert!(unit_from_cgroup(b"x:y:/z\n").is_err());
 }
+
+// Samples in the layouts each runtime writes (ids are examples).
+const ID: &str = "7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9";
+
+/// cgroup v1, Docker with the cgroupfs driver (Debian, Ubuntu ≤ 20.04).
+fn docker_cgroupfs_v1() -> String {
+    format!(
+        "12:pids:/docker/{ID}\n11:memory:/docker/{ID}\n4:cpu,cpuacct:/docker/{ID}\n1:name=systemd:/docker/{ID}\n0::/system.slice/containerd.service\n"
+    )
+}
+
+#[test]
+fn docker_with_the_cgroupfs_driver_on_cgroup_v1() {
+    assert_eq!(
+        unit_from_cgroup(docker_cgroupfs_v1().as_bytes()),
+        Ok(Some("docker:7d4bd3e0c7e1".into())),
+        "the systemd hierarchy names the container, not the v2 line"
+    );
+}
+
+#[test]
+fn docker_with_the_systemd_driver_on_cgroup_v2() {
+    let text = format!("0::/system.slice/docker-{ID}.scope\n");
+    assert_eq!(
+        unit_from_cgroup(text.as_bytes()),
+        Ok(Some("docker:7d4bd3e0c7e1".into()))
+    );
+}
+
+#[test]
+fn containerd_in_kubepods_with_the_systemd_driver() {
+    let text = format!(
+        "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod3f1c2b7a_9e4d_4c1b_8a2e_5d6f7a8b9c0d.slice/cri-containerd-{ID}.scope\n"
+    );
+    assert_eq!(
+        unit_from_cgroup(text.as_bytes()),
+        Ok(Some("containerd:7d4bd3e0c7e1".into()))
+    );
+}
+
+#[test]
+fn kubernetes_with_the_cgroupfs_driver_on_cgroup_v1() {
+    let text = format!(
+        "11:devices:/kubepods/besteffort/pod3f1c2b7a-9e4d-4c1b-8a2e-5d6f7a8b9c0d/{ID}\n1:name=systemd:/kubepods/besteffort/pod3f1c2b7a-9e4d-4c1b-8a2e-5d6f7a8b9c0d/{ID}\n"
+    );
+    assert_eq!(
+        unit_from_cgroup(text.as_bytes()),
+        Ok(Some("container:7d4bd3e0c7e1".into()))
+    );
+}
+
+#[test]
+fn a_pod_without_a_container_cgroup_is_named_by_its_uid() {
+    // cri-o's conmon runs in the pod's slice, next to the containers.
+    let text = format!(
+        "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod3f1c2b7a_9e4d_4c1b_8a2e_5d6f7a8b9c0d.slice/crio-conmon-{ID}.scope\n"
+    );
+    assert_eq!(
+        unit_from_cgroup(text.as_bytes()),
+        Ok(Some("pod:3f1c2b7a-9e4d-4c1b-8a2e-5d6f7a8b9c0d".into()))
+    );
+}
+
+#[test]
+fn cri_o_container_scope() {
+    let text = format!(
+        "0::/kubepods.slice/kubepods-pod3f1c2b7a_9e4d_4c1b_8a2e_5d6f7a8b9c0d.slice/crio-{ID}.scope\n"
+    );
+    assert_eq!(
+        unit_from_cgroup(text.as_bytes()),
+        Ok(Some("cri-o:7d4bd3e0c7e1".into()))
+    );
+}
+
+#[test]
+fn podman_rootful_and_rootless() {
+    let rootful = format!("0::/machine.slice/libpod-{ID}.scope\n");
+    assert_eq!(
+        unit_from_cgroup(rootful.as_bytes()),
+        Ok(Some("podman:7d4bd3e0c7e1".into()))
+    );
+    // Rootless podman with cgroup v2 nests the payload in .../container.
+    let rootless = format!(
+        "0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/container\n"
+    );
+    assert_eq!(
+        unit_from_cgroup(rootless.as_bytes()),
+        Ok(Some("podman:7d4bd3e0c7e1".into()))
+    );
+}
+
+#[test]
+fn systemd_units_on_cgroup_v1_and_user_services() {
+    let v1 = b"12:pids:/system.slice/nginx.service\n6:memory:/system.slice/nginx.service\n1:name=systemd:/system.slice/nginx.service\n";
+    assert_eq!(unit_from_cgroup(v1), Ok(Some("nginx.service".into())));
+    let user = b"0::/user.slice/user-1000.slice/user@1000.service/app.slice/pipewire.service\n";
+    assert_eq!(unit_from_cgroup(user), Ok(Some("pipewire.service".into())));
+    let session = b"0::/user.slice/user-1000.slice/session-3.scope\n";
+    assert_eq!(
+        unit_from_cgroup(session),
+        Ok(Some("session-3.scope".into()))
+    );
+    let slice_only = b"0::/system.slice\n";
+    assert_eq!(unit_from_cgroup(slice_only), Ok(None));
+}

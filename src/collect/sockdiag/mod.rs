@@ -387,8 +387,18 @@ pub fn dump_tables<T: Transport>(
             .and_then(|()| dump(&mut connect, &all, &mut counts));
         match result {
             Ok(()) => {
+                // The two dumps are moments apart; CLOSE_WAIT and FIN_WAIT_2
+                // are counted from the dump the per-socket analysis uses, so
+                // a report never has more unattributed sockets of a state
+                // than sockets of that state.
+                let mut states = counts.states;
+                states.0[usize::from(TcpState::CloseWait.kernel_number())] = 0;
+                states.0[usize::from(TcpState::FinWait2.kernel_number())] = 0;
+                for s in &flagged.sockets {
+                    states.add(s.state);
+                }
                 tables.flagged.append(&mut flagged.sockets);
-                tables.states.merge(&counts.states);
+                tables.states.merge(&states);
                 tables.listeners.append(&mut counts.listeners);
             }
             Err(DumpError::FamilyUnsupported) if family == Family::V6 => {
