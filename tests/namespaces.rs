@@ -14,9 +14,30 @@ use common::agent::{sample, wait_for, Agent};
 use common::Fixture;
 use serde_json::Value;
 
-fn is_root() -> bool {
+/// Whether the test can run: it needs root. In CI (which runs as root) a
+/// missing privilege fails the test instead of skipping it.
+fn root(why: &str) -> bool {
     // SAFETY: plain syscall.
-    unsafe { libc::geteuid() == 0 }
+    let root = unsafe { libc::geteuid() == 0 };
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the tests as root ({why})"
+        );
+        eprintln!("**** SKIPPED: needs root ({why}) ****");
+    }
+    root
+}
+
+/// The report's entry for namespace `id`.
+fn namespace(report: &Value, id: u64) -> Value {
+    report["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|n| n["netns"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("netns {id} not listed: {report:#}"))
 }
 
 /// A namespace from `ip netns add`, deleted on drop (after the processes in
@@ -61,19 +82,14 @@ impl Drop for Netns {
 }
 
 fn process(report: &Value, pid: u32) -> Value {
-    report["processes"]
-        .as_array()
-        .expect("processes")
-        .iter()
-        .find(|p| p["pid"] == pid)
+    common::process(report, pid)
         .cloned()
         .unwrap_or_else(|| panic!("pid {pid} not in the report: {report:#}"))
 }
 
 #[test]
 fn leaks_in_an_ip_netns_and_the_host_are_both_found() {
-    if !is_root() {
-        eprintln!("**** SKIPPED: needs root (ip netns add) ****");
+    if !root("ip netns add") {
         return;
     }
     let ns = Netns::add();
@@ -90,11 +106,7 @@ fn leaks_in_an_ip_netns_and_the_host_are_both_found() {
     let q = process(&report, out_server);
     assert_eq!(q["sockets"]["close_wait"], 1, "{q:#}");
     assert_ne!(q["netns"][0], ns.id());
-    let namespaces = report["namespaces"].as_array().expect("namespaces");
-    let entry = namespaces
-        .iter()
-        .find(|n| n["netns"] == ns.id())
-        .unwrap_or_else(|| panic!("netns {} not listed: {namespaces:#?}", ns.id()));
+    let entry = namespace(&report, ns.id());
     assert_eq!(entry["scanned"], true);
     assert!(entry["tcp_states"]["close_wait"].as_u64().expect("count") >= 2);
     assert_eq!(run.code, Some(1));
@@ -135,27 +147,19 @@ fn leaks_in_an_ip_netns_and_the_host_are_both_found() {
 
 #[test]
 fn an_empty_ip_netns_is_scanned_too() {
-    if !is_root() {
-        eprintln!("**** SKIPPED: needs root (ip netns add) ****");
+    if !root("ip netns add") {
         return;
     }
     let ns = Netns::add();
     let report = common::report_json(&[]).json();
-    let entry = report["namespaces"]
-        .as_array()
-        .expect("namespaces")
-        .iter()
-        .find(|n| n["netns"] == ns.id())
-        .cloned()
-        .expect("the /run/netns namespace is listed");
+    let entry = namespace(&report, ns.id());
     assert_eq!(entry["scanned"], true);
     assert_eq!(entry["processes"], 0);
 }
 
 #[test]
 fn without_cap_sys_admin_a_namespace_is_reported_not_scanned() {
-    if !is_root() {
-        eprintln!("**** SKIPPED: needs root to drop to nobody ****");
+    if !root("dropping to nobody") {
         return;
     }
     let ns = Netns::add();
@@ -183,13 +187,7 @@ fn without_cap_sys_admin_a_namespace_is_reported_not_scanned() {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let entry = report["namespaces"]
-        .as_array()
-        .expect("namespaces")
-        .iter()
-        .find(|n| n["netns"] == ns.id())
-        .cloned()
-        .unwrap_or_else(|| panic!("netns not listed: {report:#}"));
+    let entry = namespace(&report, ns.id());
     assert_eq!(entry["scanned"], false);
     assert!(
         entry["reason"]

@@ -12,11 +12,7 @@ use common::Fixture;
 use serde_json::Value;
 
 fn process(report: &Value, pid: u32) -> Value {
-    report["processes"]
-        .as_array()
-        .expect("processes")
-        .iter()
-        .find(|p| p["pid"] == pid)
+    common::process(report, pid)
         .cloned()
         .unwrap_or_else(|| panic!("pid {pid} not in the report: {report:#}"))
 }

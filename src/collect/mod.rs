@@ -73,6 +73,9 @@ impl SocketSource for Recorded {
     }
 }
 
+/// The TCP tables of one namespace, or why it could not be dumped.
+type DumpResult = Result<(sockdiag::TcpTables, Vec<sockdiag::FamilyError>), netns::Unscanned>;
+
 /// How many failures of one kind are spelled out before they are summarised.
 const MAX_LISTED_FAILURES: usize = 5;
 
@@ -251,12 +254,46 @@ impl Collector {
         if !discovery.namespaces.iter().any(|ns| ns.id == own) {
             record(snap, own, 0, Ok(self.sockets.tables(own)));
         }
-        for ns in &discovery.namespaces {
+        // Each dump walks the kernel's TCP hash table, which namespaces share
+        // unless net.ipv4.tcp_child_ehash_entries gives them their own: with
+        // many namespaces that is most of the cost, so they are dumped on
+        // several threads (measured: benches/netns.sh).
+        let namespaces = &discovery.namespaces;
+        let results: Vec<std::sync::Mutex<Option<DumpResult>>> = namespaces
+            .iter()
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let dump_next = || loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(ns) = namespaces.get(i) else { break };
             let result = if ns.id == own {
                 Ok(self.sockets.tables(own))
             } else {
                 netns::run_in(ns, || self.sockets.tables(ns.id))
             };
+            if let Ok(mut slot) = results[i].lock() {
+                *slot = Some(result);
+            }
+        };
+        let workers = self.threads.min(namespaces.len()).max(1);
+        if workers == 1 {
+            // One namespace (most hosts): no pool, no per-thread allocator
+            // arenas left holding the dump's memory.
+            dump_next();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(dump_next);
+                }
+            });
+        }
+        for (ns, slot) in namespaces.iter().zip(results) {
+            let result = slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                Err(netns::Unscanned::Failed(
+                    "the dump thread failed".to_string(),
+                ))
+            });
             record(snap, ns.id, ns.processes, result);
         }
         out

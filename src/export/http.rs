@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -88,8 +87,13 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time a client has to send its request headers.
     pub header_read_timeout: Duration,
-    /// Longest life of one connection, keep-alive included.
-    pub connection_timeout: Duration,
+    /// After this, responses ask the client to close the connection
+    /// (`Connection: close`): keep-alive is not forever...
+    pub connection_lifetime: Duration,
+    /// ...and this much later it is cut off whatever it is doing (a client
+    /// that never reads its responses cannot hold a slot). Also the time
+    /// in-flight requests get on shutdown before their connection is cut.
+    pub connection_drain: Duration,
     /// How long in-flight requests may finish after shutdown begins.
     pub shutdown_grace: Duration,
 }
@@ -99,7 +103,8 @@ impl Default for Limits {
         Limits {
             max_connections: 256,
             header_read_timeout: Duration::from_secs(5),
-            connection_timeout: Duration::from_secs(30),
+            connection_lifetime: Duration::from_secs(60),
+            connection_drain: Duration::from_secs(10),
             shutdown_grace: Duration::from_millis(500),
         }
     }
@@ -181,16 +186,22 @@ pub fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Full<By
     }
 }
 
+/// Answers a request; from `retire_at` on, each response asks the client to
+/// close the connection (hyper closes it once that response is sent).
 async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
+    retire_at: Instant,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let mut r = respond(req.method(), req.uri().path(), &shared);
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if Instant::now() >= retire_at {
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(r)
 }
-
 /// Accept-error backoff: 10 ms doubling to 1 s, reset by a good accept.
 struct Backoff {
     delay: Duration,
@@ -230,6 +241,60 @@ impl Backoff {
     }
 }
 
+/// Serves one connection. Its responses ask the client to close once
+/// `limits.connection_lifetime` has passed (see `handle`); a client still
+/// there `limits.connection_drain` later (one that never reads its answers)
+/// is cut off. On shutdown the connection closes gracefully: the request in
+/// flight is answered first.
+async fn connection<C>(conn: C, limits: Limits, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    C: Future<Output = Result<(), hyper::Error>> + GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let stopping = async {
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = tokio::time::sleep(limits.connection_lifetime + limits.connection_drain) => {
+            log::debug!("connection outlived its lifetime and drain time; closed");
+            Ok(())
+        }
+        () = stopping => {
+            conn.as_mut().shutdown_gracefully();
+            match tokio::time::timeout(limits.connection_drain, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        log::debug!("connection: {e}");
+    }
+}
+
+/// The one thing `connection` needs of hyper's connection type.
+trait GracefulConnection {
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
 /// Serves until `shutdown` completes, then stops accepting and gives
 /// in-flight requests `limits.shutdown_grace` to finish.
 pub async fn serve(
@@ -238,8 +303,9 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut backoff = Backoff {
         delay: Backoff::MIN,
         logged_at: None,
@@ -273,27 +339,27 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let retire_at = Instant::now() + limits.connection_lifetime;
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(16 * 1024)
             .serve_connection(
                 TokioIo::new(stream),
-                service_fn(move |req| handle(req, shared.clone())),
+                service_fn(move |req| handle(req, shared.clone(), retire_at)),
             );
-        let conn = graceful.watch(conn);
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(limits.connection_timeout, conn).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => log::debug!("connection: {e}"),
-                Err(_) => log::debug!("connection closed after {:?}", limits.connection_timeout),
-            }
+            connection(conn, limits, stop).await;
+            drop(permit);
         });
     }
     drop(listener);
+    let _ = stop_tx.send(true);
+    // Every permit back means every connection has finished.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => {}
+        _ = slots.acquire_many(all) => {}
         () = tokio::time::sleep(limits.shutdown_grace) => {
             log::debug!("shutdown grace elapsed with connections still open");
         }
@@ -337,6 +403,95 @@ mod tests {
             respond(&Method::GET, "/healthz", &shared).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    /// Reads one HTTP/1.1 response with a content-length body; `None` at EOF
+    /// before any byte of it. Panics on a truncated response.
+    fn read_response(r: &mut impl std::io::BufRead) -> Option<Vec<String>> {
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = r.read_line(&mut line).expect("read");
+            if n == 0 {
+                assert!(headers.is_empty(), "response cut in its head: {headers:?}");
+                return None;
+            }
+            let line = line.trim_end().to_string();
+            if line.is_empty() {
+                break;
+            }
+            headers.push(line.to_ascii_lowercase());
+        }
+        let len: usize = headers
+            .iter()
+            .find_map(|h| h.strip_prefix("content-length: "))
+            .expect("content-length")
+            .parse()
+            .expect("a number");
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).expect("the whole body");
+        Some(headers)
+    }
+
+    #[test]
+    fn a_busy_connection_is_recycled_between_responses_never_during_one() {
+        use std::io::Write;
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr");
+        let shared = Arc::new(Shared::new(Duration::from_secs(60)));
+        shared.publish(Published {
+            metrics: Bytes::from(vec![b'x'; 50_000]),
+            scanned_at: Some(Instant::now()),
+        });
+        let limits = Limits {
+            connection_lifetime: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(std_listener).expect("listener");
+                serve(listener, shared, limits, async move {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            });
+        });
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        // Enough pipelined requests to keep the connection busy well past
+        // its 50 ms lifetime.
+        let requests = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(5000);
+        let writer = {
+            let mut s = stream.try_clone().expect("clone");
+            std::thread::spawn(move || {
+                let _ = s.write_all(requests.as_bytes());
+            })
+        };
+        let mut reader = std::io::BufReader::new(&mut stream);
+        let mut answered = 0;
+        let mut last = Vec::new();
+        while let Some(headers) = read_response(&mut reader) {
+            answered += 1;
+            last = headers;
+        }
+        assert!(
+            answered > 0 && answered < 5000,
+            "recycled after {answered} responses"
+        );
+        assert!(
+            last.iter().any(|h| h == "connection: close"),
+            "the last response says so: {last:?}"
+        );
+        drop(reader);
+        drop(stream);
+        let _ = writer.join();
+        let _ = stop_tx.send(());
+        server.join().expect("server thread");
     }
 
     #[test]

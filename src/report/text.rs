@@ -6,7 +6,7 @@ use std::io::{self, Write};
 
 use super::Report;
 use crate::analyse::hints::{count, human};
-use crate::analyse::{ProcessAnalysis, Severity, Status};
+use crate::analyse::{Finding, ProcessAnalysis, Severity, Status};
 use crate::model::{ProcessDetails, ProcessInfo};
 
 /// ANSI styling, or none.
@@ -388,14 +388,7 @@ fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
             )?;
         }
         for f in &p.findings {
-            writeln!(
-                out,
-                "  {} {}: {}",
-                style.severity(Some(f.severity), f.severity.name()),
-                f.check,
-                f.message
-            )?;
-            writeln!(out, "    {}", style.dim(&format!("hint: {}", f.hint)))?;
+            finding(out, style, f)?;
         }
         const SHOWN: usize = 5;
         for peer in p.peers.iter().take(SHOWN) {
@@ -416,20 +409,25 @@ fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
     Ok(())
 }
 
+/// One finding: severity, check and message, then the hint.
+fn finding(out: &mut dyn Write, style: Style, f: &Finding) -> io::Result<()> {
+    writeln!(
+        out,
+        "  {} {}: {}",
+        style.severity(Some(f.severity), f.severity.name()),
+        f.check,
+        f.message
+    )?;
+    writeln!(out, "    {}", style.dim(&format!("hint: {}", f.hint)))
+}
+
 /// Writes the text report; `color` adds ANSI colour.
 pub fn write(report: &Report<'_>, out: &mut dyn Write, color: bool) -> io::Result<()> {
     let style = Style { on: color };
     summary(out, style, report)?;
     let a = report.analysis;
     for f in &a.host_findings {
-        writeln!(
-            out,
-            "  {} {}: {}",
-            style.severity(Some(f.severity), f.severity.name()),
-            f.check,
-            f.message
-        )?;
-        writeln!(out, "    {}", style.dim(&format!("hint: {}", f.hint)))?;
+        finding(out, style, f)?;
     }
     writeln!(out)?;
     if a.processes.is_empty() && !a.attribution_complete {

@@ -53,6 +53,8 @@ impl Agent {
                     panic!("the agent never logged its address");
                 }
             };
+            // stderr is a pipe here, as under journald: no ANSI colour.
+            assert!(!line.contains('\x1b'), "colour in a log line: {line:?}");
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let addr = rest.split('/').next().expect("address");
                 break addr.parse().expect("a socket address");

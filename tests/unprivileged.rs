@@ -1,0 +1,136 @@
+//! closewatch without privileges (run as nobody through setpriv) and through
+//! another procfs mount (--proc-root, as a containerised agent reads the
+//! host's /proc at /host/proc). Both need root to set up, as CI runs.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::Fixture;
+use serde_json::Value;
+
+fn root(why: &str) -> bool {
+    // SAFETY: plain syscall.
+    let root = unsafe { libc::geteuid() == 0 };
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the tests as root ({why})"
+        );
+        eprintln!("**** SKIPPED: needs root ({why}) ****");
+    }
+    root
+}
+
+/// An empty config readable by nobody.
+fn config() -> tempfile::NamedTempFile {
+    let config = tempfile::NamedTempFile::new().expect("config");
+    std::fs::set_permissions(config.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    config
+}
+
+#[test]
+fn as_nobody_the_report_works_says_attribution_is_incomplete_and_blames_nobody() {
+    if !root("dropping to nobody") {
+        return;
+    }
+    let fixture = Fixture::start("eof-server", Some(3));
+    let server = fixture.info.role("server").pids[0];
+    let config = config();
+    let run = |format: &str| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(env!("CARGO_BIN_EXE_closewatch"))
+            .arg("--config")
+            .arg(config.path())
+            .args(["--report", "--close-wait-age", "0s", "--format", format])
+            .output()
+            .expect("run closewatch as nobody")
+    };
+    let out = run("json");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["attribution_complete"], false, "{report:#}");
+    assert!(
+        report["unattributed"]["close_wait_unknown_owner"]
+            .as_u64()
+            .expect("count")
+            >= 3
+    );
+    assert!(
+        report["skipped_processes"]["permission_denied"]
+            .as_u64()
+            .expect("count")
+            > 0
+    );
+    // The server is listed only if a finding other than sockets applies to
+    // it; it must never be blamed for sockets it could not be seen to hold.
+    if let Some(p) = common::process(&report, server) {
+        assert_eq!(p["sockets"]["close_wait"], 0, "{p:#}");
+        assert_eq!(p["fds"]["readable"], false, "{p:#}");
+    }
+    // A host-wide finding keeps the stale sockets from going unnoticed.
+    let host = report["findings"].as_array().expect("findings");
+    assert!(
+        host.iter().any(|f| f["check"] == "close_wait_stale"),
+        "{report:#}"
+    );
+    assert_eq!(out.status.code(), Some(1), "warning, not ok");
+
+    let text = run("text");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("ATTRIBUTION INCOMPLETE"), "{text}");
+    assert!(text.contains("run as root"), "{text}");
+}
+
+/// /proc bind-mounted elsewhere; unmounted on drop.
+struct BindMount(tempfile::TempDir);
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn proc_root_reads_another_procfs_mount_namespaces_included() {
+    if !root("mount --bind") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ok = Command::new("mount")
+        .args(["--bind", "/proc"])
+        .arg(dir.path())
+        .status()
+        .expect("mount");
+    assert!(ok.success(), "mount --bind /proc");
+    let mount = BindMount(dir);
+    let fixture = Fixture::start("netns", Some(2));
+    let holder = fixture.info.roles[0].pids[0];
+    let netns = fixture.info.roles[0]
+        .netns
+        .expect("the fixture made a namespace");
+    let root_arg = mount.0.path().display().to_string();
+    let run = common::closewatch(&[
+        "--report",
+        "--format",
+        "json",
+        "--close-wait-age",
+        "0s",
+        "--proc-root",
+        &root_arg,
+        "--pid",
+        &holder.to_string(),
+    ]);
+    let report = run.json();
+    let p = common::process(&report, holder).unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(p["sockets"]["close_wait"], 2, "{p:#}");
+    assert_eq!(p["netns"][0], netns);
+    drop(fixture);
+}
