@@ -14,7 +14,7 @@ use signal_hook::iterator::Signals;
 
 use crate::analyse::{self, Analysis, History, Status};
 use crate::cli::Cli;
-use crate::collect::{Collector, ProcRoot, Recorded};
+use crate::collect::Collector;
 use crate::config::{self, Settings};
 use crate::export::http::{self, Limits, Published, Shared};
 use crate::export::metrics::{self, AgentStats, ScanView};
@@ -68,14 +68,6 @@ impl Control {
     }
 }
 
-fn collector(settings: &Settings) -> Collector {
-    let c = Collector::new(ProcRoot::new(&settings.proc_root));
-    match &settings.replay_sockdiag {
-        Some(dir) => c.with_sockets(Arc::new(Recorded { dir: dir.clone() })),
-        None => c,
-    }
-}
-
 /// Analysis settings for the agent: every process worth a series is listed.
 fn agent_analysis(settings: &Settings) -> analyse::Settings {
     analyse::Settings {
@@ -117,7 +109,7 @@ struct ScanLoop {
 
 impl ScanLoop {
     fn scan_once(&mut self) {
-        let collector = collector(&self.settings);
+        let collector = self.settings.collector();
         let snapshot = collector.scan();
         let now = snapshot.scanned_at.unwrap_or_else(SystemTime::now);
         self.history

@@ -62,6 +62,17 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The collector these settings describe: /proc at `proc_root`, sockets
+    /// from the kernel (or from a recording, with the hidden replay flag).
+    pub fn collector(&self) -> crate::collect::Collector {
+        use crate::collect::{Collector, ProcRoot, Recorded};
+        let c = Collector::new(ProcRoot::new(&self.proc_root));
+        match &self.replay_sockdiag {
+            Some(dir) => c.with_sockets(std::sync::Arc::new(Recorded { dir: dir.clone() })),
+            None => c,
+        }
+    }
+
     /// What the analysis needs of these settings.
     pub fn analysis(&self) -> analyse::Settings {
         analyse::Settings {

@@ -2,12 +2,10 @@
 //! print, and return the Nagios exit status.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::analyse::{self, History};
 use crate::cli::Format;
-use crate::collect::{Collector, ProcRoot, Recorded};
 use crate::config::Settings;
 use crate::model::{ScanError, Stage};
 use crate::report::{self, Report};
@@ -27,10 +25,7 @@ pub fn run(
     color: bool,
     progress: bool,
 ) -> std::io::Result<u8> {
-    let mut collector = Collector::new(ProcRoot::new(&settings.proc_root));
-    if let Some(dir) = &settings.replay_sockdiag {
-        collector = collector.with_sockets(Arc::new(Recorded { dir: dir.clone() }));
-    }
+    let collector = settings.collector();
     let mut history = History::default();
     // Every sample of the run counts, however long it is.
     let window = settings.fd_growth_window.max(settings.duration);

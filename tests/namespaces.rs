@@ -14,21 +14,6 @@ use common::agent::{sample, wait_for, Agent};
 use common::Fixture;
 use serde_json::Value;
 
-/// Whether the test can run: it needs root. In CI (which runs as root) a
-/// missing privilege fails the test instead of skipping it.
-fn root(why: &str) -> bool {
-    // SAFETY: plain syscall.
-    let root = unsafe { libc::geteuid() == 0 };
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the tests as root ({why})"
-        );
-        eprintln!("**** SKIPPED: needs root ({why}) ****");
-    }
-    root
-}
-
 /// The report's entry for namespace `id`.
 fn namespace(report: &Value, id: u64) -> Value {
     report["namespaces"]
@@ -89,7 +74,7 @@ fn process(report: &Value, pid: u32) -> Value {
 
 #[test]
 fn leaks_in_an_ip_netns_and_the_host_are_both_found() {
-    if !root("ip netns add") {
+    if !common::root("ip netns add") {
         return;
     }
     let ns = Netns::add();
@@ -147,7 +132,7 @@ fn leaks_in_an_ip_netns_and_the_host_are_both_found() {
 
 #[test]
 fn an_empty_ip_netns_is_scanned_too() {
-    if !root("ip netns add") {
+    if !common::root("ip netns add") {
         return;
     }
     let ns = Netns::add();
@@ -159,7 +144,7 @@ fn an_empty_ip_netns_is_scanned_too() {
 
 #[test]
 fn without_cap_sys_admin_a_namespace_is_reported_not_scanned() {
-    if !root("dropping to nobody") {
+    if !common::root("dropping to nobody") {
         return;
     }
     let ns = Netns::add();

@@ -10,19 +10,6 @@ use std::process::Command;
 use common::Fixture;
 use serde_json::Value;
 
-fn root(why: &str) -> bool {
-    // SAFETY: plain syscall.
-    let root = unsafe { libc::geteuid() == 0 };
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run the tests as root ({why})"
-        );
-        eprintln!("**** SKIPPED: needs root ({why}) ****");
-    }
-    root
-}
-
 /// An empty config readable by nobody.
 fn config() -> tempfile::NamedTempFile {
     let config = tempfile::NamedTempFile::new().expect("config");
@@ -32,7 +19,7 @@ fn config() -> tempfile::NamedTempFile {
 
 #[test]
 fn as_nobody_the_report_works_says_attribution_is_incomplete_and_blames_nobody() {
-    if !root("dropping to nobody") {
+    if !common::root("dropping to nobody") {
         return;
     }
     let fixture = Fixture::start("eof-server", Some(3));
@@ -100,7 +87,7 @@ impl Drop for BindMount {
 
 #[test]
 fn proc_root_reads_another_procfs_mount_namespaces_included() {
-    if !root("mount --bind") {
+    if !common::root("mount --bind") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

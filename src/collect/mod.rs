@@ -106,15 +106,6 @@ impl Collector {
         self
     }
 
-    pub fn with_threads(mut self, threads: usize) -> Collector {
-        self.threads = threads.max(1);
-        self
-    }
-
-    pub fn root(&self) -> &ProcRoot {
-        &self.root
-    }
-
     /// One scan: host figures, TCP tables, then the /proc walk that names the
     /// owners of the flagged sockets and listeners. Failures are recorded in
     /// `Snapshot::errors`; the snapshot holds whatever did succeed.
@@ -220,37 +211,32 @@ impl Collector {
         };
         snap.netns_unknown_processes = discovery.unreadable_processes;
         let mut out = Vec::with_capacity(discovery.namespaces.len().max(1));
-        let mut record = |snap: &mut Snapshot,
-                          id: NetnsId,
-                          processes: u64,
-                          result: Result<_, netns::Unscanned>| match result
-        {
-            Ok((tables, errors)) => {
-                for e in errors {
-                    let e: sockdiag::FamilyError = e;
-                    snap.errors.push(ScanError {
-                        stage: Stage::Sockdiag,
-                        message: format!("netns {id}: {} dump: {}", e.family.name(), e.error),
-                    });
-                }
-                let tables: sockdiag::TcpTables = tables;
-                out.push((
-                    NetnsScan {
+        let mut record =
+            |snap: &mut Snapshot, id: NetnsId, processes: u64, result: DumpResult| match result {
+                Ok((tables, errors)) => {
+                    for e in errors {
+                        snap.errors.push(ScanError {
+                            stage: Stage::Sockdiag,
+                            message: format!("netns {id}: {} dump: {}", e.family.name(), e.error),
+                        });
+                    }
+                    let scan = NetnsScan {
                         id,
                         states: tables.states,
                         processes,
-                    },
-                    tables,
-                ));
-            }
-            Err(netns::Unscanned::Vanished) => log::debug!("netns {id} vanished before its dump"),
-            Err(why) => snap.unscanned_netns.push(UnscannedNetns {
-                id,
-                reason: why.reason(),
-                message: why.to_string(),
-                processes,
-            }),
-        };
+                    };
+                    out.push((scan, tables));
+                }
+                Err(netns::Unscanned::Vanished) => {
+                    log::debug!("netns {id} vanished before its dump");
+                }
+                Err(why) => snap.unscanned_netns.push(UnscannedNetns {
+                    id,
+                    reason: why.reason(),
+                    message: why.to_string(),
+                    processes,
+                }),
+            };
         if !discovery.namespaces.iter().any(|ns| ns.id == own) {
             record(snap, own, 0, Ok(self.sockets.tables(own)));
         }

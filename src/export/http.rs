@@ -466,9 +466,10 @@ mod tests {
         // the next request, on one connection, for longer than its 50 ms
         // lifetime. (A client that pipelines requests can meet an RST when the
         // server closes with requests still unread: not what scrapers do.)
+        // Before connect: the server counts the lifetime from accept.
+        let started = Instant::now();
         let mut stream = std::net::TcpStream::connect(addr).expect("connect");
         let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
-        let started = Instant::now();
         let mut answered = 0;
         let closed_after = loop {
             stream

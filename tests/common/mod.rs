@@ -34,6 +34,21 @@ pub const REPORT_JSON: [&str; 7] = [
     "0s",
 ];
 
+/// Whether the test can run: it needs root. In CI (which runs as root) a
+/// missing privilege fails the test instead of skipping it.
+pub fn root(why: &str) -> bool {
+    // SAFETY: plain syscall.
+    let root = unsafe { libc::geteuid() == 0 };
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the tests as root ({why})"
+        );
+        eprintln!("**** SKIPPED: needs root ({why}) ****");
+    }
+    root
+}
+
 // ------------------------------------------------------------ the fixture
 
 /// The fixture's JSON line.
