@@ -12,6 +12,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/benches/lib.sh"
 
 LOAD=${LOAD:-100x1000}            # loadgen processes x sockets per process
 CLOSE_WAIT_PCT=${CLOSE_WAIT_PCT:-10}
@@ -33,73 +35,28 @@ MAX_SECONDS=${MAX_SECONDS:-1800}  # the whole script, checked between steps
 
 LG_PID=""
 AGENT_PID=""
-HOLD_FD=""
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/closewatch-agent-bench.XXXXXX")
-cd "$TMP" # stray output of a tool lands here, and is removed with it
 
-die() {
-    echo "agent.sh: $*" >&2
-    exit 1
-}
-
-warn() {
-    echo "agent.sh: warning: $*" >&2
-}
-
-note() {
-    echo "agent.sh: $*" >&2
-}
-
-# Stops a process by pid: SIGTERM, then SIGKILL after 30 s; reaps it.
-stop_pid() {
-    local pid=$1 what=$2 i
-    [[ -n $pid ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 300; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            warn "$what $pid ignored SIGTERM for 30 s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
+# Stops a process by pid (lib.sh's stop_pids): SIGTERM, then SIGKILL after
+# 30 s; reaps it.
 stop_agent() {
-    stop_pid "$AGENT_PID" closewatch
+    stop_pids closewatch "" "$AGENT_PID"
     AGENT_PID=""
 }
 
 # loadgen SIGKILLs and reaps its workers on SIGTERM (and they have
 # PR_SET_PDEATHSIG, so a SIGKILLed loadgen takes them along).
 stop_loadgen() {
-    stop_pid "$LG_PID" loadgen
+    stop_pids loadgen "" "$LG_PID"
     LG_PID=""
 }
 
-cleanup() {
-    local rc=$?
-    # A subshell ($(...)) may run this trap too: only the script cleans up.
-    [[ $BASHPID == "$$" ]] || exit "$rc"
-    trap - EXIT INT TERM
+# Run by the EXIT trap (lib.sh's cleanup), before $TMP is removed.
+bench_cleanup() {
     stop_agent
     stop_loadgen
-    if [[ -n $HOLD_FD ]]; then
-        exec {HOLD_FD}>&-
-    fi
-    rm -rf "$TMP"
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-check_budget() {
-    ((SECONDS < MAX_SECONDS)) || die "time budget MAX_SECONDS=$MAX_SECONDS exceeded"
-}
+bench_init closewatch-agent-bench
+cd "$TMP" # stray output of a tool lands here, and is removed with it
 
 for tool in cargo curl wrk jq awk setpriv timeout getconf; do
     command -v "$tool" >/dev/null || die "$tool is required (apt-get install -y wrk jq curl)"
@@ -116,28 +73,12 @@ IDLE_SCANS=$(((IDLE_SECONDS + IDLE_INTERVAL / 2) / IDLE_INTERVAL))
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- build ----
-note "building (release)..."
-# --foreground keeps cargo in our process group, so that Ctrl-C reaches it.
-if ! (cd "$ROOT" && timeout --foreground "$BUILD_TIMEOUT" cargo build --release --bin closewatch --examples); then
-    # Another example in the tree may be mid-edit; the benchmark needs only loadgen.
-    warn "building every example failed; building only loadgen"
-    (cd "$ROOT" && timeout --foreground "$BUILD_TIMEOUT" cargo build --release --bin closewatch --example loadgen) ||
-        die "build failed"
-fi
-# Copies, so that a rebuild in the tree during the run changes nothing here.
-mkdir -p "$TMP/bin"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-cp "$TARGET_DIR/release/closewatch" "$TARGET_DIR/release/examples/loadgen" "$TMP/bin/"
-CW=$TMP/bin/closewatch
-LOADGEN=$TMP/bin/loadgen
-REVISION=${REVISION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
+# The binaries (CW, LOADGEN, REVISION) and the FIFO that holds loadgen: lib.sh.
+build_binaries
 # An empty config file, so that /etc/closewatch/closewatch.toml cannot change
 # the settings: defaults plus the flags given here.
 : >"$TMP/empty.toml"
-
-mkfifo "$TMP/hold"
-# loadgen's stdin: it exits at EOF, i.e. when this script dies however it dies.
-exec {HOLD_FD}<>"$TMP/hold"
+open_hold
 
 # -------------------------------------------------------------- helpers ----
 now() { date +%s.%N; }
@@ -149,7 +90,6 @@ sleep_until() {
     # script dies, not when a minute-long sleep ends.
     sleep "$d" {HOLD_FD}>&-
 }
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 # user + system CPU of the agent, all its threads (dead ones included), seconds.
 # The fields after the last ')' of /proc/PID/stat: utime and stime are 12th and 13th.
@@ -249,9 +189,6 @@ scan_durations() {
             m = ($3 == "s") ? 1 : ($3 == "ms") ? 1e-3 : ($3 == "µs" || $3 == "us") ? 1e-6 : ($3 == "ns") ? 1e-9 : -1
             print $2 * m }'
 }
-median() { sort -g | awk '{v[NR] = $1} END {
-    if (NR == 0) { print "nan"; exit }
-    print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # measure_window INTERVAL K: the agent's CPU over exactly K scans with nothing
 # scraping. The window opens just after a scan is published and closes K
@@ -293,44 +230,16 @@ measure_window() {
     WIN_LAST=$s_b
 }
 
-# Share of all CPUs' time spent busy during one second.
-cpu_busy_pct() {
-    local before after
-    before=$(awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6}' /proc/stat)
-    sleep 1
-    after=$(awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6}' /proc/stat)
-    awk -v b="$before" -v a="$after" 'BEGIN {
-        split(b, x, " "); split(a, y, " ")
-        total = y[1] - x[1]; idle = y[2] - x[2]
-        printf "%.0f", (total > 0) ? 100 * (total - idle) / total : 0 }'
-}
-
 # ------------------------------------------------------------- the load ----
 check_budget
-note "starting loadgen --processes $PROCS --sockets $SOCKETS"
-: >"$TMP/ready.json"
-"$LOADGEN" --processes "$PROCS" --sockets "$SOCKETS" --close-wait-pct "$CLOSE_WAIT_PCT" \
-    --fin-wait2-pct "$FIN_WAIT2_PCT" --files "$FILES" --timeout "$SETUP_TIMEOUT" \
-    <"$TMP/hold" >"$TMP/ready.json" 2>"$TMP/loadgen.err" {HOLD_FD}>&- &
-LG_PID=$!
-ready="" waited=0
-while ! IFS= read -r ready <"$TMP/ready.json" 2>/dev/null; do
-    kill -0 "$LG_PID" 2>/dev/null || {
-        cat "$TMP/loadgen.err" >&2
-        die "loadgen exited before it was ready"
-    }
-    ((waited++ < SETUP_TIMEOUT * 10)) || die "loadgen not ready after $SETUP_TIMEOUT s"
-    sleep 0.1
-done
+start_loadgen_and_wait "$PROCS" "$SOCKETS" # sets LG_PID, LG_READY
+ready=$LG_READY
 READY_AT=$(now)
 EXPECT_CW=$(jq .close_wait <<<"$ready")
 TOTAL_SOCKETS=$(jq .sockets <<<"$ready")
 TOTAL_FDS=$(jq .fds <<<"$ready")
 SETUP=$(jq .setup_seconds <<<"$ready")
-for ((settle = 0; settle < SETTLE_SECONDS; settle++)); do
-    busy=$(cpu_busy_pct)
-    ((busy <= 5)) && break
-done
+busy=$(settle_host) # at most SETTLE_SECONDS, for a quiet second
 note "loadgen ready in $SETUP s: $TOTAL_SOCKETS sockets, $TOTAL_FDS fds, $EXPECT_CW CLOSE_WAIT; host ${busy}% busy"
 ((busy <= 10)) || warn "the host was ${busy}% busy with the load idle: timings will be noisy"
 
@@ -450,7 +359,6 @@ stop_loadgen
 
 # ---------------------------------------------------------------- table ----
 us_ms() { awk -v u="$1" 'BEGIN {printf "%.2f", u / 1000}'; }
-s_ms() { awk -v s="$1" 'BEGIN {printf "%.1f", s * 1000}'; }
 row() { printf '%-46s %s\n' "$1" "$2"; }
 {
     echo "closewatch $REVISION on $(uname -r), $(nproc) CPUs"
@@ -463,19 +371,19 @@ $PROCESSES_LISTED processes listed, $FINDINGS finding series"
         "$(us_ms "$P50") / $(us_ms "$P90") / $(us_ms "$P99") / $(us_ms "$PMAX") ms  (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s)"
     row "a. /metrics requests/s" "$RPS  ($REQS requests, all 200; socket read errors $E_READ)"
     row "a. /metrics response size" "$BODY_BYTES B body + $HEADER_BYTES B headers (wrk average $AVG_BYTES B)"
-    row "a. agent CPU while scraped" "$A_CPU_PCT % of one core, $A_US_PER_REQ µs per request (scans during it: $A_SCANS, the last took $(s_ms "$A_DUR") ms)"
+    row "a. agent CPU while scraped" "$A_CPU_PCT % of one core, $A_US_PER_REQ µs per request (scans during it: $A_SCANS, the last took $(ms "$A_DUR") ms)"
     row "b. peak RSS (VmHWM) / RSS (VmRSS), run 2" \
         "$(mib "$B_HWM") / $(mib "$B_RSS") MiB after $B_SCANS scans at ${IDLE_INTERVAL}s and the scraping ($B_THREADS threads)"
     row "b. peak RSS (VmHWM) / RSS (VmRSS), run 1" \
         "$(mib "$C_HWM") / $(mib "$C_RSS") MiB after $C_TOTAL_SCANS scans at ${SCAN_INTERVAL}s, no load test"
     row "c. CPU per scan" "$C_CPU_PER_SCAN ms  ($C_CPU CPU s over $C_SCANS scans in $C_SECONDS s at ${SCAN_INTERVAL}s, nothing scraping)"
     row "c. scan_duration_seconds (wall)" \
-        "median $(s_ms "$C_DUR_MED") ms, min $(s_ms "$C_DUR_MIN"), max $(s_ms "$C_DUR_MAX") over those scans; gauge at the end $(s_ms "$C_GAUGE") ms"
+        "median $(ms "$C_DUR_MED") ms, min $(ms "$C_DUR_MIN"), max $(ms "$C_DUR_MAX") over those scans; gauge at the end $(ms "$C_GAUGE") ms"
     row "d. idle overhead at ${IDLE_INTERVAL}s" \
-        "$D_PCT % of one core  ($D_CPU CPU s over $D_SECONDS s, $IDLE_SCANS scans: $D_CPU_PER_SCAN ms each, median scan $(s_ms "$D_DUR_MED") ms)"
+        "$D_PCT % of one core  ($D_CPU CPU s over $D_SECONDS s, $IDLE_SCANS scans: $D_CPU_PER_SCAN ms each, median scan $(ms "$D_DUR_MED") ms)"
     echo
     echo "| load | p50 ms | p90 ms | p99 ms | max ms | req/s | response bytes | peak RSS MiB | RSS MiB | CPU ms/scan | scan ms | idle % of a core @${IDLE_INTERVAL}s |"
     echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     echo "| $PROCS × $SOCKETS | $(us_ms "$P50") | $(us_ms "$P90") | $(us_ms "$P99") | $(us_ms "$PMAX") | $RPS \
-| $BODY_BYTES | $(mib "$B_HWM") | $(mib "$B_RSS") | $C_CPU_PER_SCAN | $(s_ms "$C_DUR_MED") | $D_PCT |"
+| $BODY_BYTES | $(mib "$B_HWM") | $(mib "$B_RSS") | $C_CPU_PER_SCAN | $(ms "$C_DUR_MED") | $D_PCT |"
 }

@@ -8,6 +8,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/benches/lib.sh"
 
 SCALES=${SCALES:-"small medium large"}
 SMALL=${SMALL:-10x1000}      # processes x sockets per process
@@ -28,59 +30,20 @@ CW_ARGS=(--report --format json)
 SS_ARGS=(-tanp state close-wait)
 
 LG_PID=""
-HOLD_FD=""
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/closewatch-bench.XXXXXX")
-
-die() {
-    echo "compare.sh: $*" >&2
-    exit 1
-}
-
-warn() {
-    echo "compare.sh: warning: $*" >&2
-}
 
 # Stops loadgen by pid: SIGTERM (it kills and reaps its workers), then SIGKILL
-# (its workers die with it through PR_SET_PDEATHSIG).
+# (its workers die with it through PR_SET_PDEATHSIG). A loadgen that had
+# already exited is a warning with the end of its stderr.
 stop_loadgen() {
-    [[ -n $LG_PID ]] || return 0
-    if kill -0 "$LG_PID" 2>/dev/null; then
-        kill -TERM "$LG_PID" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 300; i++)); do
-            kill -0 "$LG_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$LG_PID" 2>/dev/null; then
-            warn "loadgen $LG_PID ignored SIGTERM for 30 s; sending SIGKILL"
-            kill -KILL "$LG_PID" 2>/dev/null || true
-        fi
-    else
-        warn "loadgen $LG_PID had already exited: $(tail -n 3 "$TMP/loadgen.err" 2>/dev/null)"
-    fi
-    wait "$LG_PID" 2>/dev/null || true
+    stop_pids loadgen "$TMP/loadgen.err" "$LG_PID"
     LG_PID=""
 }
 
-cleanup() {
-    local rc=$?
-    # A subshell ($(...)) may run this trap too: only the script cleans up.
-    [[ $BASHPID == "$$" ]] || exit "$rc"
-    trap - EXIT INT TERM
+# Run by the EXIT trap (lib.sh's cleanup), before $TMP is removed.
+bench_cleanup() {
     stop_loadgen
-    if [[ -n $HOLD_FD ]]; then
-        exec {HOLD_FD}>&-
-    fi
-    rm -rf "$TMP"
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-check_budget() {
-    ((SECONDS < MAX_SECONDS)) || die "time budget MAX_SECONDS=$MAX_SECONDS exceeded"
-}
+bench_init closewatch-bench
 
 for tool in cargo ss jq python3 awk; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -89,40 +52,8 @@ done
     die "RUNS and WARMUP must be ≥ 1 (peak RSS is measured in the warmup runs)"
 /usr/bin/time -f %M true 2>/dev/null >&2 || die "GNU time (/usr/bin/time) is required"
 
-# One run of a command, timed by its parent with wait4(2): wall clock and the
-# child's own user and system CPU (µs resolution), with no wrapper process in
-# the measurement. Killed after the timeout (exit status 137 then).
-cat >"$TMP/measure.py" <<'PY'
-import os, signal, sys, time
-
-timeout, out, err, cmd = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
-fds = [os.open(os.devnull, os.O_RDONLY),
-       os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-       os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
-pid = None
-
-def stop(signum, _frame):
-    if pid is not None:
-        os.kill(pid, signal.SIGKILL)
-    if signum != signal.SIGALRM:
-        # Die of the signal itself: bash acts on a Ctrl-C only when its
-        # foreground child was killed by it.
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-for s in (signal.SIGALRM, signal.SIGINT, signal.SIGTERM):
-    signal.signal(s, stop)
-actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
-start = time.perf_counter()
-pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=actions)
-signal.setitimer(signal.ITIMER_REAL, timeout)
-_, status, ru = os.wait4(pid, 0)
-wall = time.perf_counter() - start
-signal.setitimer(signal.ITIMER_REAL, 0)
-rc = os.waitstatus_to_exitcode(status)
-rc = 128 - rc if rc < 0 else rc
-print(f"{rc} {wall:.6f} {ru.ru_utime:.6f} {ru.ru_stime:.6f}")
-PY
+# One run of a command, timed by its parent with wait4(2): see lib.sh.
+write_measure_py
 
 # measure MODE OUT ERR CMD... → "rc wall user sys peak_rss_kib"
 #
@@ -146,49 +77,9 @@ measure() {
 }
 
 # ---------------------------------------------------------------- build ----
-echo "compare.sh: building (release)..." >&2
-# --foreground keeps cargo in our process group, so that Ctrl-C reaches it.
-if ! (cd "$ROOT" && timeout --foreground "$BUILD_TIMEOUT" cargo build --release --bin closewatch --examples); then
-    # Another example in the tree may be mid-edit; the benchmark needs only loadgen.
-    warn "building every example failed; building only loadgen"
-    (cd "$ROOT" && timeout --foreground "$BUILD_TIMEOUT" cargo build --release --bin closewatch --example loadgen) ||
-        die "build failed"
-fi
-# Copies, so that a rebuild in the tree during the run changes nothing here.
-mkdir -p "$TMP/bin"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-cp "$TARGET_DIR/release/closewatch" "$TARGET_DIR/release/examples/loadgen" "$TMP/bin/"
-CW=$TMP/bin/closewatch
-LOADGEN=$TMP/bin/loadgen
-REVISION=${REVISION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
-
-mkfifo "$TMP/hold"
-# loadgen's stdin: it exits at EOF, i.e. when this script dies however it dies.
-exec {HOLD_FD}<>"$TMP/hold"
-
-# ------------------------------------------------------------ statistics ----
-# Median / min / max of column C of a file of numbers.
-col_median() { awk -v c="$2" '{print $c}' "$1" | sort -g | awk '{v[NR] = $1} END {
-    if (NR == 0) { print "nan"; exit }
-    print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-col_min() { awk -v c="$2" 'NR == 1 || $c < m {m = $c} END {print m}' "$1"; }
-col_max() { awk -v c="$2" 'NR == 1 || $c > m {m = $c} END {print m}' "$1"; }
-ms() { awk -v s="$1" 'BEGIN {printf "%.1f", s * 1000}'; }
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.1f", a / b; else print "n/a"}'; }
-
-# Share of all CPUs' time spent busy (not idle or iowait) during one second:
-# with the load built and idle, anything above a few % is someone else's work.
-cpu_busy_pct() {
-    local before after
-    before=$(awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6}' /proc/stat)
-    sleep 1
-    after=$(awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6}' /proc/stat)
-    awk -v b="$before" -v a="$after" 'BEGIN {
-        split(b, x, " "); split(a, y, " ")
-        total = y[1] - x[1]; idle = y[2] - x[2]
-        printf "%.0f", (total > 0) ? 100 * (total - idle) / total : 0 }'
-}
+# The binaries (CW, LOADGEN, REVISION) and the FIFO that holds loadgen: lib.sh.
+build_binaries
+open_hold
 
 # ----------------------------------------------------------- one command ----
 # Runs closewatch once and checks the run: exit 0/1/2 and the CLOSE_WAIT and
@@ -272,21 +163,8 @@ run_scale() {
     check_budget
 
     BASELINE_CW=$(ss -Htan state close-wait | wc -l)
-    : >"$TMP/ready.json"
-    echo "compare.sh: $name: starting loadgen --processes $PROCS --sockets $sockets" >&2
-    "$LOADGEN" --processes "$PROCS" --sockets "$sockets" --close-wait-pct "$CLOSE_WAIT_PCT" \
-        --fin-wait2-pct "$FIN_WAIT2_PCT" --files "$FILES" --timeout "$SETUP_TIMEOUT" \
-        <"$TMP/hold" >"$TMP/ready.json" 2>"$TMP/loadgen.err" {HOLD_FD}>&- &
-    LG_PID=$!
-    local ready="" waited=0
-    while ! IFS= read -r ready <"$TMP/ready.json" 2>/dev/null; do
-        if ! kill -0 "$LG_PID" 2>/dev/null; then
-            cat "$TMP/loadgen.err" >&2
-            die "$name: loadgen exited before it was ready"
-        fi
-        ((waited++ < SETUP_TIMEOUT * 10)) || die "$name: loadgen not ready after $SETUP_TIMEOUT s"
-        sleep 0.1
-    done
+    start_loadgen_and_wait "$PROCS" "$sockets" "$name" # sets LG_PID, LG_READY
+    local ready=$LG_READY
     WORKER_PIDS=$(jq -c .worker_pids <<<"$ready")
     EXPECT_CW=$(jq .close_wait <<<"$ready")
     EXPECT_FW2=$(jq .fin_wait2_owned <<<"$ready")
@@ -294,14 +172,8 @@ run_scale() {
     total_sockets=$(jq .sockets <<<"$ready")
     total_fds=$(jq .fds <<<"$ready")
     setup=$(jq .setup_seconds <<<"$ready")
-    # The kernel keeps working for a few seconds after a big setup (kdamond,
-    # slab): wait, up to SETTLE_SECONDS, for a quiet second.
-    local settle
-    for ((settle = 0; settle < SETTLE_SECONDS; settle++)); do
-        busy=$(cpu_busy_pct)
-        ((busy <= 5)) && break
-    done
-    echo "compare.sh: $name: ready in $setup s; host CPU ${busy}% busy before measuring" >&2
+    busy=$(settle_host) # at most SETTLE_SECONDS, for a quiet second
+    note "$name: ready in $setup s; host CPU ${busy}% busy before measuring"
     if awk -v b="$busy" 'BEGIN {exit !(b > 10)}'; then
         warn "the host was ${busy}% busy with the load idle: something else is running; timings \
 will be noisy"
@@ -329,7 +201,7 @@ will be noisy"
             run_ss "$ss_res" "$mode"
             run_closewatch "$cw_res" "$mode"
         fi
-        echo "compare.sh: $name: round $((i + 1))/$total ($mode) done" >&2
+        note "$name: round $((i + 1))/$total ($mode) done"
     done
     kill -0 "$LG_PID" 2>/dev/null ||
         die "$name: loadgen died during the measurement: $(tail -n 3 "$TMP/loadgen.err")"

@@ -11,6 +11,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$ROOT/benches/lib.sh"
 
 PROCESSES=${PROCESSES:-100}       # loadgen workers in all, both layouts
 SOCKETS=${SOCKETS:-1000}          # sockets per worker
@@ -35,46 +37,13 @@ CW_ARGS=(--report --format json)
 
 LG_PIDS=()   # loadgens running (each SIGKILLs its workers when stopped)
 NETNS=()     # namespaces made here and not deleted yet
-HOLD_FD=""
 CHILD_EHASH_BEFORE="" # the sysctl's value to restore
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/closewatch-netns-bench.XXXXXX")
-cd "$TMP" # stray output of a tool lands here, and is removed with it
 
-die() {
-    echo "netns.sh: $*" >&2
-    exit 1
-}
-
-warn() {
-    echo "netns.sh: warning: $*" >&2
-}
-
-note() {
-    echo "netns.sh: $*" >&2
-}
-
-# Stops every loadgen by pid: SIGTERM (each kills and reaps its workers), then
-# SIGKILL after 30 s (workers die with it through PR_SET_PDEATHSIG).
+# Stops every loadgen by pid (lib.sh's stop_pids): SIGTERM (each kills and
+# reaps its workers), then SIGKILL after 30 s (workers die with it through
+# PR_SET_PDEATHSIG).
 stop_loadgens() {
-    local pid i alive
-    for pid in "${LG_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for ((i = 0; i < 300; i++)); do
-        alive=0
-        for pid in "${LG_PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
-        done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for pid in "${LG_PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            warn "loadgen $pid ignored SIGTERM for 30 s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids loadgen "" "${LG_PIDS[@]}"
     LG_PIDS=()
 }
 
@@ -88,30 +57,17 @@ delete_netns() {
     NETNS=()
 }
 
-cleanup() {
-    local rc=$?
-    # A subshell ($(...)) may run this trap too: only the script cleans up.
-    [[ $BASHPID == "$$" ]] || exit "$rc"
-    trap - EXIT INT TERM
+# Run by the EXIT trap (lib.sh's cleanup), before $TMP is removed.
+bench_cleanup() {
     stop_loadgens
     delete_netns
     if [[ -n $CHILD_EHASH_BEFORE ]]; then
         sysctl -qw net.ipv4.tcp_child_ehash_entries="$CHILD_EHASH_BEFORE" ||
             warn "could not restore net.ipv4.tcp_child_ehash_entries=$CHILD_EHASH_BEFORE"
     fi
-    if [[ -n $HOLD_FD ]]; then
-        exec {HOLD_FD}>&-
-    fi
-    rm -rf "$TMP"
-    exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-check_budget() {
-    ((SECONDS < MAX_SECONDS)) || die "time budget MAX_SECONDS=$MAX_SECONDS exceeded"
-}
+bench_init closewatch-netns-bench
+cd "$TMP" # stray output of a tool lands here, and is removed with it
 
 ((EUID == 0)) || die "run it as root: it makes network namespaces"
 for tool in cargo ip jq python3 awk timeout; do
@@ -134,79 +90,15 @@ if leftovers=$(ip netns list | awk '$1 ~ /^cwbench-/ {print $1}') && [[ -n $left
 (they would be scanned too; remove them with ip netns del NAME)"
 fi
 
-# One run of a command, timed by its parent with wait4(2): wall clock and the
-# child's own user and system CPU (µs resolution), with no wrapper process in
-# the measurement. Killed after the timeout (exit status 137 then).
-cat >"$TMP/measure.py" <<'PY'
-import os, signal, sys, time
-
-timeout, out, err, cmd = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
-fds = [os.open(os.devnull, os.O_RDONLY),
-       os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-       os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
-pid = None
-
-def stop(signum, _frame):
-    if pid is not None:
-        os.kill(pid, signal.SIGKILL)
-    if signum != signal.SIGALRM:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-for s in (signal.SIGALRM, signal.SIGINT, signal.SIGTERM):
-    signal.signal(s, stop)
-actions = [(os.POSIX_SPAWN_DUP2, fd, i) for i, fd in enumerate(fds)]
-start = time.perf_counter()
-pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=actions)
-signal.setitimer(signal.ITIMER_REAL, timeout)
-_, status, ru = os.wait4(pid, 0)
-wall = time.perf_counter() - start
-signal.setitimer(signal.ITIMER_REAL, 0)
-rc = os.waitstatus_to_exitcode(status)
-rc = 128 - rc if rc < 0 else rc
-print(f"{rc} {wall:.6f} {ru.ru_utime:.6f} {ru.ru_stime:.6f}")
-PY
+# One run of a command, timed by its parent with wait4(2): see lib.sh.
+write_measure_py
 
 # ---------------------------------------------------------------- build ----
-note "building (release)..."
-# --foreground keeps cargo in our process group, so that Ctrl-C reaches it.
-if ! (cd "$ROOT" && timeout --foreground "$BUILD_TIMEOUT" cargo build --release --bin closewatch --examples); then
-    # Another example in the tree may be mid-edit; the benchmark needs only loadgen.
-    warn "building every example failed; building only loadgen"
-    (cd "$ROOT" && timeout --foreground "$BUILD_TIMEOUT" cargo build --release --bin closewatch --example loadgen) ||
-        die "build failed"
-fi
-# Copies, so that a rebuild in the tree during the run changes nothing here.
-mkdir -p "$TMP/bin"
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-cp "$TARGET_DIR/release/closewatch" "$TARGET_DIR/release/examples/loadgen" "$TMP/bin/"
-CW=$TMP/bin/closewatch
-LOADGEN=$TMP/bin/loadgen
-REVISION=${REVISION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)}
-
-mkfifo "$TMP/hold"
-# The loadgens' stdin: they exit at EOF, i.e. when this script dies however it
+# The binaries (CW, LOADGEN, REVISION) and the FIFO that holds the loadgens:
+# lib.sh. The loadgens exit at EOF on it, i.e. when this script dies however it
 # dies (the namespaces then stay: see the warning above).
-exec {HOLD_FD}<>"$TMP/hold"
-
-# ------------------------------------------------------------ statistics ----
-col_median() { awk -v c="$2" '{print $c}' "$1" | sort -g | awk '{v[NR] = $1} END {
-    if (NR == 0) { print "nan"; exit }
-    print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-col_min() { awk -v c="$2" 'NR == 1 || $c < m {m = $c} END {print m}' "$1"; }
-ms() { awk -v s="$1" 'BEGIN {printf "%.1f", s * 1000}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
-
-cpu_busy_pct() {
-    local before after
-    before=$(awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6}' /proc/stat)
-    sleep 1
-    after=$(awk '/^cpu / {print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6}' /proc/stat)
-    awk -v b="$before" -v a="$after" 'BEGIN {
-        split(b, x, " "); split(a, y, " ")
-        total = y[1] - x[1]; idle = y[2] - x[2]
-        printf "%.0f", (total > 0) ? 100 * (total - idle) / total : 0 }'
-}
+build_binaries
+open_hold
 
 # ------------------------------------------------------------- the load ----
 # start_loadgen TAG NETNS|- PROCESSES: starts one loadgen, in namespace NETNS
@@ -350,11 +242,8 @@ run_layout() {
         done
     fi
     WANT_NS=$(jq -s -c . "$want_file")
-    local busy settle
-    for ((settle = 0; settle < SETTLE_SECONDS; settle++)); do
-        busy=$(cpu_busy_pct)
-        ((busy <= 5)) && break
-    done
+    local busy
+    busy=$(settle_host) # at most SETTLE_SECONDS, for a quiet second
     note "layout $n: ready in $SETUP s: $TOTAL_SOCKETS sockets, $TOTAL_FDS fds, $EXPECT_CW CLOSE_WAIT; host ${busy}% busy"
     ((busy <= 10)) || warn "the host was ${busy}% busy with the load idle: timings will be noisy"
 
@@ -398,13 +287,14 @@ run_layout 1
 run_layout "$NAMESPACES"
 
 echo
-echo "ratio $NAMESPACES-ns / 1-ns: wall $(ratio "${WALL[$NAMESPACES]}" "${WALL[1]}")×, \
-CPU $(ratio "${CPU[$NAMESPACES]}" "${CPU[1]}")×, scan_duration $(ratio "${SCAN[$NAMESPACES]}" "${SCAN[1]}")×"
+# Ratios with two decimals here (compare.sh's have one).
+echo "ratio $NAMESPACES-ns / 1-ns: wall $(ratio "${WALL[$NAMESPACES]}" "${WALL[1]}" 2)×, \
+CPU $(ratio "${CPU[$NAMESPACES]}" "${CPU[1]}" 2)×, scan_duration $(ratio "${SCAN[$NAMESPACES]}" "${SCAN[1]}" 2)×"
 echo
 echo "### closewatch --report, 1 vs $NAMESPACES network namespaces ($REVISION, $(uname -r), $(nproc) CPUs, $EHASH_NOTE, medians of $RUNS runs)"
 echo
 echo "| namespaces loaded | namespaces scanned | processes × sockets | TCP sockets | CLOSE_WAIT | wall ms | CPU ms | scan_duration ms |"
 echo "|--:|--:|---|--:|--:|--:|--:|--:|"
 printf '%s\n' "${SUMMARY[@]}"
-echo "| ratio | | | | | $(ratio "${WALL[$NAMESPACES]}" "${WALL[1]}")× | $(ratio "${CPU[$NAMESPACES]}" "${CPU[1]}")× \
-| $(ratio "${SCAN[$NAMESPACES]}" "${SCAN[1]}")× |"
+echo "| ratio | | | | | $(ratio "${WALL[$NAMESPACES]}" "${WALL[1]}" 2)× | $(ratio "${CPU[$NAMESPACES]}" "${CPU[1]}" 2)× \
+| $(ratio "${SCAN[$NAMESPACES]}" "${SCAN[1]}" 2)× |"
