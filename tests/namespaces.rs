@@ -149,22 +149,7 @@ fn without_cap_sys_admin_a_namespace_is_reported_not_scanned() {
     }
     let ns = Netns::add();
     let _inside = Fixture::start_with(&["ip", "netns", "exec", &ns.name], "eof-server", Some(1));
-    let config = tempfile::NamedTempFile::new().expect("config");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(config.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(env!("CARGO_BIN_EXE_closewatch"))
-        .arg("--config")
-        .arg(config.path())
-        .args(["--report", "--format", "json"])
-        .output()
-        .expect("run closewatch as nobody");
+    let out = common::closewatch_as_nobody(&["--report", "--format", "json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "{e}: {}{}",

@@ -4,18 +4,10 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use common::Fixture;
 use serde_json::Value;
-
-/// An empty config readable by nobody.
-fn config() -> tempfile::NamedTempFile {
-    let config = tempfile::NamedTempFile::new().expect("config");
-    std::fs::set_permissions(config.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    config
-}
 
 #[test]
 fn as_nobody_the_report_works_says_attribution_is_incomplete_and_blames_nobody() {
@@ -24,21 +16,8 @@ fn as_nobody_the_report_works_says_attribution_is_incomplete_and_blames_nobody()
     }
     let fixture = Fixture::start("eof-server", Some(3));
     let server = fixture.info.role("server").pids[0];
-    let config = config();
     let run = |format: &str| {
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
-            .arg(env!("CARGO_BIN_EXE_closewatch"))
-            .arg("--config")
-            .arg(config.path())
-            .args(["--report", "--close-wait-age", "0s", "--format", format])
-            .output()
-            .expect("run closewatch as nobody")
+        common::closewatch_as_nobody(&["--report", "--close-wait-age", "0s", "--format", format])
     };
     let out = run("json");
     let report: Value = serde_json::from_slice(&out.stdout)

@@ -49,6 +49,28 @@ pub fn root(why: &str) -> bool {
     root
 }
 
+/// Runs the real binary as nobody with no capabilities (setpriv), with an
+/// empty config nobody can read, and returns its output.
+pub fn closewatch_as_nobody(args: &[&str]) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    let config = tempfile::NamedTempFile::new().expect("a temp config file");
+    std::fs::set_permissions(config.path(), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod the config");
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_closewatch"))
+        .arg("--config")
+        .arg(config.path())
+        .args(args)
+        .output()
+        .expect("run closewatch as nobody")
+}
+
 // ------------------------------------------------------------ the fixture
 
 /// The fixture's JSON line.
