@@ -14,7 +14,7 @@ use signal_hook::iterator::Signals;
 
 use crate::analyse::{self, Analysis, History, Status};
 use crate::cli::Cli;
-use crate::collect::Collector;
+use crate::collect::{Collector, ScanCache};
 use crate::config::{self, Settings};
 use crate::export::http::{self, Limits, Published, Shared};
 use crate::export::metrics::{self, AgentStats, ScanView};
@@ -68,6 +68,9 @@ impl Control {
     }
 }
 
+/// The nice value of the scan threads (the HTTP thread keeps the agent's).
+const SCAN_NICE: i32 = 10;
+
 /// Analysis settings for the agent: every process worth a series is listed.
 fn agent_analysis(settings: &Settings) -> analyse::Settings {
     analyse::Settings {
@@ -101,6 +104,9 @@ struct ScanLoop {
     cli: Cli,
     settings: Settings,
     history: History,
+    /// What the last scan read: a process whose fd count did not change is
+    /// not walked again, and every state is counted at most once a minute.
+    scan_cache: ScanCache,
     stats: AgentStats,
     last_status: Option<Status>,
     shared: Arc<Shared>,
@@ -110,7 +116,7 @@ struct ScanLoop {
 impl ScanLoop {
     fn scan_once(&mut self) {
         let collector = self.settings.collector();
-        let snapshot = collector.scan();
+        let snapshot = collector.scan_cached(&mut self.scan_cache);
         let now = snapshot.scanned_at.unwrap_or_else(SystemTime::now);
         self.history
             .observe(&snapshot, now, self.settings.fd_growth_window);
@@ -168,11 +174,19 @@ impl ScanLoop {
             Err(e) => log::error!("rendering metrics: {e}"),
         }
         log::debug!(
-            "scan {} took {:?}: {} flagged sockets, {} processes listed",
+            "scan {} took {:?}: {} flagged sockets, {} processes listed, \
+             {} fd links read, {} fd tables from the cache{}",
             self.stats.scans,
             snapshot.duration,
             snapshot.sockets.len(),
-            analysis.processes.len()
+            analysis.processes.len(),
+            snapshot.walk.links_read,
+            snapshot.walk.processes_reused,
+            if snapshot.walk.full {
+                " (full walk)"
+            } else {
+                ""
+            }
         );
     }
 
@@ -256,6 +270,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         cli,
         settings,
         history: History::default(),
+        scan_cache: ScanCache::default(),
         stats: AgentStats {
             last_reload_ok: true,
             ..AgentStats::default()
@@ -266,7 +281,16 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     };
     std::thread::Builder::new()
         .name("scan".into())
-        .spawn(move || scan_loop.run())
+        .spawn(move || {
+            // Scans yield the CPU to /metrics (and to the host's own work):
+            // the scan thread and the walk threads it starts run at nice
+            // SCAN_NICE. Linux applies nice per thread; a failure is harmless.
+            let tid = rustix::thread::gettid();
+            if let Err(e) = rustix::process::setpriority_process(Some(tid), SCAN_NICE) {
+                log::debug!("could not lower the scan thread's priority: {e}");
+            }
+            scan_loop.run()
+        })
         .context("starting the scan thread")?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -325,6 +325,18 @@ pub struct Skipped {
     pub failed: u64,
 }
 
+/// What one /proc walk read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkStats {
+    /// fd links read (`readlinkat`) and deleted files re-checked (`fstatat`).
+    pub links_read: u64,
+    /// Processes whose fd table came from the cache (unchanged fd count).
+    pub processes_reused: u64,
+    /// Whether every fd table was read (cold scan, periodic refresh, or a
+    /// socket the cache could not place).
+    pub full: bool,
+}
+
 /// Which part of a scan failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stage {
@@ -370,6 +382,8 @@ pub struct Snapshot {
     /// Processes whose namespace could not be read (CAP_SYS_PTRACE): sockets
     /// in namespaces only they are in cannot even be known to exist.
     pub netns_unknown_processes: u64,
+    /// What the /proc walk read (and what it took from its cache).
+    pub walk: WalkStats,
 }
 
 impl Snapshot {

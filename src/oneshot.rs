@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::analyse::{self, History};
 use crate::cli::Format;
+use crate::collect::ScanCache;
 use crate::config::Settings;
 use crate::model::{ScanError, Stage};
 use crate::report::{self, Report};
@@ -27,6 +28,7 @@ pub fn run(
 ) -> std::io::Result<u8> {
     let collector = settings.collector();
     let mut history = History::default();
+    let mut scan_cache = ScanCache::default();
     // Every sample of the run counts, however long it is.
     let window = settings.fd_growth_window.max(settings.duration);
     let started = Instant::now();
@@ -34,7 +36,7 @@ pub fn run(
     let mut scans = 0u32;
     let snapshot = loop {
         let scan_started = Instant::now();
-        let snapshot = collector.scan();
+        let snapshot = collector.scan_cached(&mut scan_cache);
         scans += 1;
         history.observe(
             &snapshot,

@@ -175,3 +175,64 @@ fn without_cap_sys_admin_a_namespace_is_reported_not_scanned() {
         assert_eq!(p["sockets"]["fin_wait2"], 0, "{p:#}");
     }
 }
+
+/// The agent counts every state at most once a minute (the all-states dump
+/// emits every socket of the host); CLOSE_WAIT, FIN_WAIT_2 and LISTEN come
+/// from the dump every scan makes. A leak that starts in a namespace whose
+/// counts were taken seconds before must show in closewatch_tcp_sockets at
+/// once, with the other states as last counted.
+#[test]
+fn close_wait_counts_move_between_all_state_counts() {
+    if !common::root("ip netns add") {
+        return;
+    }
+    let ns = Netns::add();
+    let id = ns.id().to_string();
+    let config = tempfile::NamedTempFile::new().expect("config");
+    let agent = Agent::start(
+        config.path(),
+        &["--interval", "300ms", "--close-wait-age", "0s"],
+    );
+    let started = std::time::Instant::now();
+    let count = |text: &str, state: &str| {
+        sample(
+            text,
+            "closewatch_tcp_sockets",
+            &[("netns", &id), ("state", state)],
+        )
+    };
+    // The empty namespace counted (by the first scan), then one more scan.
+    let scans = |text: &str| sample(text, "closewatch_scans_total", &[]);
+    wait_for(Duration::from_secs(30), || {
+        let text = agent.metrics();
+        (count(&text, "close_wait") == Some(0.0) && scans(&text) >= Some(2.0)).then_some(())
+    })
+    .expect("the empty namespace counted");
+
+    let clean = Fixture::start_with(&["ip", "netns", "exec", &ns.name], "clean", Some(2));
+    let inside = Fixture::start_with(&["ip", "netns", "exec", &ns.name], "eof-server", Some(3));
+    let server = inside.info.role("server").pids[0];
+    let text = wait_for(Duration::from_secs(30), || {
+        let text = agent.metrics();
+        (count(&text, "close_wait") == Some(3.0)).then_some(text)
+    })
+    .expect("3 CLOSE_WAIT counted in the namespace");
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "too slow to be sure no all-states count ran in between"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "closewatch_process_tcp_sockets",
+            &[("pid", &server.to_string()), ("state", "close_wait")]
+        ),
+        Some(3.0)
+    );
+    // `clean`'s listener is counted by every scan too; its 4 ESTABLISHED
+    // sockets wait for the next all-states count: ESTABLISHED is still as
+    // counted when the namespace was empty.
+    assert!(count(&text, "listen") >= Some(1.0), "{text}");
+    assert_eq!(count(&text, "established"), Some(0.0));
+    drop(clean);
+}

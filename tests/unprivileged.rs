@@ -47,7 +47,13 @@ fn as_nobody_the_report_works_says_attribution_is_incomplete_and_blames_nobody()
         host.iter().any(|f| f["check"] == "close_wait_stale"),
         "{report:#}"
     );
-    assert_eq!(out.status.code(), Some(1), "warning, not ok");
+    // Warning from these sockets; critical if the host holds more stale
+    // ones (another load running): never ok.
+    assert!(
+        matches!(out.status.code(), Some(1 | 2)),
+        "warning or critical, not ok: {:?}",
+        out.status
+    );
 
     let text = run("text");
     let text = String::from_utf8_lossy(&text.stdout);

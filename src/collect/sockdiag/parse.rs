@@ -55,7 +55,8 @@ pub struct RawMessage<'a> {
 /// What a message means to a dump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
-    /// A socket record (SOCK_DIAG_BY_FAMILY).
+    /// A socket record (SOCK_DIAG_BY_FAMILY, or TCPDIAG_GETSOCK for the
+    /// legacy request).
     Record,
     /// NLMSG_DONE; `error` is 0 or a negative errno (e.g. -ENOENT when the
     /// kernel has no handler for the family).
@@ -74,7 +75,8 @@ fn errno_at(payload: &[u8]) -> Option<i32> {
 impl RawMessage<'_> {
     pub fn control(&self) -> Result<Control, ParseError> {
         match self.kind {
-            SOCK_DIAG_BY_FAMILY => Ok(Control::Record),
+            // Records answer a request with its own type.
+            SOCK_DIAG_BY_FAMILY | super::TCPDIAG_GETSOCK => Ok(Control::Record),
             // Old kernels send DONE with no payload; that means success.
             NLMSG_DONE => Ok(Control::Done {
                 error: errno_at(self.payload).unwrap_or(0),

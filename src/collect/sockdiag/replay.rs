@@ -1,10 +1,12 @@
 //! Replays recorded sock_diag dumps: the fixture side of [`Transport`].
 //!
 //! A recording is a directory with one subdirectory per request,
-//! `{v4,v6}-{flagged,all}`, each holding the datagrams the kernel sent, in
+//! `{v4,v6,any}-{flagged,all}` (`any`: the combined TCPDIAG_GETSOCK request),
+//! each holding the datagrams the kernel sent, in
 //! order, as `NNN.bin` (see `examples/record_fixture.rs`). A request with no
 //! recording is answered as a kernel without that protocol answers:
-//! NLMSG_DONE carrying -ENOENT.
+//! NLMSG_DONE carrying -ENOENT. Recordings without `any-*` therefore drive
+//! the collector's fallback to one request per family.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,7 @@ pub fn recording_name(family: Family, states: u32) -> String {
     let fam = match family {
         Family::V4 => "v4",
         Family::V6 => "v6",
+        Family::Both => "any",
     };
     let kind = if states == ALL_STATES {
         "all"
@@ -76,12 +79,17 @@ impl Transport for Replay {
     fn send(&mut self, request: &[u8]) -> io::Result<()> {
         let bad = || io::Error::new(io::ErrorKind::InvalidInput, "not an inet_diag request");
         let seq = u32_at(request, 8).ok_or_else(bad)?;
+        let legacy = request.get(4..6) == Some(&super::TCPDIAG_GETSOCK.to_ne_bytes()[..]);
         let family = match request.get(parse::NETLINK_HEADER_LEN) {
-            Some(2) => Family::V4,
-            Some(10) => Family::V6,
+            Some(0) if legacy => Family::Both,
+            Some(2) if !legacy => Family::V4,
+            Some(10) if !legacy => Family::V6,
             _ => return Err(bad()),
         };
-        let states = u32_at(request, parse::NETLINK_HEADER_LEN + 4).ok_or_else(bad)?;
+        // inet_diag_req_v2 has the states after 4 bytes, inet_diag_req after
+        // the 52 of family, lengths, ext and socket id.
+        let states_at = if legacy { 52 } else { 4 };
+        let states = u32_at(request, parse::NETLINK_HEADER_LEN + states_at).ok_or_else(bad)?;
         let mut datagrams = self.load(&recording_name(family, states), seq)?;
         datagrams.reverse();
         self.queue = datagrams;
