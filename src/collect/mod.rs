@@ -97,6 +97,13 @@ type DumpResult = Result<(sockdiag::TcpTables, Vec<sockdiag::FamilyError>), netn
 /// are counted by every scan.
 pub const STATE_COUNTS_EVERY: Duration = Duration::from_secs(60);
 
+/// Whether something done `age` ago is due again every `period`. A second
+/// early counts as due: with an interval that divides the period, timing
+/// jitter would otherwise decide between this scan and the next.
+pub(crate) fn due(age: Duration, period: Duration) -> bool {
+    age + Duration::from_secs(1) >= period
+}
+
 /// What the agent (and `--duration`) keep from one scan to the next.
 #[derive(Debug, Default)]
 pub struct ScanCache {
@@ -119,9 +126,14 @@ pub struct Collector {
 impl Collector {
     /// A collector of this host: /proc at `root`, sockets from the kernel.
     pub fn new(root: ProcRoot) -> Collector {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8);
+        // available_parallelism reads cgroup files: once per process, not
+        // once per scan (the agent builds a collector for each).
+        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let threads = *THREADS.get_or_init(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8)
+        });
         Collector {
             root,
             threads,
@@ -179,7 +191,9 @@ impl Collector {
             .map(|c| {
                 c.states
                     .iter()
-                    .filter(|(_, (at, _))| started_dumps.duration_since(*at) < STATE_COUNTS_EVERY)
+                    .filter(|(_, (at, _))| {
+                        !due(started_dumps.duration_since(*at), STATE_COUNTS_EVERY)
+                    })
                     .map(|(id, _)| *id)
                     .collect()
             })

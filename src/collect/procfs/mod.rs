@@ -215,7 +215,7 @@ impl ProcRoot {
         }
         let full_due = cache
             .last_full
-            .is_none_or(|t| now.duration_since(t) >= FULL_WALK_EVERY);
+            .is_none_or(|t| super::due(now.duration_since(t), FULL_WALK_EVERY));
         let mut prev = std::mem::take(&mut cache.entries);
         let mut walk = if full_due {
             self.walk_with(pids, wanted, threads, None, true)?
