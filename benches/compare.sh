@@ -154,6 +154,20 @@ run_ss() {
 
 # ------------------------------------------------------------ one scale ----
 SUMMARY=()
+# Per scale run, in order: "name fds cw_cpu_seconds ss_cpu_seconds", for the
+# linearity line.
+PER_FD=()
+
+# CPU µs per fd: per_fd CPU_SECONDS FDS.
+per_fd() { awk -v c="$1" -v f="$2" 'BEGIN {if (f > 0) printf "%.2f", 1e6 * c / f; else print "n/a"}'; }
+
+# fds open on the whole host (st_size of /proc/PID/fd is the fd count), and
+# processes: what both commands walk, loadgen's and everyone else's.
+host_fds() {
+    local sizes
+    sizes=$(stat -c %s /proc/[0-9]*/fd 2>/dev/null || true)
+    awk '{s += $1; n++} END {printf "%d fds in %d processes", s, n}' <<<"$sizes"
+}
 
 run_scale() {
     local name=$1 spec=$2
@@ -173,7 +187,9 @@ run_scale() {
     total_fds=$(jq .fds <<<"$ready")
     setup=$(jq .setup_seconds <<<"$ready")
     busy=$(settle_host) # at most SETTLE_SECONDS, for a quiet second
-    note "$name: ready in $setup s; host CPU ${busy}% busy before measuring"
+    local host
+    host=$(host_fds)
+    note "$name: ready in $setup s; host CPU ${busy}% busy before measuring; host: $host"
     if awk -v b="$busy" 'BEGIN {exit !(b > 10)}'; then
         warn "the host was ${busy}% busy with the load idle: something else is running; timings \
 will be noisy"
@@ -232,11 +248,25 @@ $EXPECT_CW CLOSE_WAIT, $EXPECT_FW2 owned FIN_WAIT_2 (loadgen setup $setup s; hos
         echo "wall per run, ms: closewatch $(awk '{printf "%.1f ", $1 * 1000}' "$cw_res")|\
  ss$(awk '{printf " %.1f", $1 * 1000}' "$ss_res")"
         echo "closewatch: own scan_duration_seconds median $(ms "$cw_scan") ms; report status ${statuses% }"
+        echo "CPU per fd of loadgen: closewatch $(per_fd "$cw_cpu" "$total_fds") µs, ss $(per_fd "$ss_cpu" "$total_fds") µs \
+(host before the runs, loadgen included: $host)"
     }
     SUMMARY+=("| $name | $PROCS × $sockets | $total_sockets | $total_fds | $EXPECT_CW \
-| $(ms "$cw_wall") | $(ms "$cw_cpu") | $(mib "$cw_rss") \
-| $(ms "$ss_wall") | $(ms "$ss_cpu") | $(mib "$ss_rss") \
+| $(ms "$cw_wall") | $(ms "$cw_cpu") | $(per_fd "$cw_cpu" "$total_fds") | $(mib "$cw_rss") \
+| $(ms "$ss_wall") | $(ms "$ss_cpu") | $(per_fd "$ss_cpu" "$total_fds") | $(mib "$ss_rss") \
 | $(ratio "$ss_wall" "$cw_wall")× | $(ratio "$ss_cpu" "$cw_cpu")× |")
+    PER_FD+=("$name $total_fds $cw_cpu $ss_cpu")
+}
+
+# linearity COLUMN: CPU per fd at each scale run relative to the first one
+# ("1.00 / 0.93 / 1.05"): 1.00 throughout is linear, below 1 better.
+# COLUMN 3 is closewatch's, 4 ss's.
+linearity() {
+    printf '%s\n' "${PER_FD[@]}" | awk -v c="$1" '{
+        v = ($2 > 0) ? $c / $2 : 0
+        if (NR == 1) base = v
+        out = out ((NR > 1) ? " / " : "") ((base > 0) ? sprintf("%.2f", v / base) : "n/a")
+    } END {print out}'
 }
 
 echo "closewatch $REVISION on $(uname -r), $(nproc) CPUs; $RUNS timed runs + $WARMUP warmup per command, alternating"
@@ -253,6 +283,12 @@ echo
 echo "### closewatch vs \`ss -tanp state close-wait\` ($REVISION, $(uname -r), $(nproc) CPUs, medians of $RUNS runs)"
 echo
 echo "| scale | processes × sockets | TCP sockets | fds | CLOSE_WAIT | closewatch wall ms | closewatch CPU ms \
-| closewatch peak RSS MiB | ss wall ms | ss CPU ms | ss peak RSS MiB | wall ss/closewatch | CPU ss/closewatch |"
-echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+| closewatch CPU µs/fd | closewatch peak RSS MiB | ss wall ms | ss CPU ms | ss CPU µs/fd | ss peak RSS MiB \
+| wall ss/closewatch | CPU ss/closewatch |"
+echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 printf '%s\n' "${SUMMARY[@]}"
+if ((${#PER_FD[@]} > 0)); then
+    scales=$(printf '%s\n' "${PER_FD[@]}" | awk '{printf "%s%s", (NR > 1) ? " / " : "", $1}')
+    echo
+    echo "Linearity, CPU per fd relative to ${PER_FD[0]%% *} ($scales): closewatch $(linearity 3); ss $(linearity 4)"
+fi
