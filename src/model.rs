@@ -147,6 +147,16 @@ impl StateCounts {
         }
     }
 
+    /// Takes the counts of the states in `mask` (bit N: kernel state N)
+    /// from `other`, e.g. from a dump that counted only those.
+    pub fn replace(&mut self, other: &StateCounts, mask: u32) {
+        for (i, (a, b)) in self.0.iter_mut().zip(other.0.iter()).enumerate() {
+            if mask & (1 << i) != 0 {
+                *a = *b;
+            }
+        }
+    }
+
     pub fn merge(&mut self, other: &StateCounts) {
         for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
             *a += b;
@@ -275,6 +285,41 @@ pub struct ProcessInfo {
     pub largest_deleted: Option<(String, u64)>,
 }
 
+#[cfg(test)]
+impl ProcessInfo {
+    /// A walked process holding `inodes` on fds 3, 4, …, with nothing else
+    /// of note (the unit tests' builder).
+    pub fn synthetic(
+        pid: u32,
+        comm: &str,
+        open: u64,
+        limit: Option<u64>,
+        inodes: &[u64],
+    ) -> ProcessInfo {
+        ProcessInfo {
+            key: ProcessKey {
+                pid,
+                start_time: u64::from(pid) * 10,
+            },
+            comm: comm.into(),
+            uid: Some(0),
+            fds: FdStats {
+                open,
+                limit,
+                sockets: inodes.len() as u64,
+                ..FdStats::default()
+            },
+            fds_walked: true,
+            sockets: inodes
+                .iter()
+                .zip(3..)
+                .map(|(&inode, fd)| HeldSocket { inode, fd })
+                .collect(),
+            largest_deleted: None,
+        }
+    }
+}
+
 /// What is read only for the processes a report or the metrics show.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcessDetails {
@@ -400,6 +445,23 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replace_takes_only_the_masked_states() {
+        let mut all = StateCounts::default();
+        let mut some = StateCounts::default();
+        for _ in 0..5 {
+            all.add(TcpState::Established);
+            all.add(TcpState::CloseWait);
+        }
+        some.add(TcpState::CloseWait);
+        some.add(TcpState::Listen);
+        let mask = 1 << TcpState::CloseWait.kernel_number() | 1 << TcpState::Listen.kernel_number();
+        all.replace(&some, mask);
+        assert_eq!(all.get(TcpState::Established), 5);
+        assert_eq!(all.get(TcpState::CloseWait), 1);
+        assert_eq!(all.get(TcpState::Listen), 1);
+    }
 
     #[test]
     fn state_numbers_round_trip() {

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::model::{FdStats, HeldSocket, Listener, ProcessInfo, ProcessKey, Skipped, TcpInfo};
+use crate::model::{Listener, ProcessInfo, Skipped, TcpInfo};
 
 const NS: NetnsId = NetnsId(4026531833);
 
@@ -45,32 +45,7 @@ fn sock(
 }
 
 fn process(pid: u32, comm: &str, open: u64, limit: Option<u64>, inodes: &[u64]) -> ProcessInfo {
-    ProcessInfo {
-        key: ProcessKey {
-            pid,
-            start_time: u64::from(pid) * 10,
-        },
-        comm: comm.into(),
-        uid: Some(0),
-        fds: FdStats {
-            open,
-            limit,
-            sockets: inodes.len() as u64,
-            deleted_files: 0,
-            deleted_bytes: 0,
-            ..FdStats::default()
-        },
-        fds_walked: true,
-        sockets: inodes
-            .iter()
-            .enumerate()
-            .map(|(fd, &inode)| HeldSocket {
-                inode,
-                fd: fd as u32 + 3,
-            })
-            .collect(),
-        largest_deleted: None,
-    }
+    ProcessInfo::synthetic(pid, comm, open, limit, inodes)
 }
 
 fn snapshot(sockets: Vec<TcpSocket>, processes: Vec<ProcessInfo>) -> Snapshot {

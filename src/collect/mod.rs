@@ -14,7 +14,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{
     NetnsId, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage, StateCounts,
-    TcpState, UnscannedNetns,
+    UnscannedNetns,
 };
 
 pub use procfs::{ProcRoot, Skip, WalkCache};
@@ -93,8 +93,8 @@ type DumpResult = Result<(sockdiag::TcpTables, Vec<sockdiag::FamilyError>), netn
 
 /// How old the per-state counts of a cached scan may get: the all-states
 /// dump emits every socket of the host, and is most of the cost of a scan
-/// whose /proc walk came from the cache. CLOSE_WAIT, FIN_WAIT_2 and LISTEN
-/// are counted by every scan.
+/// whose /proc walk came from the cache. The states of
+/// [`sockdiag::EVERY_SCAN_STATES`] are counted by every scan.
 pub const STATE_COUNTS_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether something done `age` ago is due again every `period`. A second
@@ -107,7 +107,7 @@ pub(crate) fn due(age: Duration, period: Duration) -> bool {
 /// What the agent (and `--duration`) keep from one scan to the next.
 #[derive(Debug, Default)]
 pub struct ScanCache {
-    pub walk: WalkCache,
+    walk: WalkCache,
     /// Per namespace: the last all-states counts, and when they were taken.
     states: FxHashMap<NetnsId, (Instant, StateCounts)>,
 }
@@ -207,12 +207,9 @@ impl Collector {
                 if t.counted {
                     cache.states.insert(scan.id, (started_dumps, scan.states));
                 } else if let Some((_, last)) = cache.states.get(&scan.id) {
-                    // The other states as last counted; these three now.
+                    // The other states as last counted.
                     let mut states = *last;
-                    for state in [TcpState::CloseWait, TcpState::FinWait2, TcpState::Listen] {
-                        let i = usize::from(state.kernel_number());
-                        states.0[i] = scan.states.0[i];
-                    }
+                    states.replace(&scan.states, sockdiag::EVERY_SCAN_STATES);
                     scan.states = states;
                 }
             }

@@ -6,35 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::analyse::{self, History};
-use crate::model::{
-    FdStats, HeldSocket, NetnsId, NetnsScan, ProcessInfo, ProcessKey, StateCounts, TcpInfo,
-    TcpSocket,
-};
+use crate::model::{NetnsId, NetnsScan, ProcessInfo, StateCounts, TcpInfo, TcpSocket};
 
 fn now() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
 }
 
 fn proc(pid: u32, comm: &str, open: u64, inodes: &[u64]) -> ProcessInfo {
-    ProcessInfo {
-        key: ProcessKey { pid, start_time: 1 },
-        comm: comm.into(),
-        uid: Some(0),
-        fds: FdStats {
-            open,
-            limit: Some(1000),
-            sockets: inodes.len() as u64,
-            deleted_files: 0,
-            deleted_bytes: 0,
-            ..FdStats::default()
-        },
-        fds_walked: true,
-        sockets: inodes
-            .iter()
-            .map(|&inode| HeldSocket { inode, fd: 3 })
-            .collect(),
-        largest_deleted: None,
-    }
+    ProcessInfo::synthetic(pid, comm, open, Some(1000), inodes)
 }
 
 fn close_wait(inode: u64, port: u16) -> TcpSocket {

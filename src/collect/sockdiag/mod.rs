@@ -67,6 +67,8 @@ pub const ALL_STATES: u32 = 0x1ffe;
 pub const FLAGGED_STATES: u32 = 1 << 8 | 1 << 5; // CLOSE_WAIT | FIN_WAIT2
 /// TCP_LISTEN: a dump of it walks only the listening hash.
 pub const LISTEN_STATE: u32 = 1 << 10;
+/// What a scan without the all-states dump still counts (and lists).
+pub const EVERY_SCAN_STATES: u32 = FLAGGED_STATES | LISTEN_STATE;
 
 /// One dump request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -338,30 +340,6 @@ pub fn dump<T: Transport, S: Sink>(
     }))
 }
 
-/// Counts sockets by state and keeps the listeners.
-#[derive(Debug, Default)]
-pub struct CountSink {
-    pub netns: NetnsId,
-    pub states: StateCounts,
-    pub listeners: Vec<Listener>,
-}
-
-impl Sink for CountSink {
-    fn reset(&mut self) {
-        self.states = StateCounts::default();
-        self.listeners.clear();
-    }
-
-    fn record(&mut self, payload: &[u8]) -> Result<(), ParseError> {
-        let state = parse::peek_state(payload)?;
-        self.states.add(state);
-        if state == TcpState::Listen {
-            self.listeners.push(parse::listener(payload, self.netns)?);
-        }
-        Ok(())
-    }
-}
-
 /// Keeps every socket of the dump.
 #[derive(Debug, Default)]
 pub struct SocketSink {
@@ -380,16 +358,18 @@ impl Sink for SocketSink {
     }
 }
 
-/// The flagged sockets and the listeners of one dump, with their counts.
+/// Counts a dump's sockets by state and keeps its listeners, and, if
+/// `keep_sockets`, every other socket too.
 #[derive(Debug, Default)]
-pub struct FlaggedSink {
+pub struct TableSink {
     pub netns: NetnsId,
+    pub keep_sockets: bool,
     pub states: StateCounts,
     pub sockets: Vec<TcpSocket>,
     pub listeners: Vec<Listener>,
 }
 
-impl Sink for FlaggedSink {
+impl Sink for TableSink {
     fn reset(&mut self) {
         self.states = StateCounts::default();
         self.sockets.clear();
@@ -401,7 +381,7 @@ impl Sink for FlaggedSink {
         self.states.add(state);
         if state == TcpState::Listen {
             self.listeners.push(parse::listener(payload, self.netns)?);
-        } else {
+        } else if self.keep_sockets {
             self.sockets.push(parse::socket(payload, self.netns)?);
         }
         Ok(())
@@ -411,12 +391,12 @@ impl Sink for FlaggedSink {
 /// The TCP tables of one network namespace.
 #[derive(Debug, Default)]
 pub struct TcpTables {
-    /// Sockets by state: every state if `counted`, else only CLOSE_WAIT,
-    /// FIN_WAIT_2 and LISTEN.
+    /// Sockets by state: every state if `counted`, else only those of
+    /// [`EVERY_SCAN_STATES`].
     pub states: StateCounts,
     pub flagged: Vec<TcpSocket>,
     pub listeners: Vec<Listener>,
-    /// Whether the all-states count dump ran.
+    /// Whether the all-states count dump ran, and every dump succeeded.
     pub counted: bool,
 }
 
@@ -470,6 +450,8 @@ pub fn dump_tables<T: Transport>(
             Err(error) => errors.push(FamilyError { family, error }),
         }
     }
+    // Counts missing a family are not kept as the namespace's counts.
+    tables.counted = counts && errors.is_empty();
     (tables, errors)
 }
 
@@ -481,57 +463,48 @@ fn dump_family<T: Transport>(
     connect: &mut impl FnMut() -> io::Result<T>,
     counts: bool,
 ) -> Result<TcpTables, DumpError> {
-    if !counts {
-        let mut sink = FlaggedSink {
-            netns,
-            ..FlaggedSink::default()
-        };
-        let req = Request {
-            family,
-            states: FLAGGED_STATES | LISTEN_STATE,
-            tcp_info: true,
-        };
-        dump(&mut *connect, &req, &mut sink)?;
-        return Ok(TcpTables {
-            states: sink.states,
-            flagged: sink.sockets,
-            listeners: sink.listeners,
-            counted: false,
-        });
-    }
-    let mut flagged = SocketSink {
+    let mut flagged = TableSink {
         netns,
-        sockets: Vec::new(),
+        keep_sockets: true,
+        ..TableSink::default()
     };
     let req = Request {
         family,
-        states: FLAGGED_STATES,
+        states: if counts {
+            FLAGGED_STATES
+        } else {
+            EVERY_SCAN_STATES
+        },
         tcp_info: true,
     };
-    let mut counts = CountSink {
+    dump(&mut *connect, &req, &mut flagged)?;
+    if !counts {
+        return Ok(TcpTables {
+            states: flagged.states,
+            flagged: flagged.sockets,
+            listeners: flagged.listeners,
+            counted: false,
+        });
+    }
+    let mut all = TableSink {
         netns,
-        ..CountSink::default()
+        ..TableSink::default()
     };
-    let all = Request {
+    let req = Request {
         family,
         states: ALL_STATES,
         tcp_info: false,
     };
-    dump(&mut *connect, &req, &mut flagged)?;
-    dump(&mut *connect, &all, &mut counts)?;
+    dump(&mut *connect, &req, &mut all)?;
     // The two dumps are moments apart; CLOSE_WAIT and FIN_WAIT_2 are counted
     // from the dump the per-socket analysis uses, so a report never has more
     // unattributed sockets of a state than sockets of that state.
-    let mut states = counts.states;
-    states.0[usize::from(TcpState::CloseWait.kernel_number())] = 0;
-    states.0[usize::from(TcpState::FinWait2.kernel_number())] = 0;
-    for s in &flagged.sockets {
-        states.add(s.state);
-    }
+    let mut states = all.states;
+    states.replace(&flagged.states, FLAGGED_STATES);
     Ok(TcpTables {
         states,
         flagged: flagged.sockets,
-        listeners: counts.listeners,
+        listeners: all.listeners,
         counted: true,
     })
 }
