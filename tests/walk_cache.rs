@@ -291,10 +291,7 @@ fn a_socket_that_turns_close_wait_under_an_unchanged_fd_count_is_attributed() {
         }
         // And it stays so on the scans that follow (from the cache, whose
         // table for the pool now holds these sockets).
-        let later = log.until(seen.scan + 2);
-        let after = scrape_until(&agent, &mut log, "a scrape two scans later", |s| {
-            s.scan >= later.n
-        });
+        let after = two_scans_later(&agent, &mut log, seen.scan);
         assert_eq!(
             after.close_wait(pool),
             Some(3.0),
@@ -332,6 +329,14 @@ fn a_socket_that_turns_close_wait_under_an_unchanged_fd_count_is_attributed() {
          this host kept making it fall back; see each window's scans):\n{}",
         inconclusive.join("\n")
     );
+}
+
+/// A scrape of a scan at least two scans after `scan`.
+fn two_scans_later(agent: &Agent, log: &mut ScanLog, scan: u64) -> Scrape {
+    let later = log.until(scan + 2);
+    scrape_until(agent, log, "a scrape two scans later", |s| {
+        s.scan >= later.n
+    })
 }
 
 #[test]
@@ -394,10 +399,7 @@ fn an_fd_swapped_under_an_unchanged_count_is_still_attributed() {
     );
 
     // Still both on the scans that follow, from a cache that now knows them.
-    let later = log.until(seen.scan + 2);
-    let after = scrape_until(&agent, &mut log, "a scrape two scans later", |s| {
-        s.scan >= later.n
-    });
+    let after = two_scans_later(&agent, &mut log, seen.scan);
     for pid in [holder, server] {
         assert_eq!(
             after.close_wait(pid),
