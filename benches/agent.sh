@@ -27,7 +27,8 @@ FIN_WAIT2_PCT=${FIN_WAIT2_PCT:-$CLOSE_WAIT_PCT}
 FILES=${FILES:-100}               # regular files held open per loadgen worker
 CONNECTIONS=${CONNECTIONS:-50}    # concurrent scrapers (wrk -c)
 THREADS=${THREADS:-2}             # wrk -t
-DURATION=${DURATION:-15}          # seconds of scraping (wrk -d)
+DURATION=${DURATION:-15}          # seconds of scraping (wrk -d), per encoding
+ENCODINGS=${ENCODINGS:-identity gzip} # scrape runs: no Accept-Encoding, and gzip as Prometheus asks
 SCAN_INTERVAL=${SCAN_INTERVAL:-2} # seconds between scans, CPU-per-scan run
 SCANS=${SCANS:-10}                # scans in the CPU-per-scan window (≥ 4)
 IDLE_INTERVAL=${IDLE_INTERVAL:-15} # seconds between scans, production run
@@ -479,13 +480,6 @@ if ((IDLE_SCANS * IDLE_INTERVAL >= FULL_WALK_EVERY && D_FULL == 0)); then
     warn "no full walk in the ${D_SECONDS} s idle window: the amortized figure lacks the periodic full walk"
 fi
 
-check_budget
-# The scrape whose response is measured, and the response size the wrk
-# average is checked against.
-code=$(curl -s --max-time 10 -o "$TMP/one.prom" -D "$TMP/one.headers" -w '%{http_code}' "$URL" || echo 000)
-[[ $code == 200 ]] || die "/metrics answered $code"
-BODY_BYTES=$(stat -c %s "$TMP/one.prom")
-HEADER_BYTES=$(stat -c %s "$TMP/one.headers")
 cat >"$TMP/report.lua" <<'LUA'
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -495,43 +489,69 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
 LUA
-note "run 2: $CONNECTIONS scrapers on $THREADS wrk threads for ${DURATION}s..."
-read_scan_state
-s_before=$M_SCANS
-cpu_before=$(agent_cpu)
-timeout --foreground $((DURATION + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
-    -s "$TMP/report.lua" "$URL" >"$TMP/wrk.out" 2>&1 {HOLD_FD}>&- || {
-    cat "$TMP/wrk.out" >&2
-    die "wrk failed"
-}
-cpu_after=$(agent_cpu)
-alive
-read_scan_state
-check_view
-s_after=$M_SCANS
-sed 's/^/  wrk: /' "$TMP/wrk.out" | grep -v '  wrk: WRK ' >&2
-read -r _ REQS BYTES WRK_US E_CONNECT E_READ E_WRITE E_STATUS E_TIMEOUT P50 P90 P99 PMAX \
-    < <(grep '^WRK ' "$TMP/wrk.out") || die "no summary from wrk"
-((REQS > 0)) || die "wrk made no request"
-# Every response 200: the agent answers 200, 404, 405 or 503 only, and wrk
-# counts every status ≥ 400; the average size is checked against one 200.
-((E_STATUS == 0)) || die "$E_STATUS responses were not 200 (wrk counts statuses ≥ 400)"
-((E_CONNECT == 0 && E_WRITE == 0 && E_TIMEOUT == 0)) ||
-    die "wrk socket errors: connect $E_CONNECT, write $E_WRITE, timeout $E_TIMEOUT"
-# After 60 s a connection's responses carry "Connection: close" and wrk
-# reconnects: no request may fail, however long the run.
-((E_READ == 0)) || die "$E_READ read errors: a connection was closed under a request"
-AVG_BYTES=$(awk -v b="$BYTES" -v r="$REQS" 'BEGIN {printf "%.0f", b / r}')
-awk -v a="$AVG_BYTES" -v one="$((BODY_BYTES + HEADER_BYTES))" 'BEGIN {d = a / one - 1; exit !(d < 0.05 && d > -0.05)}' ||
-    die "wrk read $AVG_BYTES bytes per response on average; one 200 is $((BODY_BYTES + HEADER_BYTES))"
-if ((DURATION >= IDLE_INTERVAL && s_after <= s_before)); then
-    die "no scan completed during the ${DURATION} s of scraping (scans_total $s_before → $s_after)"
-fi
-RPS=$(awk -v r="$REQS" -v us="$WRK_US" 'BEGIN {printf "%.0f", r / (us / 1e6)}')
-A_CPU_PCT=$(awk -v a="$cpu_before" -v b="$cpu_after" -v us="$WRK_US" 'BEGIN {printf "%.0f", 100 * (b - a) / (us / 1e6)}')
-A_US_PER_REQ=$(awk -v a="$cpu_before" -v b="$cpu_after" -v r="$REQS" 'BEGIN {printf "%.1f", 1e6 * (b - a) / r}')
-A_SCANS=$((s_after - s_before))
-A_DUR=$M_DUR
+# One wrk run per response encoding: "identity" (no Accept-Encoding, as wrk
+# and curl send by default) and "gzip" (Accept-Encoding: gzip, as Prometheus
+# sends). Results in the associative array A[<encoding>,<field>].
+declare -A A
+for enc in $ENCODINGS; do
+    check_budget
+    hdr=()
+    [[ $enc == gzip ]] && hdr=(-H "Accept-Encoding: gzip")
+    # The scrape whose response is measured, and the response size the wrk
+    # average is checked against.
+    code=$(curl -s --max-time 10 "${hdr[@]}" -o "$TMP/one.prom" -D "$TMP/one.headers" -w '%{http_code}' "$URL" || echo 000)
+    [[ $code == 200 ]] || die "/metrics answered $code"
+    if [[ $enc == gzip ]]; then
+        grep -qi '^content-encoding: gzip' "$TMP/one.headers" || die "Accept-Encoding: gzip got no gzip response"
+        gzip -t <"$TMP/one.prom" || die "the gzip response does not decompress"
+    else
+        grep -qi '^content-encoding' "$TMP/one.headers" && die "a response without Accept-Encoding was encoded"
+    fi
+    BODY_BYTES=$(stat -c %s "$TMP/one.prom")
+    HEADER_BYTES=$(stat -c %s "$TMP/one.headers")
+    note "run 2: $CONNECTIONS scrapers on $THREADS wrk threads for ${DURATION}s, $enc..."
+    read_scan_state
+    s_before=$M_SCANS
+    cpu_before=$(agent_cpu)
+    timeout --foreground $((DURATION + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+        "${hdr[@]}" -s "$TMP/report.lua" "$URL" >"$TMP/wrk.out" 2>&1 {HOLD_FD}>&- || {
+        cat "$TMP/wrk.out" >&2
+        die "wrk failed"
+    }
+    cpu_after=$(agent_cpu)
+    alive
+    read_scan_state
+    check_view
+    s_after=$M_SCANS
+    sed 's/^/  wrk: /' "$TMP/wrk.out" | grep -v '  wrk: WRK ' >&2
+    read -r _ REQS BYTES WRK_US E_CONNECT E_READ E_WRITE E_STATUS E_TIMEOUT P50 P90 P99 PMAX \
+        < <(grep '^WRK ' "$TMP/wrk.out") || die "no summary from wrk"
+    ((REQS > 0)) || die "wrk made no request"
+    # Every response 200: the agent answers 200, 404, 405 or 503 only, and wrk
+    # counts every status ≥ 400; the average size is checked against one 200.
+    ((E_STATUS == 0)) || die "$E_STATUS responses were not 200 (wrk counts statuses ≥ 400)"
+    ((E_CONNECT == 0 && E_WRITE == 0 && E_TIMEOUT == 0)) ||
+        die "wrk socket errors: connect $E_CONNECT, write $E_WRITE, timeout $E_TIMEOUT"
+    # After 60 s a connection's responses carry "Connection: close" and wrk
+    # reconnects: no request may fail, however long the run.
+    ((E_READ == 0)) || die "$E_READ read errors: a connection was closed under a request"
+    AVG_BYTES=$(awk -v b="$BYTES" -v r="$REQS" 'BEGIN {printf "%.0f", b / r}')
+    # A scan in the middle of the run changes the body a little (gzip more).
+    awk -v a="$AVG_BYTES" -v one="$((BODY_BYTES + HEADER_BYTES))" 'BEGIN {d = a / one - 1; exit !(d < 0.1 && d > -0.1)}' ||
+        die "wrk read $AVG_BYTES bytes per response on average; one 200 is $((BODY_BYTES + HEADER_BYTES))"
+    # A scan must land while scrapers run (they must not starve it); with
+    # scans of up to seconds at large loads, only over two intervals.
+    if ((DURATION >= 2 * IDLE_INTERVAL && s_after <= s_before)); then
+        die "no scan completed during the ${DURATION} s of scraping (scans_total $s_before → $s_after)"
+    fi
+    A[$enc,p50]=$P50 A[$enc,p90]=$P90 A[$enc,p99]=$P99 A[$enc,max]=$PMAX A[$enc,reqs]=$REQS A[$enc,eread]=$E_READ
+    A[$enc,body]=$BODY_BYTES A[$enc,headers]=$HEADER_BYTES A[$enc,avg]=$AVG_BYTES
+    A[$enc,rps]=$(awk -v r="$REQS" -v us="$WRK_US" 'BEGIN {printf "%.0f", r / (us / 1e6)}')
+    A[$enc,cpu_pct]=$(awk -v a="$cpu_before" -v b="$cpu_after" -v us="$WRK_US" 'BEGIN {printf "%.0f", 100 * (b - a) / (us / 1e6)}')
+    A[$enc,us_per_req]=$(awk -v a="$cpu_before" -v b="$cpu_after" -v r="$REQS" 'BEGIN {printf "%.1f", 1e6 * (b - a) / r}')
+    A[$enc,scans]=$((s_after - s_before))
+    A[$enc,dur]=$M_DUR
+done
 B_HWM=$(status_kib VmHWM)
 B_RSS=$(status_kib VmRSS)
 B_SCANS=$M_SCANS
@@ -552,11 +572,13 @@ row() { printf '%-46s %s\n' "$1" "$2"; }
 $EXPECT_CW CLOSE_WAIT (loadgen setup $SETUP s; host ${busy}% busy before); agent status $C_STATUS, \
 $PROCESSES_LISTED processes listed, $FINDINGS finding series"
     row "measurement" "value"
-    row "a. /metrics latency p50 / p90 / p99 / max" \
-        "$(us_ms "$P50") / $(us_ms "$P90") / $(us_ms "$P99") / $(us_ms "$PMAX") ms  (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s)"
-    row "a. /metrics requests/s" "$RPS  ($REQS requests, all 200; socket read errors $E_READ)"
-    row "a. /metrics response size" "$BODY_BYTES B body + $HEADER_BYTES B headers (wrk average $AVG_BYTES B)"
-    row "a. agent CPU while scraped" "$A_CPU_PCT % of one core, $A_US_PER_REQ µs per request (scans during it: $A_SCANS, the last took $(ms "$A_DUR") ms)"
+    for enc in $ENCODINGS; do
+        row "a. /metrics latency p50 / p90 / p99 / max, $enc" \
+            "$(us_ms "${A[$enc,p50]}") / $(us_ms "${A[$enc,p90]}") / $(us_ms "${A[$enc,p99]}") / $(us_ms "${A[$enc,max]}") ms  (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s)"
+        row "a. /metrics requests/s, $enc" "${A[$enc,rps]}  (${A[$enc,reqs]} requests, all 200; socket read errors ${A[$enc,eread]})"
+        row "a. /metrics response size, $enc" "${A[$enc,body]} B body + ${A[$enc,headers]} B headers (wrk average ${A[$enc,avg]} B)"
+        row "a. agent CPU while scraped, $enc" "${A[$enc,cpu_pct]} % of one core, ${A[$enc,us_per_req]} µs per request (scans during it: ${A[$enc,scans]}, the last took $(ms "${A[$enc,dur]}") ms)"
+    done
     row "b. peak RSS (VmHWM) / RSS (VmRSS), run 2" \
         "$(mib "$B_HWM") / $(mib "$B_RSS") MiB after $B_SCANS scans at ${IDLE_INTERVAL}s and the scraping ($B_THREADS threads)"
     row "b. peak RSS (VmHWM) / RSS (VmRSS), run 1" \
@@ -582,11 +604,13 @@ median $C_LINKS_MED fd links read and $C_REUSED_MED fd tables from the cache per
     row "d. scan_duration_seconds (wall)" \
         "median $(ms "$D_DUR_MED") ms; full walks $(ms_na "$D_FULL_DUR") ms, the others $(ms_na "$D_CACHED_DUR") ms (medians)"
     echo
-    echo "| load | p50 ms | p90 ms | p99 ms | max ms | req/s | response bytes | peak RSS MiB | RSS MiB \
+    echo "| load | encoding | p50 ms | p90 ms | p99 ms | max ms | req/s | response bytes | peak RSS MiB | RSS MiB \
 | cold CPU ms | cached CPU ms/scan | cached/cold % | cached scan ms | amortized CPU ms/scan @${IDLE_INTERVAL}s \
 | amortized/cold % | idle % of a core @${IDLE_INTERVAL}s |"
-    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
-    echo "| $PROCS × $SOCKETS | $(us_ms "$P50") | $(us_ms "$P90") | $(us_ms "$P99") | $(us_ms "$PMAX") | $RPS \
-| $BODY_BYTES | $(mib "$B_HWM") | $(mib "$B_RSS") | $COLD_CPU_MS | $C_CPU_PER_SCAN | $C_PCT | $(ms "$C_DUR_MED") \
-| $D_CPU_PER_SCAN | $D_AMORT_PCT | $D_PCT |"
+    echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    for enc in $ENCODINGS; do
+        echo "| $PROCS × $SOCKETS | $enc | $(us_ms "${A[$enc,p50]}") | $(us_ms "${A[$enc,p90]}") | $(us_ms "${A[$enc,p99]}") \
+| $(us_ms "${A[$enc,max]}") | ${A[$enc,rps]} | ${A[$enc,body]} | $(mib "$B_HWM") | $(mib "$B_RSS") | $COLD_CPU_MS \
+| $C_CPU_PER_SCAN | $C_PCT | $(ms "$C_DUR_MED") | $D_CPU_PER_SCAN | $D_AMORT_PCT | $D_PCT |"
+    done
 }

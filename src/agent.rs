@@ -81,9 +81,11 @@ fn agent_analysis(settings: &Settings) -> analyse::Settings {
     }
 }
 
-/// Details (unit label) of the processes that get series.
+/// Details (unit label) of the processes that get series, read when a
+/// process first gets them and then every [`DETAILS_EVERY`](crate::collect::DETAILS_EVERY).
 fn describe(
     collector: &Collector,
+    cache: &mut ScanCache,
     snapshot: &Snapshot,
     analysis: &Analysis,
     max: usize,
@@ -94,7 +96,7 @@ fn describe(
         .take(max)
         .map(|p| {
             collector
-                .describe(snapshot.processes.get(p.index)?.key)
+                .describe_cached(snapshot.processes.get(p.index)?.key, cache)
                 .ok()
         })
         .collect()
@@ -128,6 +130,7 @@ impl ScanLoop {
         );
         let details = describe(
             &collector,
+            &mut self.scan_cache,
             &snapshot,
             &analysis,
             self.settings.max_processes,
@@ -165,10 +168,9 @@ impl ScanLoop {
             max_processes: self.settings.max_processes,
         };
         match metrics::render(&view, &self.stats) {
-            Ok(text) => self.shared.publish(Published {
-                metrics: Bytes::from(text),
-                scanned_at: Some(Instant::now()),
-            }),
+            Ok(text) => self
+                .shared
+                .publish(Published::scan(Bytes::from(text), Instant::now())),
             // The previous scan's text stays up; /healthz turns 503 if this
             // keeps failing.
             Err(e) => log::error!("rendering metrics: {e}"),

@@ -110,7 +110,16 @@ pub struct ScanCache {
     walk: WalkCache,
     /// Per namespace: the last all-states counts, and when they were taken.
     states: FxHashMap<NetnsId, (Instant, StateCounts)>,
+    /// The namespace of each process, re-read every minute.
+    netns: netns::PidNamespaces,
+    /// What [`Collector::describe_cached`] read, and when.
+    details: FxHashMap<ProcessKey, (Instant, ProcessDetails)>,
 }
+
+/// How long [`Collector::describe_cached`] keeps what it read of a process.
+/// A process keeps its PID and start time across `execve`, and its cgroup
+/// can change: the details are re-read this often.
+pub const DETAILS_EVERY: Duration = Duration::from_secs(60);
 
 /// How many failures of one kind are spelled out before they are summarised.
 const MAX_LISTED_FAILURES: usize = 5;
@@ -198,7 +207,12 @@ impl Collector {
                     .collect()
             })
             .unwrap_or_default();
-        let mut tables = self.dump_namespaces(&pids, &mut snap, &counted_recently);
+        let mut tables = self.dump_namespaces(
+            &pids,
+            &mut snap,
+            &counted_recently,
+            cache.as_deref_mut().map(|c| &mut c.netns),
+        );
         if let Some(cache) = cache.as_deref_mut() {
             cache
                 .states
@@ -227,7 +241,7 @@ impl Collector {
             snap.namespaces.push(scan);
         }
 
-        let walk = match cache {
+        let walk = match cache.as_deref_mut() {
             Some(cache) => self
                 .root
                 .walk_cached(&pids, &wanted, self.threads, &mut cache.walk),
@@ -264,6 +278,13 @@ impl Collector {
                 message: e.to_string(),
             }),
         }
+        if let Some(cache) = cache {
+            cache.details.retain(|key, _| {
+                snap.processes
+                    .binary_search_by_key(&key.pid, |p| p.key.pid)
+                    .is_ok_and(|i| snap.processes[i].key == *key)
+            });
+        }
         snap.duration = started.elapsed();
         snap
     }
@@ -276,6 +297,7 @@ impl Collector {
         pids: &[u32],
         snap: &mut Snapshot,
         counted_recently: &FxHashSet<NetnsId>,
+        known: Option<&mut netns::PidNamespaces>,
     ) -> Vec<(NetnsScan, sockdiag::TcpTables)> {
         let counts = |id: NetnsId| !counted_recently.contains(&id);
         let own = match self.sockets.namespace() {
@@ -293,6 +315,7 @@ impl Collector {
                 &self.root,
                 pids,
                 Some(std::path::Path::new(netns::RUN_NETNS)),
+                known,
             )
         } else {
             netns::Discovery::default()
@@ -376,5 +399,24 @@ impl Collector {
     /// Reads what a report shows of one process (exe, cmdline, unit, netns).
     pub fn describe(&self, key: ProcessKey) -> Result<ProcessDetails, Skip> {
         self.root.describe(key)
+    }
+
+    /// [`describe`](Self::describe), from `cache` if it was read less than
+    /// [`DETAILS_EVERY`] ago. The cache forgets processes that a scan with
+    /// it no longer finds.
+    pub fn describe_cached(
+        &self,
+        key: ProcessKey,
+        cache: &mut ScanCache,
+    ) -> Result<ProcessDetails, Skip> {
+        let now = Instant::now();
+        if let Some((at, details)) = cache.details.get(&key) {
+            if now.duration_since(*at) < DETAILS_EVERY {
+                return Ok(details.clone());
+            }
+        }
+        let details = self.describe(key)?;
+        cache.details.insert(key, (now, details.clone()));
+        Ok(details)
     }
 }

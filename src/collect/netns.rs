@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::thread::LinkNameSpaceType;
@@ -45,34 +47,87 @@ pub struct Discovery {
 /// exiting between discovery and the dump.
 const HANDLES: usize = 4;
 
+/// How long [`PidNamespaces`] trusts what it read of a process.
+pub const PID_NETNS_EVERY: Duration = Duration::from_secs(60);
+
+/// What one process's /proc/PID/ns/net said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PidNetns {
+    In(u64),
+    Unreadable,
+    /// Exited (or no namespace link at all).
+    None,
+}
+
+/// The namespace of each process, as read at most [`PID_NETNS_EVERY`] ago
+/// (the agent keeps one across scans; a one-shot reads every process). A
+/// process seen for the first time is always read, so a container started
+/// in a new namespace is found at once; one that moves into another
+/// namespace after it was read (`unshare`, `ip netns exec`), or a PID
+/// reused by a process in another namespace, is found within the period.
+/// /run/netns is read every time.
+#[derive(Debug, Default)]
+pub struct PidNamespaces {
+    by_pid: FxHashMap<u32, (Instant, PidNetns)>,
+}
+
 /// Finds the distinct network namespaces of `pids` and of /run/netns.
-pub fn discover(root: &ProcRoot, pids: &[u32], run_netns: Option<&Path>) -> Discovery {
+/// `pids` must be sorted (as [`ProcRoot::pids`] returns them).
+pub fn discover(
+    root: &ProcRoot,
+    pids: &[u32],
+    run_netns: Option<&Path>,
+    mut known: Option<&mut PidNamespaces>,
+) -> Discovery {
+    let now = Instant::now();
     let mut by_id: BTreeMap<u64, Namespace> = BTreeMap::new();
     let mut unreadable = 0;
-    let mut add = |id: u64, handle: PathBuf, process: bool| {
+    let mut add = |id: u64, handle: &dyn Fn() -> PathBuf, process: bool| {
         let ns = by_id.entry(id).or_insert_with(|| Namespace {
             id: NetnsId(id),
             handles: Vec::new(),
             processes: 0,
         });
         if ns.handles.len() < HANDLES {
-            ns.handles.push(handle);
+            ns.handles.push(handle());
         }
         ns.processes += u64::from(process);
     };
-    for pid in pids {
-        let path = root.path().join(pid.to_string()).join("ns/net");
-        match rustix::fs::stat(&path) {
-            Ok(st) => add(st.st_ino, path, true),
-            Err(Errno::ACCESS | Errno::PERM) => unreadable += 1,
-            Err(_) => {} // exited, or a kernel thread without a namespace link
+    if let Some(known) = known.as_deref_mut() {
+        known
+            .by_pid
+            .retain(|pid, (at, _)| pids.binary_search(pid).is_ok() && now - *at < PID_NETNS_EVERY);
+    }
+    for &pid in pids {
+        let path = || root.path().join(pid.to_string()).join("ns/net");
+        let cached = known
+            .as_deref()
+            .and_then(|k| k.by_pid.get(&pid))
+            .map(|(_, ns)| *ns);
+        let ns = cached.unwrap_or_else(|| {
+            let ns = match rustix::fs::stat(path()) {
+                Ok(st) => PidNetns::In(st.st_ino),
+                Err(Errno::ACCESS | Errno::PERM) => PidNetns::Unreadable,
+                Err(_) => PidNetns::None,
+            };
+            // A process that exited is not remembered: its PID may be
+            // reused at once.
+            if let Some(k) = known.as_deref_mut().filter(|_| ns != PidNetns::None) {
+                k.by_pid.insert(pid, (now, ns));
+            }
+            ns
+        });
+        match ns {
+            PidNetns::In(id) => add(id, &path, true),
+            PidNetns::Unreadable => unreadable += 1,
+            PidNetns::None => {}
         }
     }
     if let Some(dir) = run_netns {
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
                 if let Ok(st) = rustix::fs::stat(e.path()) {
-                    add(st.st_ino, e.path(), false);
+                    add(st.st_ino, &|| e.path(), false);
                 }
             }
         }

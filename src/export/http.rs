@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE,
+    VARY,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -30,8 +33,57 @@ use super::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub struct Published {
     /// The rendered metrics text.
     pub metrics: Bytes,
+    /// The same, gzip-compressed once for every scraper that accepts it
+    /// (Prometheus does): a tenth of the bytes to copy per scrape.
+    pub metrics_gzip: Option<Bytes>,
     /// When the last scan finished; `None` before the first.
     pub scanned_at: Option<Instant>,
+}
+
+impl Published {
+    /// A scan's text, with its gzip form made here (on the scan thread, not
+    /// per request).
+    pub fn scan(metrics: Bytes, scanned_at: Instant) -> Published {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(metrics.len() / 8),
+            flate2::Compression::fast(),
+        );
+        let metrics_gzip = match gz.write_all(&metrics).and_then(|()| gz.finish()) {
+            Ok(body) => Some(Bytes::from(body)),
+            Err(e) => {
+                log::warn!("compressing the metrics: {e}; serving them uncompressed");
+                None
+            }
+        };
+        Published {
+            metrics,
+            metrics_gzip,
+            scanned_at: Some(scanned_at),
+        }
+    }
+}
+
+/// Whether an `Accept-Encoding` value accepts gzip (RFC 9110 §12.5.3:
+/// `gzip`, `x-gzip` or `*`, unless its weight is `q=0`).
+fn accepts_gzip(accept_encoding: Option<&HeaderValue>) -> bool {
+    let Some(value) = accept_encoding.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let wanted = ["gzip", "x-gzip", "*"]
+            .iter()
+            .any(|c| coding.eq_ignore_ascii_case(c));
+        let q_zero = parts.any(|p| {
+            let p = p.trim();
+            p.len() > 2
+                && p[..2].eq_ignore_ascii_case("q=")
+                && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+        });
+        wanted && !q_zero
+    })
 }
 
 /// Shared between the scan thread (writer) and the server (reader).
@@ -125,8 +177,14 @@ fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     r
 }
 
-/// Answers one request from the published state.
-pub fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Full<Bytes>> {
+/// Answers one request from the published state; `/metrics` comes gzipped
+/// when `accept_encoding` allows it.
+pub fn respond(
+    method: &Method,
+    path: &str,
+    accept_encoding: Option<&HeaderValue>,
+    shared: &Shared,
+) -> Response<Full<Bytes>> {
     if !matches!(path, "/" | "/metrics" | "/healthz") {
         return text(StatusCode::NOT_FOUND, "not found\n");
     }
@@ -145,9 +203,17 @@ pub fn respond(method: &Method, path: &str, shared: &Shared) -> Response<Full<By
                     "no scan has completed yet\n",
                 );
             }
-            let mut r = Response::new(Full::new(p.metrics.clone()));
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+            let gzip = p
+                .metrics_gzip
+                .as_ref()
+                .filter(|_| accepts_gzip(accept_encoding));
+            let mut r = Response::new(Full::new(gzip.unwrap_or(&p.metrics).clone()));
+            let headers = r.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+            headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+            if gzip.is_some() {
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
             r
         }
         "/healthz" => {
@@ -193,7 +259,12 @@ async fn handle(
     shared: Arc<Shared>,
     retire_at: Instant,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut r = respond(req.method(), req.uri().path(), &shared);
+    let mut r = respond(
+        req.method(),
+        req.uri().path(),
+        req.headers().get(ACCEPT_ENCODING),
+        &shared,
+    );
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if Instant::now() >= retire_at {
@@ -374,10 +445,10 @@ mod tests {
     fn unknown_paths_are_404_and_other_methods_405() {
         let shared = Shared::new(Duration::from_secs(15));
         assert_eq!(
-            respond(&Method::GET, "/nope", &shared).status(),
+            respond(&Method::GET, "/nope", None, &shared).status(),
             StatusCode::NOT_FOUND
         );
-        let r = respond(&Method::POST, "/metrics", &shared);
+        let r = respond(&Method::POST, "/metrics", None, &shared);
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()[ALLOW], "GET, HEAD");
     }
@@ -386,21 +457,22 @@ mod tests {
     fn healthz_follows_the_age_of_the_last_scan() {
         let shared = Shared::new(Duration::from_millis(10));
         assert_eq!(
-            respond(&Method::GET, "/healthz", &shared).status(),
+            respond(&Method::GET, "/healthz", None, &shared).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         shared.publish(Published {
             metrics: Bytes::from_static(b"x 1\n"),
             scanned_at: Some(Instant::now()),
+            ..Published::default()
         });
         shared.set_interval(Duration::from_secs(60));
         assert_eq!(
-            respond(&Method::GET, "/healthz", &shared).status(),
+            respond(&Method::GET, "/healthz", None, &shared).status(),
             StatusCode::OK
         );
         shared.set_interval(Duration::from_nanos(1));
         assert_eq!(
-            respond(&Method::GET, "/healthz", &shared).status(),
+            respond(&Method::GET, "/healthz", None, &shared).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
@@ -443,6 +515,7 @@ mod tests {
         shared.publish(Published {
             metrics: Bytes::from(vec![b'x'; 50_000]),
             scanned_at: Some(Instant::now()),
+            ..Published::default()
         });
         let limits = Limits {
             connection_lifetime: Duration::from_millis(50),
@@ -503,15 +576,67 @@ mod tests {
     fn metrics_serve_the_published_text() {
         let shared = Shared::new(Duration::from_secs(15));
         assert_eq!(
-            respond(&Method::GET, "/metrics", &shared).status(),
+            respond(&Method::GET, "/metrics", None, &shared).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         shared.publish(Published {
             metrics: Bytes::from_static(b"closewatch_scans_total 1\n"),
             scanned_at: Some(Instant::now()),
+            ..Published::default()
         });
-        let r = respond(&Method::GET, "/metrics", &shared);
+        let r = respond(&Method::GET, "/metrics", None, &shared);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[CONTENT_TYPE], METRICS_CONTENT_TYPE);
+    }
+
+    #[test]
+    fn metrics_come_gzipped_to_clients_that_accept_it() {
+        use std::io::Read;
+        let text = "closewatch_scans_total 1\n".repeat(100);
+        let shared = Shared::new(Duration::from_secs(15));
+        shared.publish(Published::scan(Bytes::from(text.clone()), Instant::now()));
+        let body = |r: Response<Full<Bytes>>| {
+            let (parts, body) = r.into_parts();
+            let bytes = futures_body(body);
+            (parts.headers, bytes)
+        };
+        for (accept, gzipped) in [
+            (None, false),
+            (Some("gzip"), true),
+            (Some("deflate, GZIP;q=0.5"), true),
+            (Some("*"), true),
+            (Some("gzip;q=0"), false),
+            (Some("gzip; q=0.000, identity"), false),
+            (Some("br, deflate"), false),
+        ] {
+            let accept = accept.map(HeaderValue::from_static);
+            let (headers, bytes) =
+                body(respond(&Method::GET, "/metrics", accept.as_ref(), &shared));
+            assert_eq!(headers[VARY], "Accept-Encoding");
+            let plain = if gzipped {
+                assert_eq!(headers[CONTENT_ENCODING], "gzip", "{accept:?}");
+                assert!(bytes.len() < text.len() / 4);
+                let mut out = String::new();
+                flate2::read::GzDecoder::new(&bytes[..])
+                    .read_to_string(&mut out)
+                    .expect("valid gzip");
+                out
+            } else {
+                assert!(headers.get(CONTENT_ENCODING).is_none(), "{accept:?}");
+                String::from_utf8(bytes.to_vec()).expect("UTF-8")
+            };
+            assert_eq!(plain, text, "{accept:?}");
+        }
+    }
+
+    /// The bytes of a `Full` body (one frame).
+    fn futures_body(body: Full<Bytes>) -> Bytes {
+        use http_body_util::BodyExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(body.collect())
+            .map(|c| c.to_bytes())
+            .unwrap_or_else(|e: Infallible| match e {})
     }
 }

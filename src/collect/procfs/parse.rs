@@ -28,7 +28,12 @@ pub struct Stat {
     pub state: char,
     /// Field 22: clock ticks after boot. With the pid, the process's identity.
     pub start_time: u64,
+    /// PF_KTHREAD in field 9 (flags): a kernel thread, which has no fd table.
+    pub kernel_thread: bool,
 }
+
+/// PF_KTHREAD of include/linux/sched.h, a flag of /proc/PID/stat field 9.
+const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// Parses /proc/PID/stat. `comm` may hold spaces and parentheses, so it runs
 /// from the first '(' to the *last* ')'.
@@ -49,14 +54,18 @@ pub fn stat(bytes: &[u8]) -> Result<Stat, ParseError> {
     let comm = String::from_utf8_lossy(&bytes[open + 1..close]).into_owned();
     let rest = std::str::from_utf8(&bytes[close + 1..])
         .map_err(|_| malformed("stat", "not UTF-8 after comm"))?;
-    // After comm: state is field 3, starttime field 22.
+    // After comm: state is field 3, flags field 9, starttime field 22.
     let mut fields = rest.split_ascii_whitespace();
     let state = fields
         .next()
         .and_then(|s| s.chars().next())
         .ok_or_else(|| malformed("stat", "no state"))?;
+    let flags = fields
+        .nth(9 - 4)
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| malformed("stat", "no flags"))?;
     let start_time = fields
-        .nth(22 - 4)
+        .nth(22 - 10)
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| malformed("stat", "no starttime"))?;
     Ok(Stat {
@@ -64,6 +73,7 @@ pub fn stat(bytes: &[u8]) -> Result<Stat, ParseError> {
         comm,
         state,
         start_time,
+        kernel_thread: flags & PF_KTHREAD != 0,
     })
 }
 

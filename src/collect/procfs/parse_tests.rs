@@ -43,6 +43,7 @@ fn stat_of_an_ordinary_process() {
             comm: "cat".into(),
             state: 'R',
             start_time: 47821,
+            kernel_thread: false,
         }
     );
 }
@@ -58,9 +59,15 @@ fn comm_runs_to_the_last_parenthesis() {
 #[test]
 fn zombies_and_kernel_threads_keep_their_start_time() {
     let z = stat(STAT_ZOMBIE).expect("parses");
-    assert_eq!((z.state, z.start_time), ('Z', 48061));
+    assert_eq!(
+        (z.state, z.start_time, z.kernel_thread),
+        ('Z', 48061, false)
+    );
     let k = stat(STAT_KTHREAD).expect("parses");
-    assert_eq!((k.comm.as_str(), k.start_time), ("kthreadd", 22));
+    assert_eq!(
+        (k.comm.as_str(), k.start_time, k.kernel_thread),
+        ("kthreadd", 22, true)
+    );
 }
 
 #[test]
