@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use crate::collect::{Collector, ScanCache};
 use crate::config::{self, Settings};
 use crate::export::http::{self, Limits, Published, Shared};
 use crate::export::metrics::{self, AgentStats, ScanView};
+use crate::export::sdnotify::Notifier;
 use crate::model::{ProcessDetails, Snapshot};
 
 /// Processes at this share of their fd limit get series before any finding.
@@ -113,6 +114,7 @@ struct ScanLoop {
     last_status: Option<Status>,
     shared: Arc<Shared>,
     control: Arc<Control>,
+    notifier: Arc<Notifier>,
 }
 
 impl ScanLoop {
@@ -175,6 +177,14 @@ impl ScanLoop {
             // keeps failing.
             Err(e) => log::error!("rendering metrics: {e}"),
         }
+        self.notifier.status(&format!(
+            "scan {}: {}, {} flagged sockets, {} processes listed, took {}",
+            self.stats.scans,
+            analysis.status.name(),
+            snapshot.sockets.len(),
+            analysis.processes.len(),
+            humantime::format_duration(Duration::from_millis(snapshot.duration.as_millis() as u64)),
+        ));
         log::debug!(
             "scan {} took {:?}: {} flagged sockets, {} processes listed, \
              {} fd links read, {} fd tables from the cache{}",
@@ -193,6 +203,7 @@ impl ScanLoop {
     }
 
     fn reload(&mut self) {
+        self.notifier.reloading();
         match config::load(&self.cli) {
             Ok(new) => {
                 if new.listen != self.settings.listen {
@@ -215,13 +226,42 @@ impl ScanLoop {
                 log::error!("config reload failed, keeping the running config: {e}");
             }
         }
+        self.notifier.ready(if self.stats.last_reload_ok {
+            "config reloaded"
+        } else {
+            "config reload failed, the running config stays"
+        });
     }
 
     fn run(mut self) {
+        let mut first = true;
         loop {
             let started = Instant::now();
             self.scan_once();
-            let requests = self.control.wait(started + self.settings.interval);
+            self.notifier.keep_alive();
+            if first {
+                // The listener was bound before this thread started.
+                self.notifier.ready(&format!(
+                    "first scan done, scanning every {}",
+                    humantime::format_duration(self.settings.interval)
+                ));
+                first = false;
+            }
+            let requests = loop {
+                // Keep-alives come from this thread, so a scan that hangs
+                // lets the watchdog fire; between scans they come at half
+                // the watchdog period.
+                let next_scan = started + self.settings.interval;
+                let wake = match self.notifier.watchdog_every() {
+                    Some(every) => next_scan.min(Instant::now() + every),
+                    None => next_scan,
+                };
+                let requests = self.control.wait(wake);
+                if requests.stop || requests.reload || Instant::now() >= next_scan {
+                    break requests;
+                }
+                self.notifier.keep_alive();
+            };
             if requests.stop {
                 return;
             }
@@ -244,6 +284,16 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         humantime::format_duration(settings.interval)
     );
 
+    let notifier = Arc::new(Notifier::from_env().unwrap_or_else(|e| {
+        log::warn!("not notifying systemd: {e}");
+        Notifier::disabled()
+    }));
+    if let Some(w) = notifier.watchdog() {
+        log::info!(
+            "systemd watchdog every {}: keep-alives from the scan loop",
+            humantime::format_duration(w)
+        );
+    }
     let shared = Arc::new(Shared::new(settings.interval));
     let control = Arc::new(Control::default());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
@@ -251,6 +301,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
     let signal_control = control.clone();
+    let signal_notifier = notifier.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -260,6 +311,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
                     signal_control.request(|r| r.reload = true);
                 } else {
                     log::info!("signal {sig}: shutting down");
+                    signal_notifier.stopping();
                     signal_control.request(|r| r.stop = true);
                     let _ = stop_tx.send(true);
                     break;
@@ -280,6 +332,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         last_status: None,
         shared: shared.clone(),
         control,
+        notifier,
     };
     std::thread::Builder::new()
         .name("scan".into())

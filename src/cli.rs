@@ -7,12 +7,38 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+/// The end of `--help` and the EXTRA section of the manual page.
+const AFTER_LONG_HELP: &str = "\
+Exit status of --report (Nagios): 0 ok, 1 warning, 2 critical, 3 the scan failed \
+or the flags or config were wrong. The agent exits 0 after SIGTERM or SIGINT, 1 when it \
+cannot start (bad config, listen address in use).
+
+Agent signals: SIGHUP reloads the config file (a broken file is logged and counted in \
+closewatch_config_reloads_total, and the running config stays); SIGTERM and SIGINT stop.
+
+Files: /etc/closewatch/closewatch.toml, the config (TOML; every key is optional, flags \
+override it; `closewatch --check-config` prints the effective settings).
+
+Privileges: run as root, or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH to read other \
+users' /proc/PID/fd, and CAP_SYS_ADMIN to enter other network namespaces. Without them the \
+report still runs and says which owners it could not see.";
+
 /// Report output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Text,
     Json,
+}
+
+/// What `--generate` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// The manual page (roff), as installed in man1
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -26,7 +52,14 @@ fn duration(s: &str) -> Result<Duration, String> {
 /// Prometheus metrics on --listen. With --report, scans once, prints, and exits
 /// 0 (ok), 1 (warning), 2 (critical) or 3 (the scan failed).
 #[derive(Parser, Debug, Clone, Default)]
-#[command(name = "closewatch", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "closewatch",
+    version,
+    about,
+    long_about,
+    max_term_width = 100,
+    after_long_help = AFTER_LONG_HELP
+)]
 pub struct Cli {
     /// Scan once, print a report and exit with a Nagios status
     #[arg(long)]
@@ -84,10 +117,31 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Print the manual page or a shell completion script (from these very
+    /// flags) and exit
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub generate: Option<Generate>,
+
     /// Take TCP tables from a recording (examples/record_fixture.rs) instead of
     /// the kernel: for tests, and to replay a report from a bug report.
     #[arg(long, value_name = "DIR", hide = true)]
     pub replay_sockdiag: Option<PathBuf>,
+}
+
+/// Writes what `--generate` asks for, made from the flags defined above (so
+/// the packaged manual and completions cannot drift from them).
+pub fn generate(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let mut cmd = Cli::command();
+    let shell = match what {
+        Generate::Man => return clap_mangen::Man::new(cmd).render(out),
+        Generate::Bash => Shell::Bash,
+        Generate::Zsh => Shell::Zsh,
+        Generate::Fish => Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "closewatch", out);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -137,6 +191,38 @@ mod tests {
     fn bad_duration_is_rejected_with_an_example() {
         let err = Cli::try_parse_from(["closewatch", "--interval", "soon"]).expect_err("invalid");
         assert!(err.to_string().contains("90s"), "{err}");
+    }
+
+    #[test]
+    fn manual_and_completions_carry_every_flag() {
+        use clap::CommandFactory;
+        let render = |what| {
+            let mut out = Vec::new();
+            generate(what, &mut out).expect("renders");
+            String::from_utf8(out).expect("UTF-8")
+        };
+        let man = render(Generate::Man);
+        let bash = render(Generate::Bash);
+        let zsh = render(Generate::Zsh);
+        let fish = render(Generate::Fish);
+        assert!(man.contains(".TH closewatch 1"), "{man}");
+        assert!(
+            man.contains("Exit status of"),
+            "the EXTRA section is missing"
+        );
+        for arg in Cli::command().get_arguments().filter(|a| !a.is_hide_set()) {
+            let Some(long) = arg.get_long() else { continue };
+            // roff escapes '-' as '\-'.
+            let in_man = format!("\\-\\-{}", long.replace('-', "\\-"));
+            assert!(man.contains(&in_man), "man lacks --{long}");
+            assert!(bash.contains(&format!("--{long}")), "bash lacks --{long}");
+            assert!(zsh.contains(&format!("--{long}")), "zsh lacks --{long}");
+            assert!(fish.contains(&format!("-l {long}")), "fish lacks --{long}");
+        }
+        assert!(
+            !man.contains("replay"),
+            "hidden flags stay out of the manual"
+        );
     }
 
     #[test]

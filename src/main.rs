@@ -35,6 +35,16 @@ fn main() -> ExitCode {
             });
         }
     };
+    if let Some(what) = cli.generate {
+        let stdout = std::io::stdout();
+        return match closewatch::cli::generate(what, &mut stdout.lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("closewatch: --generate: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let failed = if cli.check_config {
         1
     } else if cli.report {

@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::agent::{sample, wait_for, Agent};
-use common::Fixture;
+use common::{Fixture, Netns};
 use serde_json::Value;
 
 /// The report's entry for namespace `id`.
@@ -23,47 +21,6 @@ fn namespace(report: &Value, id: u64) -> Value {
         .find(|n| n["netns"] == id)
         .cloned()
         .unwrap_or_else(|| panic!("netns {id} not listed: {report:#}"))
-}
-
-/// A namespace from `ip netns add`, deleted on drop (after the processes in
-/// it are stopped: declare it before the fixtures).
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn add() -> Netns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "cw-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let ok = |args: &[&str]| {
-            let st = Command::new("ip").args(args).status().expect("run ip");
-            assert!(st.success(), "ip {args:?}");
-        };
-        ok(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ok(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Its identity: the nsfs inode of /run/netns/NAME.
-    fn id(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("/run/netns/{}", self.name))
-            .expect("stat /run/netns entry")
-            .ino()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
 }
 
 fn process(report: &Value, pid: u32) -> Value {

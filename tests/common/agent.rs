@@ -20,12 +20,25 @@ impl Agent {
     /// Starts `closewatch --listen 127.0.0.1:0 ARGS` with `config` as its
     /// config file and waits for the line that logs the bound address.
     pub fn start<S: AsRef<std::ffi::OsStr>>(config: &Path, args: &[S]) -> Agent {
+        Agent::start_with_env(config, args, &[])
+    }
+
+    /// [`start`](Self::start) with these variables added to its environment.
+    pub fn start_with_env<S: AsRef<std::ffi::OsStr>>(
+        config: &Path,
+        args: &[S],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_closewatch"))
             .arg("--config")
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -69,6 +70,49 @@ pub fn closewatch_as_nobody(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("run closewatch as nobody")
+}
+
+// ------------------------------------------------------ network namespaces
+
+/// A namespace from `ip netns add`, deleted on drop (after the processes in
+/// it are stopped: declare it before the fixtures).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn add() -> Netns {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "cw-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let ok = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().expect("run ip");
+            assert!(st.success(), "ip {args:?}");
+        };
+        ok(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ok(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Its identity: the nsfs inode of /run/netns/NAME.
+    pub fn id(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/run/netns/{}", self.name))
+            .expect("stat /run/netns entry")
+            .ino()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
 }
 
 // ------------------------------------------------------------ the fixture

@@ -1,0 +1,307 @@
+//! The systemd service, checked against the real binary and the real unit
+//! file: `systemd-analyze verify` has nothing to say about the unit; the
+//! agent speaks the `Type=notify` protocol (READY=1 only after its first
+//! scan, WATCHDOG=1 between scans, STOPPING=1 on SIGTERM); and the
+//! capabilities the unit grants are enough, run as an unprivileged user with
+//! exactly those (and, as a control, not enough with one missing).
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::agent::{sample, signal, Agent};
+use common::{Fixture, Netns};
+use serde_json::Value;
+
+const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/closewatch.service");
+
+fn unit_text() -> String {
+    std::fs::read_to_string(UNIT).expect("read systemd/closewatch.service")
+}
+
+/// The value of `Key=` in the unit (the last one, as systemd reads it).
+fn unit_value(key: &str) -> String {
+    let prefix = format!("{key}=");
+    unit_text()
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{key}= is missing from the unit"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_unit_passes_systemd_analyze_verify_silently() {
+    // verify checks that ExecStart's binary exists: point it at the one
+    // under test; every other line is the unit as shipped.
+    let exec = unit_value("ExecStart");
+    assert!(exec.starts_with("/usr/bin/closewatch "), "{exec}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = dir.path().join("closewatch.service");
+    std::fs::write(
+        &unit,
+        unit_text().replace(
+            "ExecStart=/usr/bin/closewatch ",
+            &format!("ExecStart={} ", env!("CARGO_BIN_EXE_closewatch")),
+        ),
+    )
+    .expect("write the unit");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze is installed (.ci/run installs systemd)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It exits 0 even for unknown keys: its output is the verdict.
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {:?}\n{said}",
+        out.status
+    );
+}
+
+#[test]
+fn the_unit_asks_for_notify_a_watchdog_and_least_privilege() {
+    assert_eq!(unit_value("Type"), "notify");
+    assert!(!unit_value("WatchdogSec").is_empty());
+    assert_eq!(unit_value("Restart"), "on-failure");
+    assert_eq!(unit_value("User"), "closewatch");
+    assert_eq!(
+        unit_value("AmbientCapabilities"),
+        unit_value("CapabilityBoundingSet")
+    );
+    for key in [
+        "NoNewPrivileges",
+        "ProtectHome",
+        "PrivateTmp",
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectControlGroups",
+    ] {
+        assert_eq!(unit_value(key), "yes", "{key}");
+    }
+    assert_eq!(unit_value("ProtectSystem"), "strict");
+    assert_eq!(
+        unit_value("RestrictAddressFamilies"),
+        "AF_UNIX AF_INET AF_INET6 AF_NETLINK"
+    );
+    assert!(!unit_value("MemoryMax").is_empty());
+    assert!(unit_value("ExecStart").contains("/etc/closewatch/closewatch.toml"));
+}
+
+/// Reads notifications until one satisfies `done`; all of them, in order.
+fn read_until(
+    socket: &UnixDatagram,
+    within: Duration,
+    mut done: impl FnMut(&str) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no such notification within {within:?}: {got:?}"
+        );
+        socket.set_read_timeout(Some(left)).expect("timeout");
+        let len = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{e}; notifications so far: {got:?}"));
+        let msg = String::from_utf8_lossy(&buf[..len]).into_owned();
+        let stop = done(&msg);
+        got.push(msg);
+        if stop {
+            return got;
+        }
+    }
+}
+
+#[test]
+fn type_notify_ready_after_the_first_scan_keepalives_between_scans_stopping_at_the_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    let config = dir.path().join("closewatch.toml");
+    std::fs::write(&config, "").expect("config");
+    // A 1 s watchdog: keep-alives at least every 0.5 s, while scans are 60 s
+    // apart, so all but the first come from the wait between scans.
+    let mut agent = Agent::start_with_env(
+        &config,
+        &["--interval", "60s"],
+        &[
+            ("NOTIFY_SOCKET", path.as_os_str()),
+            ("WATCHDOG_USEC", "1000000".as_ref()),
+        ],
+    );
+    let before_ready = read_until(&socket, Duration::from_secs(60), |m| {
+        m.starts_with("READY=1")
+    });
+    assert!(
+        before_ready.iter().any(|m| m.starts_with("STATUS=scan 1:")),
+        "READY=1 must follow the first scan: {before_ready:?}"
+    );
+    // Ready means ready: the first scan is being served.
+    let r = agent.request("GET", "/metrics").expect("/metrics answers");
+    assert_eq!(r.status, 200);
+    assert_eq!(sample(&r.body, "closewatch_scans_total", &[]), Some(1.0));
+
+    let started = Instant::now();
+    let mut keepalives = 0;
+    read_until(&socket, Duration::from_secs(30), |m| {
+        keepalives += usize::from(m == "WATCHDOG=1");
+        keepalives >= 6
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "6 keep-alives took {took:?} at a 1 s watchdog"
+    );
+
+    signal(agent.pid(), libc::SIGTERM);
+    read_until(&socket, Duration::from_secs(30), |m| m == "STOPPING=1");
+    let status = agent.child.wait().expect("wait for the agent");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn without_watchdog_usec_there_are_no_keepalives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    let config = dir.path().join("closewatch.toml");
+    std::fs::write(&config, "").expect("config");
+    let agent = Agent::start_with_env(
+        &config,
+        &["--interval", "60s"],
+        &[("NOTIFY_SOCKET", path.as_os_str())],
+    );
+    let got = read_until(&socket, Duration::from_secs(60), |m| {
+        m.starts_with("READY=1")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    socket.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 4096];
+    let mut later = Vec::new();
+    while let Ok(len) = socket.recv(&mut buf) {
+        later.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+    }
+    assert!(
+        !got.iter().chain(&later).any(|m| m.contains("WATCHDOG=1")),
+        "{got:?} {later:?}"
+    );
+    drop(agent);
+}
+
+/// `--report --format json` as uid/gid 65534 holding exactly `caps` (names
+/// as in the unit, e.g. CAP_SYS_PTRACE), inheritable, ambient and bounding,
+/// as systemd's AmbientCapabilities= and CapabilityBoundingSet= give them.
+fn report_with_caps(caps: &[&str], config: &Path) -> (Value, Option<i32>) {
+    let list: Vec<String> = caps
+        .iter()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    let set = format!(
+        "-all{}",
+        list.iter().map(|c| format!(",{c}")).collect::<String>()
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps={set}"))
+        .arg(format!("--ambient-caps={set}"))
+        .arg(format!("--bounding-set={set}"))
+        .arg(env!("CARGO_BIN_EXE_closewatch"))
+        .arg("--config")
+        .arg(config)
+        .args(["--report", "--format", "json", "--close-wait-age", "0s"])
+        .output()
+        .expect("run setpriv");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (report, out.status.code())
+}
+
+fn close_wait_of(report: &Value, pid: u32) -> u64 {
+    common::process(report, pid)
+        .map(|p| common::u(&p["sockets"]["close_wait"], "close_wait"))
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_units_capabilities_are_enough_and_each_is_needed() {
+    if !common::root("setpriv to another user with capabilities") {
+        return;
+    }
+    let caps_line = unit_value("AmbientCapabilities");
+    let caps: Vec<&str> = caps_line.split_whitespace().collect();
+    assert_eq!(caps.len(), 3, "{caps:?}");
+
+    // Sockets held by root in the host namespace and in an `ip netns`.
+    let ns = Netns::add();
+    let inside = Fixture::start_with(&["ip", "netns", "exec", &ns.name], "eof-server", Some(2));
+    let host = Fixture::start("eof-server", Some(3));
+    let inside_pid = inside.info.role("server").pids[0];
+    let host_pid = host.info.role("server").pids[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("closewatch.toml");
+    std::fs::write(&config, "").expect("config");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+
+    // Exactly the unit's capabilities: everything is seen.
+    let (report, _) = report_with_caps(&caps, &config);
+    assert_eq!(close_wait_of(&report, host_pid), 3, "{report:#}");
+    assert_eq!(close_wait_of(&report, inside_pid), 2, "{report:#}");
+    let namespaces = report["namespaces"].as_array().expect("namespaces");
+    assert!(
+        namespaces.iter().any(|n| n["netns"] == ns.id()),
+        "{report:#}"
+    );
+    assert!(
+        namespaces.iter().all(|n| n["scanned"] == true),
+        "{report:#}"
+    );
+    let p = common::process(&report, host_pid).expect("the host server is listed");
+    assert_eq!(p["fds"]["readable"], true, "{p:#}");
+
+    // Controls, one capability short each: the test can tell.
+    let without = |cap: &str| -> Vec<&str> { caps.iter().copied().filter(|c| *c != cap).collect() };
+    let (report, _) = report_with_caps(&without("CAP_SYS_ADMIN"), &config);
+    let namespaces = report["namespaces"].as_array().expect("namespaces");
+    assert!(
+        namespaces.iter().any(|n| n["netns"] == ns.id()
+            && n["scanned"] == false
+            && n["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("CAP_SYS_ADMIN"))),
+        "without CAP_SYS_ADMIN: {report:#}"
+    );
+    for cap in ["CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"] {
+        let (report, _) = report_with_caps(&without(cap), &config);
+        assert_eq!(
+            report["attribution_complete"], false,
+            "without {cap}: {report:#}"
+        );
+        assert_eq!(close_wait_of(&report, host_pid), 0, "without {cap}");
+    }
+    drop(host);
+    drop(inside);
+    drop(ns);
+}
