@@ -380,3 +380,7 @@ pub fn render(s: &Settings) -> String {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "config_prop_tests.rs"]
+mod prop_tests;

@@ -307,3 +307,7 @@ fn is_unit(component: &str) -> bool {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "prop_tests.rs"]
+mod prop_tests;

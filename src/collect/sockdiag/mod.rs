@@ -512,3 +512,6 @@ fn dump_family<T: Transport>(
 #[cfg(test)]
 #[path = "dump_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod prop_tests;
