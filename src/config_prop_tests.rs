@@ -13,26 +13,7 @@ use super::*;
 
 const PATH: &str = "/etc/closewatch/closewatch.toml";
 
-/// The FULL sample of config_tests.rs: every key set.
-const FULL: &str = r#"
-format = "json"
-listen = "127.0.0.1:9100"
-interval = "30s"
-close_wait_age = "5m"
-fin_wait2_age = "2m"
-max_processes = 20
-proc_root = "/host/proc"
-log_level = "debug"
-
-[thresholds]
-close_wait_stale = { warning = 5, critical = 50 }
-fin_wait2_stale = { critical = 10 }
-close_wait_unaccepted = { warning = 2, critical = 20 }
-fd_utilization = { warning = 0.7, critical = 0.9 }
-fd_exhaustion = { warning = "12h", critical = "30m" }
-deleted_open_files = { warning = "500 MiB", critical = 2147483648 }
-host_fd_utilization = { warning = 0.5, critical = 0.6 }
-"#;
+use super::tests::FULL;
 
 /// Reads `text` as the file at PATH would be, checking everything the
 /// loader promises about the outcome. Returns the settings, if valid.

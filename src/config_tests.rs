@@ -6,7 +6,7 @@ fn parse(text: &str) -> Result<FileConfig, ConfigError> {
     parse_str(text, Path::new("/etc/closewatch/closewatch.toml"))
 }
 
-const FULL: &str = r#"
+pub(super) const FULL: &str = r#"
 format = "json"
 listen = "127.0.0.1:9100"
 interval = "30s"

@@ -114,9 +114,12 @@ pub struct ScanCache {
     netns: netns::PidNamespaces,
     /// What [`Collector::describe_cached`] read, and when.
     details: FxHashMap<ProcessKey, (Instant, ProcessDetails)>,
+    /// The host name and kernel release, and when they were read.
+    host_names: Option<(Instant, String, String)>,
 }
 
-/// How long [`Collector::describe_cached`] keeps what it read of a process.
+/// How long [`Collector::describe_cached`] keeps what it read of a process
+/// (and a cached scan the host name and kernel release).
 /// A process keeps its PID and start time across `execve`, and its cgroup
 /// can change: the details are re-read this often.
 pub const DETAILS_EVERY: Duration = Duration::from_secs(60);
@@ -175,7 +178,22 @@ impl Collector {
             scanned_at: Some(SystemTime::now()),
             ..Snapshot::default()
         };
-        let (host, host_errors) = self.root.host();
+        // The host name and kernel release, re-read once a minute by a
+        // cached scan (file-nr every scan).
+        let names = cache.as_deref().and_then(|c| {
+            c.host_names
+                .as_ref()
+                .filter(|(at, _, _)| started.duration_since(*at) < DETAILS_EVERY)
+                .map(|(_, h, k)| (h.as_str(), k.as_str()))
+        });
+        let reread = names.is_none();
+        let (host, host_errors) = self.root.host_with(names);
+        if let Some(cache) = cache
+            .as_deref_mut()
+            .filter(|_| reread && host_errors.is_empty())
+        {
+            cache.host_names = Some((started, host.hostname.clone(), host.kernel.clone()));
+        }
         snap.host = host;
         for e in host_errors {
             snap.errors.push(ScanError {

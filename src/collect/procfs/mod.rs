@@ -370,6 +370,12 @@ impl ProcRoot {
 
     /// Host name, kernel release and the host's file-handle figures.
     pub fn host(&self) -> (HostInfo, Vec<ProcError>) {
+        self.host_with(None)
+    }
+
+    /// [`host`](Self::host), with the host name and kernel release taken
+    /// from `names` when given (they seldom change; file-nr is read anyway).
+    pub fn host_with(&self, names: Option<(&str, &str)>) -> (HostInfo, Vec<ProcError>) {
         let mut errors = Vec::new();
         let mut read = |rel: &str| {
             let path = self.path.join(rel);
@@ -385,8 +391,13 @@ impl ProcRoot {
             b.map(|b| String::from_utf8_lossy(&b).trim().to_string())
                 .unwrap_or_default()
         };
-        let hostname = text(read("sys/kernel/hostname"));
-        let kernel = text(read("sys/kernel/osrelease"));
+        let (hostname, kernel) = match names {
+            Some((hostname, kernel)) => (hostname.to_string(), kernel.to_string()),
+            None => (
+                text(read("sys/kernel/hostname")),
+                text(read("sys/kernel/osrelease")),
+            ),
+        };
         let file_nr = read("sys/fs/file-nr");
         let mut host = HostInfo {
             hostname,

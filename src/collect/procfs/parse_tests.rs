@@ -5,16 +5,16 @@
 use super::*;
 
 /// `cat /proc/self/stat`.
-const STAT_CAT: &[u8] = b"7309 (cat) R 7307 7307 1033 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 47821 3133440 377 18446744073709551615 94749442678784 94749442698665 140723641472448 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94749442714672 94749442716288 94750209712128 140723641477856 140723641477876 140723641477876 140723641479147 0\n";
+pub(super) const STAT_CAT: &[u8] = b"7309 (cat) R 7307 7307 1033 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 47821 3133440 377 18446744073709551615 94749442678784 94749442698665 140723641472448 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94749442714672 94749442716288 94750209712128 140723641477856 140723641477876 140723641477876 140723641479147 0\n";
 /// A process that renamed itself (prctl PR_SET_NAME) to `we) ird (x`.
-const STAT_WEIRD_COMM: &[u8] = b"7455 (we) ird (x) R 7453 7453 1033 0 -1 4194304 2899 6557 2 0 3 0 4 0 20 0 1 0 48022 17145856 3422 18446744073709551615 94027281330176 94027281330517 140725561347264 0 0 0 0 16781312 2 0 0 0 17 1 0 0 0 0 0 94027281341872 94027281342488 94028214984704 140725561350271 140725561350439 140725561350439 140725561352143 0\n";
+pub(super) const STAT_WEIRD_COMM: &[u8] = b"7455 (we) ird (x) R 7453 7453 1033 0 -1 4194304 2899 6557 2 0 3 0 4 0 20 0 1 0 48022 17145856 3422 18446744073709551615 94027281330176 94027281330517 140725561347264 0 0 0 0 16781312 2 0 0 0 17 1 0 0 0 0 0 94027281341872 94027281342488 94028214984704 140725561350271 140725561350439 140725561350439 140725561352143 0\n";
 /// A zombie: most fields zeroed, starttime kept.
 const STAT_ZOMBIE: &[u8] = b"7542 (python3) Z 7501 7453 1033 0 -1 4227148 221 0 0 0 0 0 0 0 20 0 1 0 48061 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
 /// A kernel thread.
-const STAT_KTHREAD: &[u8] = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 22 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+pub(super) const STAT_KTHREAD: &[u8] = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 22 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
 
 /// `cat /proc/self/limits`.
-const LIMITS: &[u8] =
+pub(super) const LIMITS: &[u8] =
     b"Limit                     Soft Limit           Hard Limit           Units     \n\
 Max cpu time              unlimited            unlimited            seconds   \n\
 Max file size             unlimited            unlimited            bytes     \n\
@@ -163,7 +163,7 @@ fn cmdline_joins_arguments() {
 }
 
 /// `cat /proc/self/cgroup` on this machine (cgroup v1 and a v2 mount).
-const CGROUP_HYBRID_ROOT: &[u8] = b"9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n5:devices:/\n4:memory:/process_api/6f28d1a16fee03ae276036d3a166ee9e\n3:cpuset:/\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+pub(super) const CGROUP_HYBRID_ROOT: &[u8] = b"9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n5:devices:/\n4:memory:/process_api/6f28d1a16fee03ae276036d3a166ee9e\n3:cpuset:/\n2:cpuacct:/\n1:cpu:/\n0::/\n";
 
 #[test]
 fn root_cgroup_names_no_unit() {

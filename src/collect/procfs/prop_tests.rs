@@ -14,32 +14,9 @@ use proptest::sample::{select, Index};
 
 use super::*;
 
-// Samples copied from parse_tests.rs (captured on Linux 6.18).
-const STAT_CAT: &[u8] = b"7309 (cat) R 7307 7307 1033 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 47821 3133440 377 18446744073709551615 94749442678784 94749442698665 140723641472448 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94749442714672 94749442716288 94750209712128 140723641477856 140723641477876 140723641477876 140723641479147 0\n";
-const STAT_WEIRD_COMM: &[u8] = b"7455 (we) ird (x) R 7453 7453 1033 0 -1 4194304 2899 6557 2 0 3 0 4 0 20 0 1 0 48022 17145856 3422 18446744073709551615 94027281330176 94027281330517 140725561347264 0 0 0 0 16781312 2 0 0 0 17 1 0 0 0 0 0 94027281341872 94027281342488 94028214984704 140725561350271 140725561350439 140725561350439 140725561352143 0\n";
-const STAT_KTHREAD: &[u8] = b"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 22 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+// Samples captured on Linux 6.18, shared with the unit tests.
+use super::tests::{CGROUP_HYBRID_ROOT, LIMITS, STAT_CAT, STAT_KTHREAD, STAT_WEIRD_COMM};
 const STATS: [&[u8]; 3] = [STAT_CAT, STAT_WEIRD_COMM, STAT_KTHREAD];
-
-const LIMITS: &[u8] =
-    b"Limit                     Soft Limit           Hard Limit           Units     \n\
-Max cpu time              unlimited            unlimited            seconds   \n\
-Max file size             unlimited            unlimited            bytes     \n\
-Max data size             unlimited            unlimited            bytes     \n\
-Max stack size            8388608              unlimited            bytes     \n\
-Max core file size        0                    unlimited            bytes     \n\
-Max resident set          unlimited            unlimited            bytes     \n\
-Max processes             96365                96365                processes \n\
-Max open files            20000                20000                files     \n\
-Max locked memory         8388608              8388608              bytes     \n\
-Max address space         unlimited            unlimited            bytes     \n\
-Max file locks            unlimited            unlimited            locks     \n\
-Max pending signals       96365                96365                signals   \n\
-Max msgqueue size         819200               819200               bytes     \n\
-Max nice priority         0                    0                    \n\
-Max realtime priority     0                    0                    \n\
-Max realtime timeout      unlimited            unlimited            us        \n";
-
-const CGROUP_HYBRID_ROOT: &[u8] = b"9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n5:devices:/\n4:memory:/process_api/6f28d1a16fee03ae276036d3a166ee9e\n3:cpuset:/\n2:cpuacct:/\n1:cpu:/\n0::/\n";
 const CGROUP_DOCKER_V1: &[u8] = b"12:pids:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n1:name=systemd:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n0::/system.slice/containerd.service\n";
 const CGROUP_KUBEPODS: &[u8] = b"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod3f1c2b7a_9e4d_4c1b_8a2e_5d6f7a8b9c0d.slice/cri-containerd-7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9.scope\n";
 const CGROUP_USER: &[u8] =
