@@ -226,3 +226,71 @@ pub fn run_in<T: Send>(ns: &Namespace, f: impl FnOnce() -> T + Send) -> Result<T
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A /proc-like tree whose `PID/ns/net` are plain files: their inodes
+    /// stand in for namespace identities.
+    fn tree(pids: &[u32]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for pid in pids {
+            let ns = dir.path().join(pid.to_string()).join("ns");
+            std::fs::create_dir_all(&ns).expect("mkdir");
+            std::fs::write(ns.join("net"), b"").expect("write");
+        }
+        dir
+    }
+
+    fn ino(dir: &Path, pid: u32) -> u64 {
+        std::fs::metadata(dir.join(pid.to_string()).join("ns/net"))
+            .expect("stat")
+            .ino()
+    }
+
+    fn ids(d: &Discovery) -> Vec<u64> {
+        d.namespaces.iter().map(|n| n.id.0).collect()
+    }
+
+    #[test]
+    fn known_processes_are_not_read_again_new_ones_are_and_exited_ones_are_forgotten() {
+        let dir = tree(&[10, 20]);
+        let root = ProcRoot::new(dir.path());
+        let mut known = PidNamespaces::default();
+        let first = discover(&root, &[10, 20], None, Some(&mut known));
+        let (a, b) = (ino(dir.path(), 10), ino(dir.path(), 20));
+        let mut expected = vec![a, b];
+        expected.sort_unstable();
+        assert_eq!(ids(&first), expected);
+
+        // Process 10 "moves" (a new inode): within the period the cache
+        // still places it where it was; a one-shot discovery sees the move.
+        let net = dir.path().join("10/ns/net");
+        std::fs::remove_file(&net).expect("rm");
+        std::fs::write(dir.path().join("10/ns/other"), b"").expect("keep the old inode busy");
+        std::fs::write(&net, b"").expect("write");
+        let moved = ino(dir.path(), 10);
+        assert_ne!(moved, a);
+        let cached = discover(&root, &[10, 20], None, Some(&mut known));
+        assert_eq!(ids(&cached), expected);
+        let fresh = discover(&root, &[10, 20], None, None);
+        assert!(ids(&fresh).contains(&moved));
+
+        // A new process is read at once.
+        std::fs::create_dir_all(dir.path().join("30/ns")).expect("mkdir");
+        std::fs::write(dir.path().join("30/ns/net"), b"").expect("write");
+        let with_new = discover(&root, &[10, 20, 30], None, Some(&mut known));
+        assert!(ids(&with_new).contains(&ino(dir.path(), 30)));
+
+        // Process 10 exits: forgotten, so a process reusing its PID is read.
+        discover(&root, &[20, 30], None, Some(&mut known));
+        let reused = discover(&root, &[10, 20, 30], None, Some(&mut known));
+        assert!(ids(&reused).contains(&moved));
+        assert_eq!(
+            reused.namespaces.iter().map(|n| n.processes).sum::<u64>(),
+            3
+        );
+    }
+}
