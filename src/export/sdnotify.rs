@@ -81,9 +81,11 @@ impl Notifier {
     }
 
     /// How often to send `WATCHDOG=1`: half the watchdog period, as
-    /// sd_watchdog_enabled(3) advises.
+    /// sd_watchdog_enabled(3) advises (but not more than 20 times a second,
+    /// whatever a unit asks).
     pub fn watchdog_every(&self) -> Option<Duration> {
-        self.watchdog.map(|w| w / 2)
+        self.watchdog
+            .map(|w| (w / 2).max(Duration::from_millis(50)))
     }
 
     /// Sends `state` (one or more `KEY=value` lines).
@@ -188,6 +190,8 @@ mod tests {
         let server = UnixDatagram::bind(&path).expect("bind");
         let n = Notifier::new(path.to_str(), Some("2000000"), None).expect("notifier");
         assert_eq!(n.watchdog_every(), Some(Duration::from_secs(1)));
+        let tiny = Notifier::new(path.to_str(), Some("10"), None).expect("notifier");
+        assert_eq!(tiny.watchdog_every(), Some(Duration::from_millis(50)));
         n.ready("scanning\nevery 15s");
         n.keep_alive();
         n.stopping();
