@@ -202,23 +202,31 @@ fn without_watchdog_usec_there_are_no_keepalives() {
     drop(agent);
 }
 
-/// `--report --format json` as uid/gid 65534 holding exactly `caps` (names
-/// as in the unit, e.g. CAP_SYS_PTRACE), inheritable, ambient and bounding,
-/// as systemd's AmbientCapabilities= and CapabilityBoundingSet= give them.
-fn report_with_caps(caps: &[&str], config: &Path) -> (Value, Option<i32>) {
-    let list: Vec<String> = caps
+/// `setpriv` to uid/gid 65534 holding exactly `caps` (names as in the
+/// unit, e.g. CAP_SYS_PTRACE), inheritable, ambient and bounding, as
+/// systemd's AmbientCapabilities= and CapabilityBoundingSet= give them.
+fn setpriv_with_caps(caps: &[&str]) -> Vec<String> {
+    let list: String = caps
         .iter()
-        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .map(|c| format!(",+{}", c.trim_start_matches("CAP_").to_lowercase()))
         .collect();
-    let set = format!(
-        "-all{}",
-        list.iter().map(|c| format!(",{c}")).collect::<String>()
-    );
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(format!("--inh-caps={set}"))
-        .arg(format!("--ambient-caps={set}"))
-        .arg(format!("--bounding-set={set}"))
+    let set = format!("-all{list}");
+    vec![
+        "setpriv".to_string(),
+        "--reuid=65534".to_string(),
+        "--regid=65534".to_string(),
+        "--clear-groups".to_string(),
+        format!("--inh-caps={set}"),
+        format!("--ambient-caps={set}"),
+        format!("--bounding-set={set}"),
+    ]
+}
+
+/// `--report --format json` under [`setpriv_with_caps`].
+fn report_with_caps(caps: &[&str], config: &Path) -> (Value, Option<i32>) {
+    let setpriv = setpriv_with_caps(caps);
+    let out = Command::new(&setpriv[0])
+        .args(&setpriv[1..])
         .arg(env!("CARGO_BIN_EXE_closewatch"))
         .arg("--config")
         .arg(config)
@@ -280,6 +288,32 @@ fn the_units_capabilities_are_enough_and_each_is_needed() {
     );
     let p = common::process(&report, host_pid).expect("the host server is listed");
     assert_eq!(p["fds"]["readable"], true, "{p:#}");
+
+    // The agent, as the service runs it: the same user and capabilities.
+    let agent = Agent::start_under(
+        &setpriv_with_caps(&caps),
+        &config,
+        &["--interval", "1s", "--close-wait-age", "0s"],
+        &[],
+    );
+    let text = agent.metrics();
+    for (pid, held) in [(host_pid, 3.0), (inside_pid, 2.0)] {
+        assert_eq!(
+            sample(
+                &text,
+                "closewatch_process_tcp_sockets",
+                &[("pid", &pid.to_string()), ("state", "close_wait")]
+            ),
+            Some(held),
+            "the agent with the unit's capabilities, pid {pid}:\n{text}"
+        );
+    }
+    assert_eq!(
+        sample(&text, "closewatch_attribution_complete", &[]),
+        Some(1.0)
+    );
+    assert!(!text.contains("\nclosewatch_netns_unscanned{"), "{text}");
+    drop(agent);
 
     // Controls, one capability short each: the test can tell.
     let without = |cap: &str| -> Vec<&str> { caps.iter().copied().filter(|c| *c != cap).collect() };

@@ -29,7 +29,27 @@ impl Agent {
         args: &[S],
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_closewatch"))
+        Agent::start_under(&[], config, args, env)
+    }
+
+    /// [`start_with_env`](Self::start_with_env) under a wrapper that execs
+    /// it in place (e.g. `setpriv ...`), so that the pid stays the agent's.
+    pub fn start_under<S: AsRef<std::ffi::OsStr>>(
+        wrapper: &[String],
+        config: &Path,
+        args: &[S],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Agent {
+        let agent = env!("CARGO_BIN_EXE_closewatch");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(agent);
+                c
+            }
+            None => Command::new(agent),
+        };
+        let mut child = command
             .arg("--config")
             .arg(config)
             .args(["--listen", "127.0.0.1:0"])
