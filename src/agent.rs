@@ -69,6 +69,9 @@ impl Control {
     }
 }
 
+/// The listen backlog asked for (the kernel caps it at net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// The nice value of the scan threads (the HTTP thread keeps the agent's).
 const SCAN_NICE: i32 = 10;
 
@@ -277,6 +280,10 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(settings.listen)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     listener.set_nonblocking(true)?;
+    // std listens with a backlog of 128; a flood of connections (reconnecting
+    // slowloris clients) overflows it and the kernel drops a scraper's SYN.
+    // The kernel caps this at net.core.somaxconn.
+    rustix::net::listen(&listener, LISTEN_BACKLOG).context("setting the listen backlog")?;
     let bound: SocketAddr = listener.local_addr()?;
     log::info!(
         "closewatch {} listening on http://{bound}/metrics, scanning every {}",

@@ -2,8 +2,10 @@
 //!
 //! A scrape never scans: it clones the last scan's rendered text (a reference
 //! count), so it costs the same on any host. Connections are capped and each
-//! one is bounded in time (header read timeout, connection lifetime), so no
-//! client can starve a scrape. An accept error (EMFILE above all: this is an
+//! one is bounded in time (header read timeout, connection lifetime); when
+//! every slot is taken, a new connection closes the one idle the longest
+//! (slowloris clients never start a request), so no client can starve a
+//! scrape. An accept error (EMFILE above all: this is an
 //! fd-leak detector, the host may be out of fds) is logged, and the loop backs
 //! off and continues; it is never fatal.
 
@@ -23,6 +25,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rustc_hash::FxHashMap;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -258,7 +261,10 @@ async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
     retire_at: Instant,
+    open: Arc<OpenConnections>,
+    id: u64,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    open.request_started(id);
     let mut r = respond(
         req.method(),
         req.uri().path(),
@@ -273,6 +279,66 @@ async fn handle(
     }
     Ok(r)
 }
+/// The open connections, each with the time it was accepted or last began
+/// a request. When every slot is taken, a new connection is not left in the
+/// kernel's backlog behind clients that send nothing (slowloris, idle
+/// keep-alive): the connection idle the longest is closed to make room.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    by_id: Mutex<FxHashMap<u64, OpenConnection>>,
+}
+
+#[derive(Debug)]
+struct OpenConnection {
+    active_at: Instant,
+    /// Closes the connection; taken once it has been asked to.
+    close: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl OpenConnections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<u64, OpenConnection>> {
+        match self.by_id.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn opened(&self, id: u64, close: tokio::sync::oneshot::Sender<()>) {
+        self.lock().insert(
+            id,
+            OpenConnection {
+                active_at: Instant::now(),
+                close: Some(close),
+            },
+        );
+    }
+
+    fn request_started(&self, id: u64) {
+        if let Some(c) = self.lock().get_mut(&id) {
+            c.active_at = Instant::now();
+        }
+    }
+
+    fn closed(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Asks the connection idle the longest to close; false if every one
+    /// has already been asked.
+    fn close_idlest(&self) -> bool {
+        let mut open = self.lock();
+        let idlest = open
+            .iter()
+            .filter(|(_, c)| c.close.is_some())
+            .min_by_key(|(_, c)| c.active_at)
+            .map(|(id, _)| *id);
+        match idlest.and_then(|id| open.get_mut(&id)?.close.take()) {
+            Some(close) => close.send(()).is_ok(),
+            None => false,
+        }
+    }
+}
+
 /// Accept-error backoff: 10 ms doubling to 1 s, reset by a good accept.
 struct Backoff {
     delay: Duration,
@@ -317,8 +383,12 @@ impl Backoff {
 /// there `limits.connection_drain` later (one that never reads its answers)
 /// is cut off. On shutdown the connection closes gracefully: the request in
 /// flight is answered first.
-async fn connection<C>(conn: C, limits: Limits, mut stop: tokio::sync::watch::Receiver<bool>)
-where
+async fn connection<C>(
+    conn: C,
+    limits: Limits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    make_room: tokio::sync::oneshot::Receiver<()>,
+) where
     C: Future<Output = Result<(), hyper::Error>> + GracefulConnection,
 {
     let mut conn = std::pin::pin!(conn);
@@ -331,6 +401,10 @@ where
     };
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        Ok(()) = make_room => {
+            log::debug!("every slot taken: closed the connection idle the longest");
+            Ok(())
+        }
         () = tokio::time::sleep(limits.connection_lifetime + limits.connection_drain) => {
             log::debug!("connection outlived its lifetime and drain time; closed");
             Ok(())
@@ -383,14 +457,12 @@ pub async fn serve(
         suppressed: 0,
     };
     let mut shutdown = std::pin::pin!(shutdown);
+    let open = Arc::new(OpenConnections::default());
+    let mut next_id: u64 = 0;
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
+        // Accept first: a client that waits in the backlog behind clients
+        // that send nothing would wait for their header timeout (or, once
+        // the backlog overflows, for its own SYN retries).
         let accepted = tokio::select! {
             r = listener.accept() => r,
             () = &mut shutdown => break,
@@ -408,20 +480,39 @@ pub async fn serve(
                 }
             }
         };
+        if slots.available_permits() == 0 {
+            open.close_idlest();
+        }
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let retire_at = Instant::now() + limits.connection_lifetime;
+        let id = next_id;
+        next_id += 1;
+        let (make_room_tx, make_room) = tokio::sync::oneshot::channel();
+        open.opened(id, make_room_tx);
+        let in_handler = open.clone();
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(16 * 1024)
             .serve_connection(
                 TokioIo::new(stream),
-                service_fn(move |req| handle(req, shared.clone(), retire_at)),
+                service_fn(move |req| {
+                    handle(req, shared.clone(), retire_at, in_handler.clone(), id)
+                }),
             );
         let stop = stop_rx.clone();
+        let open = open.clone();
         tokio::spawn(async move {
-            connection(conn, limits, stop).await;
+            connection(conn, limits, stop, make_room).await;
+            open.closed(id);
             drop(permit);
         });
     }
@@ -638,5 +729,32 @@ mod tests {
         rt.block_on(body.collect())
             .map(|c| c.to_bytes())
             .unwrap_or_else(|e: Infallible| match e {})
+    }
+
+    #[test]
+    fn the_connection_idle_the_longest_makes_room() {
+        let open = OpenConnections::default();
+        let mut closes = Vec::new();
+        for id in 0..3 {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            open.opened(id, tx);
+            closes.push(rx);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // 0 was accepted first but has just started a request: 1 is idlest.
+        open.request_started(0);
+        assert!(open.close_idlest());
+        assert!(closes[1].try_recv().is_ok());
+        assert!(closes[0].try_recv().is_err() && closes[2].try_recv().is_err());
+        // Asked once, 1 is not asked again: 2 is next, then 0.
+        assert!(open.close_idlest());
+        assert!(closes[2].try_recv().is_ok());
+        assert!(open.close_idlest());
+        assert!(closes[0].try_recv().is_ok());
+        assert!(!open.close_idlest(), "every connection was asked already");
+        open.closed(0);
+        open.closed(1);
+        open.closed(2);
+        assert!(open.lock().is_empty());
     }
 }
