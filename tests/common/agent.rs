@@ -41,7 +41,7 @@ impl Agent {
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Agent {
         let agent = env!("CARGO_BIN_EXE_closewatch");
-        let mut command = match wrapper.split_first() {
+        let command = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
                 c.args(rest).arg(agent);
@@ -49,6 +49,46 @@ impl Agent {
             }
             None => Command::new(agent),
         };
+        Agent::spawn(command, config, args, env)
+    }
+
+    /// [`start`](Self::start) with its RLIMIT_NOFILE (soft and hard) set to
+    /// `nofile` in the child, between fork and exec.
+    pub fn start_with_nofile<S: AsRef<std::ffi::OsStr>>(
+        config: &Path,
+        args: &[S],
+        nofile: libc::rlim_t,
+    ) -> Agent {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_closewatch"));
+        let limit = libc::rlimit {
+            rlim_cur: nofile,
+            rlim_max: nofile,
+        };
+        // SAFETY: between fork and exec only async-signal-safe calls are
+        // allowed: setrlimit is a plain syscall, and last_os_error only
+        // reads errno. Nothing allocates or takes a lock.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        Agent::spawn(command, config, args, &[])
+    }
+
+    /// Spawns `command` (the agent, or a wrapper that execs it) with the
+    /// common flags and environment, and waits for the line that logs the
+    /// bound address.
+    fn spawn<S: AsRef<std::ffi::OsStr>>(
+        mut command: Command,
+        config: &Path,
+        args: &[S],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Agent {
         let mut child = command
             .arg("--config")
             .arg(config)
