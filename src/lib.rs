@@ -15,3 +15,6 @@ pub mod export;
 pub mod model;
 pub mod oneshot;
 pub mod report;
+
+#[cfg(test)]
+mod byte_edits;

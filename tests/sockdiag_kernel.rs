@@ -13,19 +13,7 @@ fn both_families_come_from_one_combined_dump() {
     let v6 = Fixture::start("ipv6", Some(1));
     let v4_server = v4.info.role("server").pids[0];
     let v6_server = v6.info.role("server").pids[0];
-    let run = common::closewatch(&[
-        "--report",
-        "--format",
-        "json",
-        "--close-wait-age",
-        "0s",
-        "--log-level",
-        "debug",
-        "--pid",
-        &v4_server.to_string(),
-        "--pid",
-        &v6_server.to_string(),
-    ]);
+    let run = common::report_json_with(&[v4_server, v6_server], &["--log-level", "debug"]);
     assert!(
         !run.stderr.contains("TCPDIAG_GETSOCK dump failed"),
         "the kernel refused the combined request:\n{}",

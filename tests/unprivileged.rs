@@ -89,17 +89,7 @@ fn proc_root_reads_another_procfs_mount_namespaces_included() {
         .netns
         .expect("the fixture made a namespace");
     let root_arg = mount.0.path().display().to_string();
-    let run = common::closewatch(&[
-        "--report",
-        "--format",
-        "json",
-        "--close-wait-age",
-        "0s",
-        "--proc-root",
-        &root_arg,
-        "--pid",
-        &holder.to_string(),
-    ]);
+    let run = common::report_json_with(&[holder], &["--proc-root", &root_arg]);
     let report = run.json();
     let p = common::process(&report, holder).unwrap_or_else(|| panic!("{report:#}"));
     assert_eq!(p["sockets"]["close_wait"], 2, "{p:#}");

@@ -230,6 +230,64 @@ fn warm_up(agent: &Agent, log: &mut ScanLog) -> Scan {
     );
 }
 
+/// The shared experiment: once every table is cached ([`warm_up`]), none of
+/// `expect`'s pids holds a CLOSE_WAIT; then SIGUSR1 to `signalled`, and
+/// scrapes until each pid of `expect` holds exactly its count (never more,
+/// on any scrape on the way) while no other pid of `all` holds any.
+/// Returns the scrape before the signal and the first that showed it.
+fn signal_and_see(
+    agent: &Agent,
+    log: &mut ScanLog,
+    signalled: u32,
+    expect: &[(u32, f64)],
+    all: &[u32],
+    label: &str,
+) -> (Scrape, Scrape) {
+    let warm = warm_up(agent, log);
+    eprintln!("{label}warmed up: {}", warm.line);
+    let before = scrape(agent);
+    for &(pid, _) in expect {
+        assert_eq!(
+            before.close_wait(pid),
+            None,
+            "pid {pid} holds no CLOSE_WAIT before SIGUSR1 (scan {}):\n{}",
+            before.scan,
+            before.text
+        );
+    }
+    signal(signalled, libc::SIGUSR1);
+    let seen = scrape_until(agent, log, &format!("CLOSE_WAIT {expect:?}"), |s| {
+        expect.iter().all(|&(pid, n)| {
+            let v = s.close_wait(pid);
+            assert!(
+                v.unwrap_or(0.0) <= n,
+                "pid {pid} holds {n}, scan {} says {v:?}:\n{}",
+                s.scan,
+                s.text
+            );
+            v == Some(n)
+        })
+    });
+    // The hard property: the right processes, the right counts, nobody else.
+    for pid in all.iter().filter(|p| !expect.iter().any(|(e, _)| e == *p)) {
+        assert_eq!(seen.close_wait(*pid), None, "pid {pid}: {}", seen.text);
+    }
+    (before, seen)
+}
+
+/// Each pid of `expect` holds exactly its count of CLOSE_WAIT in `s`.
+fn assert_holds(s: &Scrape, expect: &[(u32, f64)]) {
+    for &(pid, n) in expect {
+        assert_eq!(
+            s.close_wait(pid),
+            Some(n),
+            "pid {pid}, scan {}: {}",
+            s.scan,
+            s.text
+        );
+    }
+}
+
 // ------------------------------------------------------------------ tests
 
 #[test]
@@ -258,47 +316,18 @@ fn a_socket_that_turns_close_wait_under_an_unchanged_fd_count_is_attributed() {
             "the pool's sockets are ESTABLISHED at ready: {info:?}"
         );
 
-        let warm = warm_up(&agent, &mut log);
-        eprintln!("attempt {attempt}: warmed up: {}", warm.line);
-        let before = scrape(&agent);
-        assert_eq!(
-            before.close_wait(pool),
-            None,
-            "nothing of the pool is flagged before SIGUSR1 (scan {}):\n{}",
-            before.scan,
-            before.text
-        );
-
-        signal(server, libc::SIGUSR1);
-        let seen = scrape_until(
+        let expect = [(pool, 3.0)];
+        let (before, seen) = signal_and_see(
             &agent,
             &mut log,
-            "the pool's 3 CLOSE_WAIT, attributed to it",
-            |s| {
-                let v = s.close_wait(pool);
-                assert!(
-                    v.unwrap_or(0.0) <= 3.0,
-                    "the pool holds 3, scan {} says {v:?}:\n{}",
-                    s.scan,
-                    s.text
-                );
-                v == Some(3.0)
-            },
+            server,
+            &expect,
+            &info.pids,
+            &format!("attempt {attempt}: "),
         );
-        // The hard property: the right process, the right count, nobody else.
-        for pid in info.pids.iter().filter(|&&p| p != pool) {
-            assert_eq!(seen.close_wait(*pid), None, "pid {pid}: {}", seen.text);
-        }
         // And it stays so on the scans that follow (from the cache, whose
         // table for the pool now holds these sockets).
-        let after = two_scans_later(&agent, &mut log, seen.scan);
-        assert_eq!(
-            after.close_wait(pool),
-            Some(3.0),
-            "scan {}: {}",
-            after.scan,
-            after.text
-        );
+        assert_holds(&two_scans_later(&agent, &mut log, seen.scan), &expect);
 
         // Every scan from the last one published before the signal up to
         // the first scrape that showed the 3: with no full walk among them,
@@ -357,41 +386,9 @@ fn an_fd_swapped_under_an_unchanged_count_is_still_attributed() {
         assert_eq!(sockets[0].state, "established", "{info:?}");
     }
 
-    let warm = warm_up(&agent, &mut log);
-    eprintln!("warmed up: {}", warm.line);
-    let before = scrape(&agent);
-    for pid in [holder, server] {
-        assert_eq!(
-            before.close_wait(pid),
-            None,
-            "pid {pid} holds no CLOSE_WAIT before SIGUSR1 (scan {}):\n{}",
-            before.scan,
-            before.text
-        );
-    }
-
-    signal(holder, libc::SIGUSR1);
     // The holder's swapped-in socket and the server's end of A.
-    let seen = scrape_until(
-        &agent,
-        &mut log,
-        "one CLOSE_WAIT for the holder and one for the server",
-        |s| {
-            for pid in [holder, server] {
-                let v = s.close_wait(pid);
-                assert!(
-                    v.unwrap_or(0.0) <= 1.0,
-                    "pid {pid} holds 1, scan {} says {v:?}:\n{}",
-                    s.scan,
-                    s.text
-                );
-            }
-            s.close_wait(holder) == Some(1.0) && s.close_wait(server) == Some(1.0)
-        },
-    );
-    for pid in info.pids.iter().filter(|&&p| p != holder && p != server) {
-        assert_eq!(seen.close_wait(*pid), None, "pid {pid}: {}", seen.text);
-    }
+    let expect = [(holder, 1.0), (server, 1.0)];
+    let (before, seen) = signal_and_see(&agent, &mut log, holder, &expect, &info.pids, "");
     let window = log.range(before.scan + 1, seen.scan);
     eprintln!(
         "scans from SIGUSR1 to the series:\n{:#?}",
@@ -399,14 +396,5 @@ fn an_fd_swapped_under_an_unchanged_count_is_still_attributed() {
     );
 
     // Still both on the scans that follow, from a cache that now knows them.
-    let after = two_scans_later(&agent, &mut log, seen.scan);
-    for pid in [holder, server] {
-        assert_eq!(
-            after.close_wait(pid),
-            Some(1.0),
-            "pid {pid}, scan {}: {}",
-            after.scan,
-            after.text
-        );
-    }
+    assert_holds(&two_scans_later(&agent, &mut log, seen.scan), &expect);
 }

@@ -365,7 +365,16 @@ pub fn closewatch<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
 /// `closewatch --report --format json` with every CLOSE_WAIT / FIN_WAIT_2
 /// stale, restricted to `pids` unless it is empty.
 pub fn report_json(pids: &[u32]) -> Run {
-    let mut args: Vec<String> = REPORT_JSON.iter().map(|s| s.to_string()).collect();
+    report_json_with(pids, &[])
+}
+
+/// [`report_json`] with more flags.
+pub fn report_json_with(pids: &[u32], extra: &[&str]) -> Run {
+    let mut args: Vec<String> = REPORT_JSON
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
     for pid in pids {
         args.push("--pid".to_string());
         args.push(pid.to_string());

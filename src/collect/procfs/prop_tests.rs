@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use proptest::sample::{select, Index};
 
 use super::*;
+use crate::byte_edits::{self, Edit};
 
 // Samples captured on Linux 6.18, shared with the unit tests.
 use super::tests::{CGROUP_HYBRID_ROOT, LIMITS, STAT_CAT, STAT_KTHREAD, STAT_WEIRD_COMM};
@@ -37,36 +38,6 @@ const LINKS: [&[u8]; 5] = [
 ];
 const FILE_NR: &[u8] = b"342\t0\t2466170\n";
 const CMDLINE: &[u8] = b"python3\0-m\0http.server\08080\0";
-
-/// One edit of a sample: cut, overwrite, delete, or insert a token /proc
-/// text is made of (or arbitrary bytes).
-#[derive(Clone, Debug)]
-enum Edit {
-    Truncate(Index),
-    Byte(Index, u8),
-    Delete(Index, usize),
-    Insert(Index, Vec<u8>),
-}
-
-fn apply(d: &mut Vec<u8>, edit: &Edit) {
-    match edit {
-        Edit::Truncate(i) => d.truncate(i.index(d.len() + 1)),
-        Edit::Byte(i, b) if !d.is_empty() => {
-            let at = i.index(d.len());
-            d[at] = *b;
-        }
-        Edit::Delete(i, n) if !d.is_empty() => {
-            let at = i.index(d.len());
-            let end = (at + n).min(d.len());
-            d.drain(at..end);
-        }
-        Edit::Insert(i, bytes) => {
-            let at = i.index(d.len() + 1);
-            d.splice(at..at, bytes.iter().copied());
-        }
-        Edit::Byte(..) | Edit::Delete(..) => {}
-    }
-}
 
 /// Pieces /proc text is made of, and a few that make parsers stumble.
 const TOKENS: [&[u8]; 26] = [
@@ -105,6 +76,8 @@ fn token() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Edits of /proc text: cut, overwrite, delete, or insert a token it is
+/// made of (or arbitrary bytes).
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         any::<Index>().prop_map(Edit::Truncate),
@@ -116,13 +89,7 @@ fn edit() -> impl Strategy<Value = Edit> {
 
 /// One of `samples` with a stack of edits.
 fn edited(samples: &'static [&'static [u8]]) -> impl Strategy<Value = Vec<u8>> {
-    (0..samples.len(), vec(edit(), 1..6)).prop_map(move |(which, edits)| {
-        let mut d = samples[which].to_vec();
-        for e in &edits {
-            apply(&mut d, e);
-        }
-        d
-    })
+    byte_edits::edited(samples, edit())
 }
 
 /// Arbitrary bytes, or ASCII text (which gets past the UTF-8 checks).

@@ -22,6 +22,7 @@ use super::parse::{
     NLMSG_ERROR, SOCK_DIAG_BY_FAMILY,
 };
 use super::*;
+use crate::byte_edits::{self, applied, Edit};
 use crate::model::TcpInfo;
 
 /// Every captured reply: records of both families and of the combined
@@ -361,55 +362,6 @@ fn every_length_field_of_every_fixture_set_to_edge_values() {
     assert_eq!(seen, 19 + 59);
 }
 
-/// One edit of a captured datagram.
-#[derive(Clone, Debug)]
-enum Edit {
-    Truncate(Index),
-    Byte(Index, u8),
-    /// A 16-bit value at a 4-byte boundary, where every nla_len lives.
-    Len16(Index, u16),
-    /// A 32-bit value at a 4-byte boundary, where every nlmsg_len lives.
-    Len32(Index, u32),
-    Delete(Index, usize),
-    Insert(Index, Vec<u8>),
-}
-
-fn apply(d: &mut Vec<u8>, edit: &Edit) {
-    let aligned = |i: &Index, width: usize, d: &Vec<u8>| {
-        let slots = d.len() / 4;
-        (slots > 0)
-            .then(|| i.index(slots) * 4)
-            .filter(|at| at + width <= d.len())
-    };
-    match edit {
-        Edit::Truncate(i) => d.truncate(i.index(d.len() + 1)),
-        Edit::Byte(i, b) if !d.is_empty() => {
-            let at = i.index(d.len());
-            d[at] = *b;
-        }
-        Edit::Len16(i, v) => {
-            if let Some(at) = aligned(i, 2, d) {
-                d[at..at + 2].copy_from_slice(&v.to_ne_bytes());
-            }
-        }
-        Edit::Len32(i, v) => {
-            if let Some(at) = aligned(i, 4, d) {
-                d[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-            }
-        }
-        Edit::Delete(i, n) if !d.is_empty() => {
-            let at = i.index(d.len());
-            let end = (at + n).min(d.len());
-            d.drain(at..end);
-        }
-        Edit::Insert(i, bytes) => {
-            let at = i.index(d.len() + 1);
-            d.splice(at..at, bytes.iter().copied());
-        }
-        Edit::Byte(..) | Edit::Delete(..) => {}
-    }
-}
-
 fn edge_u32() -> impl Strategy<Value = u32> {
     prop_oneof![select(EDGE_LENGTHS.to_vec()), any::<u32>()]
 }
@@ -427,13 +379,7 @@ fn edit() -> impl Strategy<Value = Edit> {
 
 /// A captured datagram with a stack of edits.
 fn edited_fixture() -> impl Strategy<Value = Vec<u8>> {
-    (0..FIXTURES.len(), vec(edit(), 1..6)).prop_map(|(which, edits)| {
-        let mut d = FIXTURES[which].to_vec();
-        for e in &edits {
-            apply(&mut d, e);
-        }
-        d
-    })
+    byte_edits::edited(&FIXTURES, edit())
 }
 
 /// The payloads of the captured records (the messages of the fixtures).
@@ -463,12 +409,7 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
     let captured = fixture_payloads();
     prop_oneof![
         vec(any::<u8>(), 0..200),
-        (select(captured), vec(edit(), 0..4)).prop_map(|(mut p, edits)| {
-            for e in &edits {
-                apply(&mut p, e);
-            }
-            p
-        }),
+        (select(captured), vec(edit(), 0..4)).prop_map(|(p, edits)| applied(p, &edits)),
     ]
 }
 
