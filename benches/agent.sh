@@ -302,11 +302,10 @@ run_oneshot() {
         sed 's/^/  closewatch stderr: /' "$TMP/cw.err" | head -20 >&2
         die "closewatch --report exited $rc (expected 0, 1 or 2)"
     fi
-    check=$(jq -r --argjson pids "$WORKER_PIDS" '
-        [.processes[] | select(.pid as $p | $pids | index($p))] as $w
+    check=$(jq -r --argjson pids "$WORKER_PIDS" "$REPORT_JQ"'
+        workers($pids) as $w
         | [ .tcp_states.close_wait,
-            ([$w[].sockets.close_wait] | add // 0),
-            ([$w[].sockets.fin_wait2] | add // 0),
+            attributed($w),
             (.errors | length),
             .attribution_complete,
             .scan_duration_seconds ] | @tsv' "$TMP/cw.json") || die "closewatch --report printed invalid JSON"

@@ -96,11 +96,10 @@ run_closewatch() {
         die "closewatch exited $rc (expected 0, 1 or 2)"
     fi
     local check
-    check=$(jq -r --argjson pids "$WORKER_PIDS" '
-        [.processes[] | select(.pid as $p | $pids | index($p))] as $w
+    check=$(jq -r --argjson pids "$WORKER_PIDS" "$REPORT_JQ"'
+        workers($pids) as $w
         | [ .tcp_states.close_wait,
-            ([$w[].sockets.close_wait] | add // 0),
-            ([$w[].sockets.fin_wait2] | add // 0),
+            attributed($w),
             ($w | length),
             (.errors | length),
             .attribution_complete,

@@ -216,6 +216,15 @@ settle_host() {
     echo "$busy"
 }
 
+# jq definitions for the scripts' checks of a closewatch JSON report: the
+# processes of loadgen's workers ($pids: their pids), and the CLOSE_WAIT and
+# FIN_WAIT_2 attributed to them (two columns).
+# shellcheck disable=SC2016,SC2034
+REPORT_JQ='
+def workers($pids): [.processes[] | select(.pid as $p | $pids | index($p))];
+def attributed($w): ([$w[].sockets.close_wait] | add // 0), ([$w[].sockets.fin_wait2] | add // 0);
+'
+
 # ------------------------------------------------------------ statistics ----
 # Median of the numbers on stdin, one a line ("nan" if none).
 median() { sort -g | awk '{v[NR] = $1} END {

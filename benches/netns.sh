@@ -164,8 +164,8 @@ run_closewatch() {
         die "closewatch exited $rc (expected 0, 1 or 2)"
     fi
     local check
-    check=$(jq -r --argjson pids "$WORKER_PIDS" --argjson want "$WANT_NS" '
-        [.processes[] | select(.pid as $p | $pids | index($p))] as $w
+    check=$(jq -r --argjson pids "$WORKER_PIDS" --argjson want "$WANT_NS" "$REPORT_JQ"'
+        workers($pids) as $w
         | .namespaces as $ns
         | [ (.namespaces | length),
             ([.namespaces[] | select(.scanned != true)] | length),
@@ -173,8 +173,7 @@ run_closewatch() {
             # count than their loadgen built.
             ([$want[] | . as $n | select(([$ns[] | select(.netns == $n.netns and .scanned == true
                 and .tcp_states.close_wait >= $n.close_wait)] | length) == 0)] | length),
-            ([$w[].sockets.close_wait] | add // 0),
-            ([$w[].sockets.fin_wait2] | add // 0),
+            attributed($w),
             ($w | length),
             (.errors | length),
             .attribution_complete,
