@@ -88,9 +88,10 @@ pub const FULL_WALK_EVERY: Duration = Duration::from_secs(300);
 ///
 /// A process whose fd count (`st_size` of /proc/PID/fd, one `fstat`) has not
 /// changed is not walked again: its breakdown and socket fds are taken from
-/// here. A socket that has just become interesting (e.g. ESTABLISHED turned
-/// CLOSE_WAIT) is verified with one `readlinkat` of its cached fd; one that
-/// was verified before is not. Deleted files are re-`fstatat`ed (their size
+/// here. Every cached socket the scan wants (flagged, or a listener) is
+/// verified with one `readlinkat` of its cached fd at every scan, so no
+/// socket is blamed on a process that no longer holds it, even one it handed
+/// to a child before swapping the fd. Deleted files are re-`fstatat`ed (their size
 /// changes). If a verification fails the process is walked again. A flagged
 /// socket whose owner the cache cannot place in two scans running (an fd
 /// swapped under an unchanged count) makes the whole walk start from
@@ -129,18 +130,14 @@ struct CachedFds {
     sockets: Vec<(u64, u32)>,
     /// Deleted files: fd and path.
     deleted: Vec<(u32, String)>,
-    /// Wanted inodes it was verified to hold at the last scan, sorted.
-    held: Vec<u64>,
 }
 
 #[derive(Debug)]
 enum Update {
     /// Nothing to remember (fds unreadable, or not procfs).
     None,
-    /// The cached table still holds; these wanted inodes are verified.
-    Reused {
-        held: Vec<u64>,
-    },
+    /// The cached table still holds (its wanted sockets verified).
+    Reused,
     Fresh(CachedFds),
 }
 
@@ -256,9 +253,8 @@ impl ProcRoot {
         for (key, update) in std::mem::take(&mut walk.updates) {
             match update {
                 Update::None => {}
-                Update::Reused { held } => {
-                    if let Some(mut c) = prev.remove(&key) {
-                        c.held = held;
+                Update::Reused => {
+                    if let Some(c) = prev.remove(&key) {
                         entries.insert(key, c);
                     }
                 }
@@ -540,9 +536,9 @@ impl WalkContext<'_> {
                     None => None,
                 };
                 let mut table = match reused {
-                    Some((table, held)) => {
+                    Some(table) => {
                         stats.processes_reused += 1;
-                        update = Update::Reused { held };
+                        update = Update::Reused;
                         table
                     }
                     None => {
@@ -554,8 +550,6 @@ impl WalkContext<'_> {
                         stats.links_read += walked;
                         if let Some(mut c) = record {
                             c.stats = table.fds;
-                            c.held = table.sockets.iter().map(|s| s.inode).collect();
-                            c.held.sort_unstable();
                             update = Update::Fresh(c);
                         }
                         let mut table = table;
@@ -613,14 +607,9 @@ impl WalkContext<'_> {
 
     /// The table of an unchanged process from the cache, after checking
     /// what may have moved: deleted files (re-`fstatat`ed for their size)
-    /// and wanted sockets not verified before (one `readlinkat` each).
+    /// and wanted sockets (one `readlinkat` each).
     /// `None` if anything does not match: the process is walked again.
-    fn reuse(
-        &self,
-        c: &CachedFds,
-        fd_dir: &OwnedFd,
-        stats: &mut WalkStats,
-    ) -> Option<(Table, Vec<u64>)> {
+    fn reuse(&self, c: &CachedFds, fd_dir: &OwnedFd, stats: &mut WalkStats) -> Option<Table> {
         let mut table = Table {
             fds: c.stats,
             ..Table::default()
@@ -644,25 +633,24 @@ impl WalkContext<'_> {
                 table.largest_deleted = Some((path.clone(), bytes));
             }
         }
-        let mut held = Vec::new();
+        // Every wanted socket is verified, every scan: a socket verified once
+        // may have been handed over since (the process forked, then put
+        // another fd in its slot), and a cached claim is never exported
+        // without a readlink that shows it still holds.
         let mut link = [0u8; 64];
         for &(inode, fd) in &c.sockets {
             if !self.wanted.contains(&inode) {
                 continue;
             }
-            if c.held.binary_search(&inode).is_err() {
-                stats.links_read += 1;
-                let len = rustix::fs::readlinkat_raw(fd_dir, fd_name(fd).as_c_str(), &mut link[..])
-                    .ok()?;
-                if parse::fd_target(&link[..len.min(link.len())]) != FdTarget::Socket(inode) {
-                    return None;
-                }
+            stats.links_read += 1;
+            let len =
+                rustix::fs::readlinkat_raw(fd_dir, fd_name(fd).as_c_str(), &mut link[..]).ok()?;
+            if parse::fd_target(&link[..len.min(link.len())]) != FdTarget::Socket(inode) {
+                return None;
             }
             table.sockets.push(HeldSocket { inode, fd });
-            held.push(inode);
         }
-        held.sort_unstable();
-        Some((table, held))
+        Some(table)
     }
 
     /// Reads the links of one fd directory: the table, and how many fds it
