@@ -141,14 +141,7 @@ impl ScanLoop {
             self.settings.max_processes,
         );
 
-        self.stats.scans += 1;
-        let mut stages: Vec<&'static str> =
-            snapshot.errors.iter().map(|e| e.stage.name()).collect();
-        stages.sort_unstable();
-        stages.dedup();
-        for stage in stages {
-            *self.stats.scan_errors.entry(stage).or_default() += 1;
-        }
+        self.stats.count_scan(&snapshot.errors);
         for e in &snapshot.errors {
             log::warn!("scan error ({}): {}", e.stage.name(), e.message);
         }

@@ -438,3 +438,7 @@ impl Collector {
         Ok(details)
     }
 }
+
+#[cfg(test)]
+#[path = "fault_tests.rs"]
+mod fault_tests;

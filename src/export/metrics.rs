@@ -11,7 +11,7 @@ use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::analyse::{Analysis, Thresholds};
-use crate::model::{ProcessDetails, Snapshot, TcpState};
+use crate::model::{ProcessDetails, ScanError, Snapshot, TcpState};
 
 /// The Content-Type Prometheus expects for the text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -25,6 +25,20 @@ pub struct AgentStats {
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub last_reload_ok: bool,
+}
+
+impl AgentStats {
+    /// Counts one scan, and each stage it had errors in (once per scan,
+    /// however many errors the stage had).
+    pub fn count_scan(&mut self, errors: &[ScanError]) {
+        self.scans += 1;
+        let mut stages: Vec<&'static str> = errors.iter().map(|e| e.stage.name()).collect();
+        stages.sort_unstable();
+        stages.dedup();
+        for stage in stages {
+            *self.scan_errors.entry(stage).or_default() += 1;
+        }
+    }
 }
 
 /// One scan as the exporter sees it.

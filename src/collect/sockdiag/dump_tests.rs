@@ -18,18 +18,11 @@ const ANY_DONE: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/any-fla
 const BAD_FAMILY: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/errors/bad-family.bin");
 const NO_HANDLER: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/errors/no-handler.bin");
 
-/// Rewrites every message header of a datagram: sequence number, and flags
-/// OR-ed with `add_flags`.
+/// A datagram with every message header's sequence number set to `seq`
+/// and its flags OR-ed with `add_flags`.
 fn rewrite(datagram: &[u8], seq: u32, add_flags: u16) -> Vec<u8> {
     let mut d = datagram.to_vec();
-    let mut at = 0;
-    while at + 16 <= d.len() {
-        let len = u32::from_ne_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]]) as usize;
-        let flags = u16::from_ne_bytes([d[at + 6], d[at + 7]]) | add_flags;
-        d[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
-        d[at + 8..at + 12].copy_from_slice(&seq.to_ne_bytes());
-        at += (len + 3) & !3;
-    }
+    rewrite_headers(&mut d, Some(seq), add_flags);
     d
 }
 

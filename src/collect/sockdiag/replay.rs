@@ -66,7 +66,16 @@ impl Replay {
             Err(e) => return Err(e),
         };
         files.sort();
-        files.iter().map(std::fs::read).collect()
+        // Recorded with the recorder's sequence numbers; a retry asks with
+        // another.
+        files
+            .iter()
+            .map(|f| {
+                let mut d = std::fs::read(f)?;
+                super::rewrite_headers(&mut d, Some(seq), 0);
+                Ok(d)
+            })
+            .collect()
     }
 }
 
