@@ -100,7 +100,7 @@ fn describe(
         .take(max)
         .map(|p| {
             collector
-                .describe_cached(snapshot.processes.get(p.index)?.key, cache)
+                .describe_unit_cached(snapshot.processes.get(p.index)?.key, cache)
                 .ok()
         })
         .collect()

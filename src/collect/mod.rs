@@ -112,13 +112,13 @@ pub struct ScanCache {
     states: FxHashMap<NetnsId, (Instant, StateCounts)>,
     /// The namespace of each process, re-read every minute.
     netns: netns::PidNamespaces,
-    /// What [`Collector::describe_cached`] read, and when.
+    /// What [`Collector::describe_unit_cached`] read, and when.
     details: FxHashMap<ProcessKey, (Instant, ProcessDetails)>,
     /// The host name and kernel release, and when they were read.
     host_names: Option<(Instant, String, String)>,
 }
 
-/// How long [`Collector::describe_cached`] keeps what it read of a process
+/// How long [`Collector::describe_unit_cached`] keeps what it read of a process
 /// (and a cached scan the host name and kernel release).
 /// A process keeps its PID and start time across `execve`, and its cgroup
 /// can change: the details are re-read this often.
@@ -419,10 +419,11 @@ impl Collector {
         self.root.describe(key)
     }
 
-    /// [`describe`](Self::describe), from `cache` if it was read less than
+    /// The agent's details of one process: only its unit (see
+    /// [`ProcRoot::describe_unit`]), from `cache` if it was read less than
     /// [`DETAILS_EVERY`] ago. The cache forgets processes that a scan with
     /// it no longer finds.
-    pub fn describe_cached(
+    pub fn describe_unit_cached(
         &self,
         key: ProcessKey,
         cache: &mut ScanCache,
@@ -433,7 +434,7 @@ impl Collector {
                 return Ok(details.clone());
             }
         }
-        let details = self.describe(key)?;
+        let details = self.root.describe_unit(key)?;
         cache.details.insert(key, (now, details.clone()));
         Ok(details)
     }

@@ -330,6 +330,18 @@ impl ProcRoot {
     /// What a report shows of one process, read only for those it lists. The
     /// start time is checked first: a PID reused since the walk is `Vanished`.
     pub fn describe(&self, key: ProcessKey) -> Result<ProcessDetails, Skip> {
+        self.details(key, true)
+    }
+
+    /// The one detail the agent's labels use, the systemd unit: the agent
+    /// never reads a command line or an executable path, so neither can end
+    /// up in a label or a log line. `exe`, `cmdline` and `netns` are left
+    /// empty.
+    pub fn describe_unit(&self, key: ProcessKey) -> Result<ProcessDetails, Skip> {
+        self.details(key, false)
+    }
+
+    fn details(&self, key: ProcessKey, all: bool) -> Result<ProcessDetails, Skip> {
         let root = self.open_root().map_err(|_| Skip::Vanished)?;
         let dir = open_pid(&root, key.pid).map_err(skip)?;
         let mut buf = Vec::with_capacity(4096);
@@ -338,13 +350,15 @@ impl ProcRoot {
         if stat.start_time != key.start_time {
             return Err(Skip::Vanished);
         }
-        let exe = rustix::fs::readlinkat(&dir, c"exe", Vec::new())
-            .ok()
+        let exe = all
+            .then(|| rustix::fs::readlinkat(&dir, c"exe", Vec::new()).ok())
+            .flatten()
             .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned());
-        let cmdline = match read_at(&dir, c"cmdline", &mut buf, Read::UpTo(CMDLINE_MAX + 2)) {
-            Ok(b) => parse::cmdline(b, CMDLINE_MAX),
-            Err(_) => String::new(),
-        };
+        let cmdline =
+            match all.then(|| read_at(&dir, c"cmdline", &mut buf, Read::UpTo(CMDLINE_MAX + 2))) {
+                Some(Ok(b)) => parse::cmdline(b, CMDLINE_MAX),
+                _ => String::new(),
+            };
         let unit = match read_at(&dir, c"cgroup", &mut buf, Read::UpTo(usize::MAX)) {
             Ok(b) => parse::unit_from_cgroup(b).unwrap_or_else(|e| {
                 log::debug!("pid {}: {e}", key.pid);
@@ -352,8 +366,9 @@ impl ProcRoot {
             }),
             Err(_) => None,
         };
-        let netns = rustix::fs::readlinkat(&dir, c"ns/net", Vec::new())
-            .ok()
+        let netns = all
+            .then(|| rustix::fs::readlinkat(&dir, c"ns/net", Vec::new()).ok())
+            .flatten()
             .and_then(|l| parse::netns_link(l.as_bytes()))
             .map(NetnsId);
         Ok(ProcessDetails {
