@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# The plumbing that compare.sh, agent.sh and netns.sh share. Each sources it
-# right after `set -euo pipefail` and ROOT; it only defines functions (and
-# names the script for the messages), so nothing runs until a script calls it.
+# The plumbing that compare.sh, agent.sh, netns.sh and soak.sh share. Each
+# sources it right after `set -euo pipefail` and ROOT; it only defines
+# functions (and names the script for the messages), so nothing runs until a
+# script calls it.
 #
 # A script using it:
 #   - defines bench_cleanup (stops by pid what it started, undoes what else it
