@@ -115,15 +115,6 @@ write_measure_py
 open_hold
 
 # -------------------------------------------------------------- helpers ----
-now() { date +%s.%N; }
-# sleep_until EPOCH: sleeps until that wall-clock time (returns at once if past).
-sleep_until() {
-    local d
-    d=$(awk -v t="$1" -v n="$(now)" 'BEGIN {d = t - n; printf "%.3f", (d > 0) ? d : 0}')
-    # Without the FIFO's write end: loadgen must see EOF as soon as this
-    # script dies, not when a minute-long sleep ends.
-    sleep "$d" {HOLD_FD}>&-
-}
 
 # user + system CPU of the agent, all its threads (dead ones included), seconds.
 # The fields after the last ')' of /proc/PID/stat: utime and stime are 12th and 13th.

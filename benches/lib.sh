@@ -168,6 +168,17 @@ open_hold() {
     exec {HOLD_FD}<>"$TMP/hold"
 }
 
+now() { date +%s.%N; }
+
+# sleep_until EPOCH: sleeps until that wall-clock time (returns at once if past).
+sleep_until() {
+    local d
+    d=$(awk -v t="$1" -v n="$(now)" 'BEGIN {d = t - n; printf "%.3f", (d > 0) ? d : 0}')
+    # Without the FIFO's write end: the load must see EOF as soon as the
+    # script dies, not when a long sleep ends.
+    sleep "$d" {HOLD_FD}>&-
+}
+
 # start_loadgen_and_wait PROCESSES SOCKETS [LABEL]: starts one loadgen (stdin
 # the FIFO, ready line to $TMP/ready.json, stderr to $TMP/loadgen.err) and
 # waits, at most SETUP_TIMEOUT s, for its JSON ready line. Sets LG_PID and

@@ -256,15 +256,6 @@ CHURN=$TMP/bin/churn
 open_hold
 
 # -------------------------------------------------------------- helpers ----
-now() { date +%s.%N; }
-# sleep_until EPOCH: sleeps until that wall-clock time (returns at once if past).
-sleep_until() {
-    local d
-    d=$(awk -v t="$1" -v n="$(now)" 'BEGIN {d = t - n; printf "%.3f", (d > 0) ? d : 0}')
-    # Without the FIFO's write end: the load must see EOF as soon as this
-    # script dies, not when the sleep ends.
-    sleep "$d" {HOLD_FD}>&-
-}
 
 # first_line FILE PID WHAT: waits, at most SETUP_TIMEOUT s, for the first
 # line of FILE (a program's ready line) while PID lives; sets FIRST_LINE.
