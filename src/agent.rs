@@ -19,7 +19,7 @@ use crate::config::{self, Settings};
 use crate::export::http::{self, Limits, Published, Shared};
 use crate::export::metrics::{self, AgentStats, ScanView};
 use crate::export::sdnotify::Notifier;
-use crate::model::{ProcessDetails, Snapshot};
+use crate::model::Snapshot;
 
 /// Processes at this share of their fd limit get series before any finding.
 pub const WORTH_A_LOOK_FD_UTILIZATION: f64 = 0.5;
@@ -85,15 +85,15 @@ fn agent_analysis(settings: &Settings) -> analyse::Settings {
     }
 }
 
-/// Details (unit label) of the processes that get series, read when a
-/// process first gets them and then every [`DETAILS_EVERY`](crate::collect::DETAILS_EVERY).
-fn describe(
+/// The unit label of each process that gets series, read when a process
+/// first gets them and then every [`DETAILS_EVERY`](crate::collect::DETAILS_EVERY).
+fn units(
     collector: &Collector,
     cache: &mut ScanCache,
     snapshot: &Snapshot,
     analysis: &Analysis,
     max: usize,
-) -> Vec<Option<ProcessDetails>> {
+) -> Vec<Option<String>> {
     analysis
         .processes
         .iter()
@@ -102,6 +102,7 @@ fn describe(
             collector
                 .describe_unit_cached(snapshot.processes.get(p.index)?.key, cache)
                 .ok()
+                .flatten()
         })
         .collect()
 }
@@ -133,7 +134,7 @@ impl ScanLoop {
             &agent_analysis(&self.settings),
             now,
         );
-        let details = describe(
+        let units = units(
             &collector,
             &mut self.scan_cache,
             &snapshot,
@@ -161,7 +162,7 @@ impl ScanLoop {
         let view = ScanView {
             snapshot: &snapshot,
             analysis: &analysis,
-            details: &details,
+            units: &units,
             thresholds: &self.settings.thresholds,
             max_processes: self.settings.max_processes,
         };

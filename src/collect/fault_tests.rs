@@ -126,7 +126,7 @@ fn agent_counts(snap: &Snapshot, stats: &mut AgentStats) -> String {
     let view = ScanView {
         snapshot: snap,
         analysis: &analysis,
-        details: &[],
+        units: &[],
         thresholds: &Thresholds::default(),
         max_processes: 10,
     };

@@ -113,7 +113,7 @@ pub struct ScanCache {
     /// The namespace of each process, re-read every minute.
     netns: netns::PidNamespaces,
     /// What [`Collector::describe_unit_cached`] read, and when.
-    details: FxHashMap<ProcessKey, (Instant, ProcessDetails)>,
+    units: FxHashMap<ProcessKey, (Instant, Option<String>)>,
     /// The host name and kernel release, and when they were read.
     host_names: Option<(Instant, String, String)>,
 }
@@ -297,7 +297,7 @@ impl Collector {
             }),
         }
         if let Some(cache) = cache {
-            cache.details.retain(|key, _| {
+            cache.units.retain(|key, _| {
                 snap.processes
                     .binary_search_by_key(&key.pid, |p| p.key.pid)
                     .is_ok_and(|i| snap.processes[i].key == *key)
@@ -427,16 +427,16 @@ impl Collector {
         &self,
         key: ProcessKey,
         cache: &mut ScanCache,
-    ) -> Result<ProcessDetails, Skip> {
+    ) -> Result<Option<String>, Skip> {
         let now = Instant::now();
-        if let Some((at, details)) = cache.details.get(&key) {
+        if let Some((at, unit)) = cache.units.get(&key) {
             if now.duration_since(*at) < DETAILS_EVERY {
-                return Ok(details.clone());
+                return Ok(unit.clone());
             }
         }
-        let details = self.root.describe_unit(key)?;
-        cache.details.insert(key, (now, details.clone()));
-        Ok(details)
+        let unit = self.root.describe_unit(key)?;
+        cache.units.insert(key, (now, unit.clone()));
+        Ok(unit)
     }
 }
 

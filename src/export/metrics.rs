@@ -11,7 +11,7 @@ use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::analyse::{Analysis, Thresholds};
-use crate::model::{ProcessDetails, ScanError, Snapshot, TcpState};
+use crate::model::{ScanError, Snapshot, TcpState};
 
 /// The Content-Type Prometheus expects for the text format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -45,8 +45,10 @@ impl AgentStats {
 pub struct ScanView<'a> {
     pub snapshot: &'a Snapshot,
     pub analysis: &'a Analysis,
-    /// Parallel to `analysis.processes` (at least the exported prefix).
-    pub details: &'a [Option<ProcessDetails>],
+    /// The `unit` label of each of `analysis.processes` (at least the
+    /// exported prefix): the only detail of a process the exporter gets, so
+    /// no command line can become a label.
+    pub units: &'a [Option<String>],
     pub thresholds: &'a Thresholds,
     pub max_processes: usize,
 }
@@ -199,12 +201,7 @@ pub fn render(view: &ScanView<'_>, stats: &AgentStats) -> Result<String, prometh
             continue;
         };
         let pid = info.key.pid.to_string();
-        let unit = view
-            .details
-            .get(i)
-            .and_then(|d| d.as_ref())
-            .and_then(|d| d.unit.as_deref())
-            .unwrap_or("");
+        let unit = view.units.get(i).and_then(|u| u.as_deref()).unwrap_or("");
         let labels = [pid.as_str(), info.comm.as_str(), unit];
         let s = &p.sockets;
         for (state, total, n_stale, age) in [

@@ -333,12 +333,11 @@ impl ProcRoot {
         self.details(key, true)
     }
 
-    /// The one detail the agent's labels use, the systemd unit: the agent
-    /// never reads a command line or an executable path, so neither can end
-    /// up in a label or a log line. `exe`, `cmdline` and `netns` are left
-    /// empty.
-    pub fn describe_unit(&self, key: ProcessKey) -> Result<ProcessDetails, Skip> {
-        self.details(key, false)
+    /// The one detail the agent's labels use, the systemd unit (`None`:
+    /// none found): the agent never reads a command line or an executable
+    /// path, so neither can end up in a label or a log line.
+    pub fn describe_unit(&self, key: ProcessKey) -> Result<Option<String>, Skip> {
+        Ok(self.details(key, false)?.unit)
     }
 
     fn details(&self, key: ProcessKey, all: bool) -> Result<ProcessDetails, Skip> {
