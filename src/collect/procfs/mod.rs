@@ -594,6 +594,10 @@ impl WalkContext<'_> {
         };
         let fds = &mut table.fds;
         fds.limit = match read_at(&dir, c"limits", &mut scratch.file, Read::SeqFile) {
+            // The kernel writes nothing once the task has been released
+            // (reaped: lock_task_sighand fails), for an instant before its
+            // pid goes: it has exited, not failed.
+            Ok([]) => return Err(Skip::Vanished),
             Ok(text) => parse::max_open_files(text).map_err(|e| Skip::Failed(e.to_string()))?,
             Err(e) => match skip(e) {
                 Skip::Vanished => return Err(Skip::Vanished),
