@@ -38,7 +38,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -170,23 +170,6 @@ impl Incarnation {
     }
 }
 
-/// Where cargo put the example (see common's fixture_path).
-fn churn_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary under target/<profile>/deps");
-    let path = profile_dir.join("examples").join("churn");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build --examples` (plain `cargo test` builds \
-         examples; `--test churn` alone does not)",
-        path.display()
-    );
-    path
-}
-
 /// Names for churn's processes that no other churn on the host uses (the
 /// prefix carries this test process's pid, base 36), so that the processes
 /// of another churn (another test at the same time) are not taken for ours.
@@ -214,7 +197,7 @@ struct Churn {
 impl Churn {
     /// Starts churn and reads its first line.
     fn start(record: &Path) -> (Churn, Ready) {
-        let mut child = Command::new(churn_path())
+        let mut child = Command::new(common::example_path("churn"))
             .args(["--rate", &RATE.to_string()])
             .args(["--duration", &DURATION.as_secs().to_string()])
             .arg("--record")

@@ -170,15 +170,19 @@ impl Scenario {
     }
 }
 
-/// Where cargo put the example: integration tests run from
-/// target/<profile>/deps/, examples live in target/<profile>/examples/.
 fn fixture_path() -> PathBuf {
+    example_path("fixture")
+}
+
+/// Where cargo put an example: integration tests run from
+/// target/<profile>/deps/, examples live in target/<profile>/examples/.
+pub fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test binary under target/<profile>/deps");
-    let path = profile_dir.join("examples").join("fixture");
+    let path = profile_dir.join("examples").join(name);
     assert!(
         path.is_file(),
         "{} is missing: build it with `cargo build --examples` (plain `cargo test` and \
