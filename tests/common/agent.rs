@@ -109,7 +109,11 @@ impl Agent {
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                eprintln!("agent: {line}");
+                // Debug lines (one a scan) only to the channel: echoed, they
+                // bury a failed test's message in the output CI keeps.
+                if !line.contains(" DEBUG]") {
+                    eprintln!("agent: {line}");
+                }
                 if tx.send(line).is_err() {
                     break;
                 }
