@@ -43,7 +43,11 @@ SAMPLE_EVERY=${SAMPLE_EVERY:-10}  # seconds between samples
 TABLE_EVERY=${TABLE_EVERY:-120}   # seconds between rows of the RSS table (a multiple of SAMPLE_EVERY)
 CAP_MARGIN=${CAP_MARGIN:-120}     # seconds: the warm-up lasts this long after the leaker capped ...
 FILL_MARGIN=${FILL_MARGIN:-60}    # ... and this long after the growth window filled and the first periodic full walk
-REFERENCE_SPAN=${REFERENCE_SPAN:-60} # seconds: the RSS reference is the peak of the warm-up's last span
+# seconds: the RSS reference is the peak of the warm-up's last span. RSS swings
+# by ~5 MiB with the periodic full walk (every 300 scans at 1 s), so the span
+# covers one whole cycle and a minute: a shorter one reads whichever phase the
+# warm-up ends in (a 60 s span caught a trough in a 60-minute run).
+REFERENCE_SPAN=${REFERENCE_SPAN:-360}
 RSS_BOUND_KIB=${RSS_BOUND_KIB:-2048} # RSS may rise this much above the reference after the warm-up ...
 RSS_BOUND_PCT=${RSS_BOUND_PCT:-5} # ... or this % of the reference, whichever is larger
 SCAN_SLACK_PCT=${SCAN_SLACK_PCT:-5} # scans_total at least (100 - this) % of elapsed / interval
