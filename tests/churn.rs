@@ -37,11 +37,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -49,6 +47,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use common::agent::{request, sample, Agent};
+use common::helper::Helper;
 
 /// Forks a second asked of churn: comfortably above the 500 required.
 const RATE: u32 = 750;
@@ -186,92 +185,35 @@ fn comm_prefix() -> String {
     "cw".chars().chain(digits.into_iter().rev()).collect()
 }
 
-/// A running churn. Dropped while it runs (a failed test): EOF on its
-/// stdin and SIGTERM by pid, then SIGKILL; what it forked dies with it
-/// (PR_SET_PDEATHSIG).
-struct Churn {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+/// Starts churn and reads its first line. Dropped while it runs (a failed
+/// test), the helper gets EOF on its stdin, then SIGKILL; what it forked
+/// dies with it (PR_SET_PDEATHSIG).
+fn start_churn(record: &Path) -> (Helper, Ready) {
+    let args = [
+        "--rate".to_string(),
+        RATE.to_string(),
+        "--duration".to_string(),
+        DURATION.as_secs().to_string(),
+        "--record".to_string(),
+        record.display().to_string(),
+        "--comm-prefix".to_string(),
+        comm_prefix(),
+    ];
+    let (churn, line) = Helper::start("churn", &args, START_WITHIN);
+    let ready: Ready =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("churn's first line ({e}): {line}"));
+    assert_eq!(ready.parent, churn.child.id(), "{line}");
+    (churn, ready)
 }
 
-impl Churn {
-    /// Starts churn and reads its first line.
-    fn start(record: &Path) -> (Churn, Ready) {
-        let mut child = Command::new(common::example_path("churn"))
-            .args(["--rate", &RATE.to_string()])
-            .args(["--duration", &DURATION.as_secs().to_string()])
-            .arg("--record")
-            .arg(record)
-            .args(["--comm-prefix", &comm_prefix()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start churn");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let churn = Churn { child, lines };
-        let line = churn.line(START_WITHIN, "first line");
-        let ready: Ready = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("churn's first line ({e}): {line}"));
-        assert_eq!(ready.parent, churn.child.id(), "{line}");
-        (churn, ready)
-    }
-
-    fn line(&self, within: Duration, what: &str) -> String {
-        self.lines
-            .recv_timeout(within)
-            .unwrap_or_else(|e| panic!("churn: no {what} within {within:?} ({e})"))
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits for its summary line and its exit (status 0 expected: checked
-    /// by the caller, which prints the summary first).
-    fn finish(&mut self) -> (Summary, Option<i32>) {
-        let line = self.line(END_WITHIN, "summary line");
-        let summary: Summary = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("churn's summary line ({e}): {line}"));
-        eprintln!("churn: {line}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.running() {
-            assert!(
-                Instant::now() < deadline,
-                "churn did not exit after its summary"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-        let code = self.child.wait().ok().and_then(|s| s.code());
-        (summary, code)
-    }
-}
-
-impl Drop for Churn {
-    fn drop(&mut self) {
-        if !self.running() {
-            return;
-        }
-        drop(self.child.stdin.take());
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: plain syscall on our unreaped child.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.running() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits for churn's summary line and its exit (status 0 expected: checked
+/// by the caller, which prints the summary first).
+fn finish_churn(churn: &mut Helper) -> (Summary, Option<i32>) {
+    let line = churn.line(END_WITHIN, "summary line");
+    let summary: Summary = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("churn's summary line ({e}): {line}"));
+    eprintln!("churn: {line}");
+    (summary, churn.wait_exit(Duration::from_secs(30)))
 }
 
 // ------------------------------------------------------------- the truth
@@ -616,7 +558,7 @@ fn churn_of_processes_and_sockets_is_never_misattributed() {
         let (addr, done) = (agent.addr, done.clone());
         thread::spawn(move || scraper(addr, done))
     };
-    let (mut churn, ready) = Churn::start(record_file.path());
+    let (mut churn, ready) = start_churn(record_file.path());
     eprintln!(
         "churn {} (holder {}) started: {RATE} forks/s for {DURATION:?}",
         ready.parent, ready.holder
@@ -625,7 +567,7 @@ fn churn_of_processes_and_sockets_is_never_misattributed() {
         let done = done.clone();
         thread::spawn(move || reporter(done))
     };
-    let (summary, churn_exit) = churn.finish();
+    let (summary, churn_exit) = finish_churn(&mut churn);
     done.store(true, Ordering::SeqCst);
     let (scrapes, failed_scrapes) = scraping.join().expect("the scraper");
     let reports = reporting.join().expect("the reporter");

@@ -13,14 +13,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::agent::{sample, Agent};
+use common::helper::Helper;
 use common::Fixture;
 use serde_json::Value;
 
@@ -62,90 +59,13 @@ const WINDOW_MARGIN: f64 = 5.0;
 const RSS_BOUND_KIB: u64 = 256;
 const REFERENCE_SPAN: f64 = 10.0;
 
-/// Where cargo put an example (integration tests run from
-/// target/<profile>/deps/).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary under target/<profile>/deps")
-        .join("examples")
-        .join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build --examples`",
-        path.display()
-    );
-    path
-}
-
-/// A helper program (loadgen, churn) that prints one JSON line when ready
-/// and stops at EOF on its stdin. Dropped: EOF, up to 60 s to exit (churn
-/// reaps what it forked), then SIGKILL by pid; always reaped.
-struct Helper {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Helper {
-    /// Starts it and waits for its ready line (JSON).
-    fn start(program: PathBuf, args: &[String]) -> Helper {
-        let mut child = Command::new(&program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let helper = Helper { child, lines };
-        let line = helper
-            .lines
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|e| panic!("{}: no ready line ({e})", program.display()));
-        if let Err(e) = serde_json::from_str::<Value>(&line) {
-            panic!("{}: bad ready line ({e}): {line}", program.display());
-        }
-        helper
+/// Starts a helper (loadgen, churn) and checks that its ready line is JSON.
+fn start_helper(name: &str, args: &[String]) -> Helper {
+    let (helper, ready) = Helper::start(name, args, Duration::from_secs(120));
+    if let Err(e) = serde_json::from_str::<Value>(&ready) {
+        panic!("{name}: bad ready line ({e}): {ready}");
     }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// EOF on its stdin; waits for it to exit (60 s at most), else SIGKILL.
-    fn stop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.alive() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Stops it and returns the line it printed after the ready line, if
-    /// any (churn's summary).
-    fn finish(&mut self) -> Option<String> {
-        self.stop();
-        self.lines.recv_timeout(Duration::from_secs(1)).ok()
-    }
-}
-
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    helper
 }
 
 /// One sample, `t` seconds after the agent started.
@@ -364,8 +284,8 @@ fn ninety_seconds_of_load_leak_and_churn_keep_scans_complete_and_rss_flat() {
     if !common::root("the agent must read every process's fds") {
         return;
     }
-    let mut load = Helper::start(
-        example("loadgen"),
+    let mut load = start_helper(
+        "loadgen",
         &[
             "--processes".to_string(),
             LOAD.0.to_string(),
@@ -378,8 +298,8 @@ fn ninety_seconds_of_load_leak_and_churn_keep_scans_complete_and_rss_flat() {
     let nofile = format!("FIXTURE_NOFILE={LEAK_NOFILE}");
     let fixture = Fixture::start_with(&["env", &nofile], "cw-leak", Some(LEAK_RATE));
     let leaker = fixture.info.role("leaker").pids[0];
-    let mut churn = Helper::start(
-        example("churn"),
+    let mut churn = start_helper(
+        "churn",
         &[
             "--rate".to_string(),
             CHURN_RATE.to_string(),
@@ -420,7 +340,8 @@ fn ninety_seconds_of_load_leak_and_churn_keep_scans_complete_and_rss_flat() {
         "the agent exited"
     );
     // What churn did (its summary line; tests/churn.rs checks it is right).
-    let churned = churn.finish().unwrap_or_default();
+    churn.stop();
+    let churned = churn.next_line(Duration::from_secs(1)).unwrap_or_default();
     println!("churn: {churned}");
 
     // Every scan completed: /healthz said so at every sample, none recorded

@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod agent;
+pub mod helper;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
