@@ -652,16 +652,24 @@ fn read_eof(s: &mut TcpStream) {
 /// One scrape of the real agent, taken while this test process holds what
 /// makes the conditional per-process series appear: a stale CLOSE_WAIT, an
 /// owned FIN_WAIT_2 (the other end of it), a CLOSE_WAIT never accepted from
-/// a listen queue, and a deleted file still open.
+/// a listen queue (its client, half-closed, is a second FIN_WAIT_2), and a
+/// deleted file still open. Each socket is in its state before the agent
+/// starts: nothing races the scan.
 fn live_scrape() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
     let (mut server, _) = listener.accept().expect("accept");
     client.shutdown(Shutdown::Write).expect("half-close");
     read_eof(&mut server);
+    // The peer read EOF before its kernel ACKed the FIN: wait for that ACK.
+    common::wait_tcp_state(&client, common::TCP_FIN_WAIT2);
 
     let queue = TcpListener::bind("127.0.0.1:0").expect("bind");
-    drop(TcpStream::connect(queue.local_addr().expect("addr")).expect("connect"));
+    let queued = TcpStream::connect(queue.local_addr().expect("addr")).expect("connect");
+    queued.shutdown(Shutdown::Write).expect("half-close");
+    // FIN_WAIT_2 once the queued connection's kernel has ACKed the FIN, by
+    // which time that connection is in CLOSE_WAIT, still in the queue.
+    common::wait_tcp_state(&queued, common::TCP_FIN_WAIT2);
 
     let mut deleted = tempfile::tempfile().expect("a deleted temp file");
     deleted.write_all(&[0u8; 4096]).expect("write");
@@ -696,7 +704,7 @@ fn live_scrape() -> String {
              for the per-process metrics:\n{text}"
         );
     }
-    drop((client, server, queue, deleted));
+    drop((client, server, queue, queued, deleted));
     text
 }
 
