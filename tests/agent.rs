@@ -71,11 +71,14 @@ fn a_leaking_process_gets_series_and_loses_them_when_it_exits() {
         ),
         Some(1.0)
     );
+    // Nobody else is blamed for a CLOSE_WAIT. (A client may be listed, at
+    // 0, by a scan that caught it holding its half-closed socket in
+    // FIN_WAIT_2 for the moment before it closes it.)
     for pid in fixture.info.pids.iter().filter(|p| **p != server) {
         assert_eq!(
-            close_wait_series(&text, *pid),
-            None,
-            "pid {pid} holds nothing"
+            close_wait_series(&text, *pid).unwrap_or(0.0),
+            0.0,
+            "pid {pid} holds no CLOSE_WAIT"
         );
     }
 

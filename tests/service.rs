@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::agent::{sample, signal, Agent};
+use common::agent::{sample, signal, wait_for, Agent};
 use common::{Fixture, Netns};
 use serde_json::Value;
 
@@ -296,7 +296,18 @@ fn the_units_capabilities_are_enough_and_each_is_needed() {
         &["--interval", "1s", "--close-wait-age", "0s"],
         &[],
     );
-    let text = agent.metrics();
+    // Attribution is complete in a scan that finds every socket's owner.
+    // PID 1 of this sandbox is unreadable even to root (KERNEL-NOTES), so a
+    // scan is marked incomplete when a CLOSE_WAIT / FIN_WAIT_2 socket is
+    // closed between its dump and its /proc walk, as the tests running
+    // alongside (their fixtures, their HTTP clients) may do at any moment:
+    // wait for a scan without that race. A missing capability leaves the
+    // fixtures' owners unread at every scan (the controls below).
+    let complete = |t: &str| sample(t, "closewatch_attribution_complete", &[]) == Some(1.0);
+    let text = wait_for(Duration::from_secs(30), || {
+        Some(agent.metrics()).filter(|t| complete(t))
+    })
+    .unwrap_or_else(|| agent.metrics());
     for (pid, held) in [(host_pid, 3.0), (inside_pid, 2.0)] {
         assert_eq!(
             sample(

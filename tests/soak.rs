@@ -319,6 +319,9 @@ fn ninety_seconds_of_load_leak_and_churn_keep_scans_complete_and_rss_flat() {
             &format!("{}s", GROWTH_WINDOW.as_secs()),
         ],
     );
+    // Sampling starts once the first (cold, full-walk) scan has completed:
+    // /healthz is 503 until then, by design.
+    agent.metrics();
     let started = Instant::now();
 
     let mut samples = Vec::new();

@@ -269,8 +269,16 @@ fn signal_and_see(
         })
     });
     // The hard property: the right processes, the right counts, nobody else.
+    // (Another pid may be listed, at 0 CLOSE_WAIT: late-close's server holds
+    // each half-closed socket in FIN_WAIT_2 for a moment before it closes
+    // it, after the pool's sockets are already in CLOSE_WAIT.)
     for pid in all.iter().filter(|p| !expect.iter().any(|(e, _)| e == *p)) {
-        assert_eq!(seen.close_wait(*pid), None, "pid {pid}: {}", seen.text);
+        assert_eq!(
+            seen.close_wait(*pid).unwrap_or(0.0),
+            0.0,
+            "pid {pid}: {}",
+            seen.text
+        );
     }
     (before, seen)
 }
