@@ -321,7 +321,8 @@ fn the_units_capabilities_are_enough_and_each_is_needed() {
     }
     assert_eq!(
         sample(&text, "closewatch_attribution_complete", &[]),
-        Some(1.0)
+        Some(1.0),
+        "no scan in 30 s with complete attribution:\n{text}"
     );
     assert!(!text.contains("\nclosewatch_netns_unscanned{"), "{text}");
     drop(agent);
