@@ -296,13 +296,14 @@ fn the_units_capabilities_are_enough_and_each_is_needed() {
         &["--interval", "1s", "--close-wait-age", "0s"],
         &[],
     );
-    // Attribution is complete in a scan that finds every socket's owner.
-    // PID 1 of this sandbox is unreadable even to root (KERNEL-NOTES), so a
-    // scan is marked incomplete when a CLOSE_WAIT / FIN_WAIT_2 socket is
-    // closed between its dump and its /proc walk, as the tests running
-    // alongside (their fixtures, their HTTP clients) may do at any moment:
-    // wait for a scan without that race. A missing capability leaves the
-    // fixtures' owners unread at every scan (the controls below).
+    // Attribution is complete in a scan that finds every stale socket's
+    // owner. PID 1 of this sandbox is unreadable even to root (KERNEL-NOTES),
+    // and at --close-wait-age 0s every socket is stale at once: a scan is
+    // marked incomplete when a socket of the tests running alongside (their
+    // fixtures, their HTTP clients) is missed by the scan's /proc walk, as a
+    // cached walk may for a socket it will place at the next scan. Wait for
+    // a scan without that race. A missing capability leaves the fixtures'
+    // owners unread at every scan (the controls below).
     let complete = |t: &str| sample(t, "closewatch_attribution_complete", &[]) == Some(1.0);
     let text = wait_for(Duration::from_secs(30), || {
         Some(agent.metrics()).filter(|t| complete(t))

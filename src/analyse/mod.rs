@@ -192,8 +192,15 @@ pub struct Analysis {
     pub host_findings: Vec<Finding>,
     /// `only_pids` entries the snapshot does not hold.
     pub missing_pids: Vec<u32>,
-    /// False when sockets lack an owner *and* some processes could not be
-    /// read: the owners shown may then be incomplete (never wrong).
+    /// Stale CLOSE_WAIT / FIN_WAIT_2 sockets (older than their check's
+    /// minimum age) that no process we could read held.
+    pub unknown_owner_stale: u64,
+    /// False when stale sockets lack an owner *and* some processes could not
+    /// be read: a leak may then go unnamed (owners shown are never wrong).
+    /// Fresh sockets without an owner do not count: most were closed between
+    /// the dump and the walk, or sit under an fd a cached walk did not
+    /// re-read (it looks for them at the next scan), and none of them can be
+    /// a leak yet.
     pub attribution_complete: bool,
 }
 
@@ -533,7 +540,7 @@ pub fn analyse(
     } else {
         process_worst.max(host_worst)
     });
-    let unknown = un.close_wait_unknown_owner + un.fin_wait2_unknown_owner;
+    let unknown_owner_stale = cw_unknown_stale + fw2_unknown_stale;
     Analysis {
         status,
         tcp_states: snapshot.state_counts(),
@@ -541,7 +548,8 @@ pub fn analyse(
         processes,
         host_findings,
         missing_pids,
-        attribution_complete: unknown == 0 || snapshot.skipped.permission_denied == 0,
+        unknown_owner_stale,
+        attribution_complete: unknown_owner_stale == 0 || snapshot.skipped.permission_denied == 0,
     }
 }
 

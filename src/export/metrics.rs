@@ -370,7 +370,7 @@ pub fn render(view: &ScanView<'_>, stats: &AgentStats) -> Result<String, prometh
         .set(snap.skipped.failed as i64);
     m.int_gauge(
         "closewatch_attribution_complete",
-        "0 when sockets lack a known owner while some processes could not be read (run as root).",
+        "0 when stale sockets lack a known owner while some processes could not be read (run as root).",
         &[],
     )?
     .with_label_values(NO_LABELS)

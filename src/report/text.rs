@@ -315,7 +315,7 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
                 &format!(
                     "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; \
                      run as root to name every owner",
-                    count(unknown, "socket", "sockets"),
+                    count(a.unknown_owner_stale, "stale socket", "stale sockets"),
                     count(sk.permission_denied, "process", "processes"),
                 )
             )
