@@ -333,15 +333,16 @@ fn unaccepted_connections_name_the_listeners_owner() {
     assert!(p.peers.is_empty());
 }
 
-#[test]
-fn unknown_owners_while_processes_were_unreadable_mean_incomplete_attribution() {
+/// One CLOSE_WAIT `age_s` old that no process holds, while 3 processes
+/// could not be read.
+fn unowned_close_wait(age_s: u32) -> Snapshot {
     let mut snap = snapshot(
         vec![sock(
             TcpState::CloseWait,
             100,
             "127.0.0.1:80",
             "127.0.0.1:5000",
-            300,
+            age_s,
             0,
         )],
         vec![process(10, "mine", 5, Some(1024), &[])],
@@ -350,6 +351,12 @@ fn unknown_owners_while_processes_were_unreadable_mean_incomplete_attribution() 
         permission_denied: 3,
         ..Skipped::default()
     };
+    snap
+}
+
+#[test]
+fn unknown_owners_while_processes_were_unreadable_mean_incomplete_attribution() {
+    let mut snap = unowned_close_wait(300);
     let a = run(&snap, &Settings::default());
     assert!(!a.attribution_complete);
     assert_eq!(a.unattributed.close_wait_unknown_owner, 1);
@@ -373,18 +380,7 @@ fn unknown_owners_while_processes_were_unreadable_mean_incomplete_attribution() 
 fn fresh_sockets_without_an_owner_leave_attribution_complete() {
     // 5 s old, under the 60 s default: closed mid-scan, or not yet placed by
     // a cached walk; it cannot be a leak yet, whoever holds it.
-    let mut snap = snapshot(
-        vec![sock(
-            TcpState::CloseWait,
-            100,
-            "127.0.0.1:80",
-            "127.0.0.1:5000",
-            5,
-            0,
-        )],
-        vec![process(10, "mine", 5, Some(1024), &[])],
-    );
-    snap.skipped.permission_denied = 3;
+    let snap = unowned_close_wait(5);
     let a = run(&snap, &Settings::default());
     assert_eq!(a.unattributed.close_wait_unknown_owner, 1);
     assert_eq!(a.unknown_owner_stale, 0);
