@@ -170,3 +170,16 @@ fn no_second_dump_while_every_socket_has_an_owner() {
     );
     assert_eq!(source.1.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn without_a_walk_of_proc_no_socket_is_dumped_again() {
+    // /proc unreadable: no owner is known, so "no owner found" says nothing
+    // about a socket being closed.
+    let source = Arc::new(Closing::new(false));
+    let snap = Collector::new(ProcRoot::new(golden().join("no-such-proc")))
+        .with_sockets(source.clone())
+        .scan();
+    assert!(snap.errors.iter().any(|e| e.stage == Stage::Procfs));
+    assert_eq!(source.calls.load(Ordering::Relaxed), 1);
+    assert!(has(&snap, CLOSED) && has(&snap, KEPT));
+}

@@ -265,6 +265,9 @@ impl Collector {
                 .walk_cached(&pids, &wanted, self.threads, &mut cache.walk),
             None => self.root.walk(&pids, &wanted, self.threads),
         };
+        // Without a walk of /proc, no socket's owner is known: none is
+        // dumped again.
+        let walked = walk.is_ok() && !pids.is_empty();
         match walk {
             Ok(walk) => {
                 snap.walk = walk.stats;
@@ -296,7 +299,9 @@ impl Collector {
                 message: e.to_string(),
             }),
         }
-        self.drop_closed_unowned(&mut snap, own, &namespaces);
+        if walked {
+            self.drop_closed_unowned(&mut snap, own, &namespaces);
+        }
         if let Some(cache) = cache {
             cache.units.retain(|key, _| {
                 snap.processes
