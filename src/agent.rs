@@ -183,12 +183,11 @@ impl ScanLoop {
             humantime::format_duration(Duration::from_millis(snapshot.duration.as_millis() as u64)),
         ));
         log::debug!(
-            "scan {} took {:?}: {} flagged sockets ({} more closed mid-scan), \
-             {} processes listed, {} fd links read, {} fd tables from the cache{}",
+            "scan {} took {:?}: {} flagged sockets, {} processes listed, \
+             {} fd links read, {} fd tables from the cache{}",
             self.stats.scans,
             snapshot.duration,
             snapshot.sockets.len(),
-            snapshot.closed_mid_scan,
             analysis.processes.len(),
             snapshot.walk.links_read,
             snapshot.walk.processes_reused,

@@ -429,10 +429,6 @@ pub struct Snapshot {
     pub netns_unknown_processes: u64,
     /// What the /proc walk read (and what it took from its cache).
     pub walk: WalkStats,
-    /// Flagged sockets the walk found no owner for that a second dump no
-    /// longer showed (closed between the dump and the walk): left out of
-    /// `sockets`, so they are not counted as sockets of an unknown owner.
-    pub closed_mid_scan: u64,
 }
 
 impl Snapshot {

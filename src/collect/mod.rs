@@ -225,7 +225,7 @@ impl Collector {
                     .collect()
             })
             .unwrap_or_default();
-        let (mut tables, own, namespaces) = self.dump_namespaces(
+        let mut tables = self.dump_namespaces(
             &pids,
             &mut snap,
             &counted_recently,
@@ -265,9 +265,6 @@ impl Collector {
                 .walk_cached(&pids, &wanted, self.threads, &mut cache.walk),
             None => self.root.walk(&pids, &wanted, self.threads),
         };
-        // Without a walk of /proc, no socket's owner is known: none is
-        // dumped again.
-        let walked = walk.is_ok() && !pids.is_empty();
         match walk {
             Ok(walk) => {
                 snap.walk = walk.stats;
@@ -299,9 +296,6 @@ impl Collector {
                 message: e.to_string(),
             }),
         }
-        if walked {
-            self.drop_closed_unowned(&mut snap, own, &namespaces);
-        }
         if let Some(cache) = cache {
             cache.units.retain(|key, _| {
                 snap.processes
@@ -313,89 +307,16 @@ impl Collector {
         snap
     }
 
-    /// Of the flagged sockets held by a file, those the walk found no
-    /// process holding are dumped again, in their namespaces only. Those the
-    /// second dump no longer shows with the same inode and state were closed
-    /// between the first dump and the walk (a server closing its
-    /// connections as fast as its clients hang up has a few in CLOSE_WAIT at
-    /// any instant): they leave the snapshot rather than count as sockets of
-    /// an unknown owner, which with any process unreadable would also mark
-    /// the scan's attribution incomplete. A namespace whose second dump fails
-    /// keeps its sockets as they were. Nothing is dumped while every socket
-    /// has an owner.
-    fn drop_closed_unowned(
-        &self,
-        snap: &mut Snapshot,
-        own: NetnsId,
-        namespaces: &[netns::Namespace],
-    ) {
-        let owned: FxHashSet<u64> = snap
-            .processes
-            .iter()
-            .flat_map(|p| p.sockets.iter().map(|s| s.inode))
-            .collect();
-        let unowned = |s: &crate::model::TcpSocket| s.inode != 0 && !owned.contains(&s.inode);
-        let mut again: Vec<NetnsId> = snap
-            .sockets
-            .iter()
-            .filter(|s| unowned(s))
-            .map(|s| s.netns)
-            .collect();
-        again.sort_unstable();
-        again.dedup();
-        let mut dumped: FxHashSet<NetnsId> = FxHashSet::default();
-        let mut still: FxHashSet<(NetnsId, u64, crate::model::TcpState)> = FxHashSet::default();
-        for id in again {
-            let result = if id == own || !self.sockets.every_namespace() {
-                Ok(self.sockets.tables(id, false))
-            } else if let Some(ns) = namespaces.iter().find(|ns| ns.id == id) {
-                netns::run_in(ns, || self.sockets.tables(id, false))
-            } else {
-                continue;
-            };
-            let Ok((tables, errors)) = result else {
-                continue;
-            };
-            if !errors.is_empty() {
-                continue;
-            }
-            dumped.insert(id);
-            still.extend(
-                tables
-                    .flagged
-                    .iter()
-                    .filter(|s| s.inode != 0)
-                    .map(|s| (id, s.inode, s.state)),
-            );
-        }
-        if dumped.is_empty() {
-            return;
-        }
-        let before = snap.sockets.len();
-        snap.sockets.retain(|s| {
-            !unowned(s)
-                || !dumped.contains(&s.netns)
-                || still.contains(&(s.netns, s.inode, s.state))
-        });
-        snap.closed_mid_scan = (before - snap.sockets.len()) as u64;
-    }
-
     /// Dumps every namespace the source can reach: its own directly, the
     /// others from a thread that has entered each. Namespaces that cannot be
     /// entered are recorded with the reason; none is skipped silently.
-    /// Returns the tables, the collector's own namespace, and the namespaces
-    /// found (to dump some again).
     fn dump_namespaces(
         &self,
         pids: &[u32],
         snap: &mut Snapshot,
         counted_recently: &FxHashSet<NetnsId>,
         known: Option<&mut netns::PidNamespaces>,
-    ) -> (
-        Vec<(NetnsScan, sockdiag::TcpTables)>,
-        NetnsId,
-        Vec<netns::Namespace>,
-    ) {
+    ) -> Vec<(NetnsScan, sockdiag::TcpTables)> {
         let counts = |id: NetnsId| !counted_recently.contains(&id);
         let own = match self.sockets.namespace() {
             Ok(id) => id,
@@ -490,7 +411,7 @@ impl Collector {
             });
             record(snap, ns.id, ns.processes, result);
         }
-        (out, own, discovery.namespaces)
+        out
     }
 
     /// Reads what a report shows of one process (exe, cmdline, unit, netns).
@@ -522,7 +443,3 @@ impl Collector {
 #[cfg(test)]
 #[path = "fault_tests.rs"]
 mod fault_tests;
-
-#[cfg(test)]
-#[path = "mid_scan_tests.rs"]
-mod mid_scan_tests;
