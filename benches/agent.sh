@@ -44,8 +44,8 @@ BUILD_TIMEOUT=${BUILD_TIMEOUT:-900} # seconds, cargo build
 SETTLE_SECONDS=${SETTLE_SECONDS:-20} # at most, for the host to go quiet after the setup
 MAX_SECONDS=${MAX_SECONDS:-2400}  # the whole script, checked between steps
 
-# The agent's caches (src/collect/procfs/mod.rs FULL_WALK_EVERY,
-# src/collect/mod.rs STATE_COUNTS_EVERY): a cached scan reads only the fd
+# The agent's caches (src/collect/cache.rs FULL_WALK_EVERY and
+# STATE_COUNTS_EVERY): a cached scan reads only the fd
 # tables whose fd count changed and dumps only CLOSE_WAIT|FIN_WAIT_2|LISTEN;
 # every 300 s the /proc walk is full again, and every 60 s a scan also dumps
 # every state to count them. Used here only to place and label the windows.

@@ -59,7 +59,7 @@ BUILD_TIMEOUT=${BUILD_TIMEOUT:-900} # seconds, cargo build
 SETTLE_SECONDS=${SETTLE_SECONDS:-20} # at most, for the host to go quiet after the setup
 
 # The agent reads every fd table again every FULL_WALK_EVERY seconds
-# (src/collect/procfs/mod.rs), its first periodic full walk sets its memory's
+# (src/collect/cache.rs), its first periodic full walk sets its memory's
 # high-water mark: the warm-up holds it.
 FULL_WALK_EVERY=300
 

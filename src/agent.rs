@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -14,12 +14,13 @@ use signal_hook::iterator::Signals;
 
 use crate::analyse::{self, Analysis, History, Status};
 use crate::cli::Cli;
-use crate::collect::{Collector, ScanCache};
+use crate::collect::{Collector, ScanCache, ScanTime};
 use crate::config::{self, Settings};
 use crate::export::http::{self, Limits, Published, Shared};
 use crate::export::metrics::{self, AgentStats, ScanView};
 use crate::export::sdnotify::Notifier;
 use crate::model::Snapshot;
+use crate::sync;
 
 /// Processes at this share of their fd limit get series before any finding.
 pub const WORTH_A_LOOK_FD_UTILIZATION: f64 = 0.5;
@@ -39,20 +40,14 @@ struct Control {
 
 impl Control {
     fn request(&self, f: impl FnOnce(&mut Requests)) {
-        let mut g = match self.requests.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = sync::lock(&self.requests);
         f(&mut g);
         self.wake.notify_all();
     }
 
     /// Sleeps until `deadline` or until a request arrives; takes the requests.
     fn wait(&self, deadline: Instant) -> Requests {
-        let mut g = match self.requests.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut g = sync::lock(&self.requests);
         loop {
             if g.stop || g.reload {
                 return std::mem::take(&mut *g);
@@ -61,10 +56,7 @@ impl Control {
             if now >= deadline {
                 return Requests::default();
             }
-            g = match self.wake.wait_timeout(g, deadline - now) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            g = sync::wait_timeout(&self.wake, g, deadline - now);
         }
     }
 }
@@ -86,21 +78,23 @@ fn agent_analysis(settings: &Settings) -> analyse::Settings {
 }
 
 /// The unit label of each process that gets series, read when a process
-/// first gets them and then every [`DETAILS_EVERY`](crate::collect::DETAILS_EVERY).
+/// first gets them and then every [`DETAILS_EVERY`](crate::collect::cache::DETAILS_EVERY).
 fn units(
     collector: &Collector,
     cache: &mut ScanCache,
     snapshot: &Snapshot,
     analysis: &Analysis,
     max: usize,
+    now: Instant,
 ) -> Vec<Option<String>> {
     analysis
         .processes
         .iter()
         .take(max)
         .map(|p| {
+            let key = snapshot.processes.get(p.index)?.key;
             collector
-                .describe_unit_cached(snapshot.processes.get(p.index)?.key, cache)
+                .describe_unit_cached(key, cache, now)
                 .ok()
                 .flatten()
         })
@@ -108,8 +102,11 @@ fn units(
 }
 
 struct ScanLoop {
+    /// The flags, which a reloaded config file does not override.
     cli: Cli,
     settings: Settings,
+    /// Built from `settings`; rebuilt only when a reload succeeds.
+    collector: Collector,
     history: History,
     /// What the last scan read: a process whose fd count did not change is
     /// not walked again, and every state is counted at most once a minute.
@@ -122,43 +119,29 @@ struct ScanLoop {
 }
 
 impl ScanLoop {
+    /// One scan: collect, judge, publish the metrics, tell systemd and the
+    /// log.
     fn scan_once(&mut self) {
-        let collector = self.settings.collector();
-        let snapshot = collector.scan_cached(&mut self.scan_cache);
-        let now = snapshot.scanned_at.unwrap_or_else(SystemTime::now);
+        let at = ScanTime::now();
+        let snapshot = self.collector.scan_cached(&mut self.scan_cache, at);
         self.history
-            .observe(&snapshot, now, self.settings.fd_growth_window);
+            .observe(&snapshot, at.wall, self.settings.fd_growth_window);
         let analysis = analyse::analyse(
             &snapshot,
             &self.history,
             &agent_analysis(&self.settings),
-            now,
+            at.wall,
         );
         let units = units(
-            &collector,
+            &self.collector,
             &mut self.scan_cache,
             &snapshot,
             &analysis,
             self.settings.max_processes,
+            at.mono,
         );
-
         self.stats.count_scan(&snapshot.errors);
-        for e in &snapshot.errors {
-            log::warn!("scan error ({}): {}", e.stage.name(), e.message);
-        }
-        if self.last_status != Some(analysis.status) {
-            let with_findings = analysis
-                .processes
-                .iter()
-                .filter(|p| !p.findings.is_empty())
-                .count();
-            log::info!(
-                "status {}: {with_findings} processes with findings, {} host findings",
-                analysis.status.name(),
-                analysis.host_findings.len()
-            );
-            self.last_status = Some(analysis.status);
-        }
+        self.log_scan(&snapshot, &analysis);
         let view = ScanView {
             snapshot: &snapshot,
             analysis: &analysis,
@@ -182,6 +165,26 @@ impl ScanLoop {
             analysis.processes.len(),
             humantime::format_duration(Duration::from_millis(snapshot.duration.as_millis() as u64)),
         ));
+    }
+
+    /// Errors as warnings, a change of status as info, every scan at debug.
+    fn log_scan(&mut self, snapshot: &Snapshot, analysis: &Analysis) {
+        for e in &snapshot.errors {
+            log::warn!("scan error ({}): {}", e.stage.name(), e.message);
+        }
+        if self.last_status != Some(analysis.status) {
+            let with_findings = analysis
+                .processes
+                .iter()
+                .filter(|p| !p.findings.is_empty())
+                .count();
+            log::info!(
+                "status {}: {with_findings} processes with findings, {} host findings",
+                analysis.status.name(),
+                analysis.host_findings.len()
+            );
+            self.last_status = Some(analysis.status);
+        }
         log::debug!(
             "scan {} took {:?}: {} flagged sockets, {} processes listed, \
              {} fd links read, {} fd tables from the cache{}",
@@ -212,6 +215,7 @@ impl ScanLoop {
                 }
                 let listen = self.settings.listen;
                 self.settings = Settings { listen, ..new };
+                self.collector = self.settings.collector();
                 self.shared.set_interval(self.settings.interval);
                 self.stats.reloads_ok += 1;
                 self.stats.last_reload_ok = true;
@@ -269,22 +273,10 @@ impl ScanLoop {
     }
 }
 
-/// Runs the agent until SIGTERM or SIGINT.
+/// Runs the agent until SIGTERM or SIGINT: binds the listener, starts the
+/// signal and scan threads, and serves HTTP on this one.
 pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
-    let listener = std::net::TcpListener::bind(settings.listen)
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    listener.set_nonblocking(true)?;
-    // std listens with a backlog of 128; a flood of connections (reconnecting
-    // slowloris clients) overflows it and the kernel drops a scraper's SYN.
-    // The kernel caps this at net.core.somaxconn.
-    rustix::net::listen(&listener, LISTEN_BACKLOG).context("setting the listen backlog")?;
-    let bound: SocketAddr = listener.local_addr()?;
-    log::info!(
-        "closewatch {} listening on http://{bound}/metrics, scanning every {}",
-        env!("CARGO_PKG_VERSION"),
-        humantime::format_duration(settings.interval)
-    );
-
+    let listener = listen(&settings)?;
     let notifier = Arc::new(Notifier::from_env().unwrap_or_else(|e| {
         log::warn!("not notifying systemd: {e}");
         Notifier::disabled()
@@ -297,32 +289,11 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     }
     let shared = Arc::new(Shared::new(settings.interval));
     let control = Arc::new(Control::default());
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
-    let signal_control = control.clone();
-    let signal_notifier = notifier.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig == SIGHUP {
-                    log::info!("SIGHUP: reloading the config");
-                    signal_control.request(|r| r.reload = true);
-                } else {
-                    log::info!("signal {sig}: shutting down");
-                    signal_notifier.stopping();
-                    signal_control.request(|r| r.stop = true);
-                    let _ = stop_tx.send(true);
-                    break;
-                }
-            }
-        })
-        .context("starting the signal thread")?;
-
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    handle_signals(control.clone(), notifier.clone(), stop_tx)?;
     let scan_loop = ScanLoop {
         cli,
+        collector: settings.collector(),
         settings,
         history: History::default(),
         scan_cache: ScanCache::default(),
@@ -348,7 +319,65 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             scan_loop.run()
         })
         .context("starting the scan thread")?;
+    serve(listener, shared, stop_rx)?;
+    // A scan in progress is abandoned: it holds nothing that needs cleanup.
+    log::info!("stopped");
+    Ok(())
+}
 
+/// The bound, non-blocking listener; its address is logged.
+fn listen(settings: &Settings) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    listener.set_nonblocking(true)?;
+    // std listens with a backlog of 128; a flood of connections (reconnecting
+    // slowloris clients) overflows it and the kernel drops a scraper's SYN.
+    // The kernel caps this at net.core.somaxconn.
+    rustix::net::listen(&listener, LISTEN_BACKLOG).context("setting the listen backlog")?;
+    let bound: SocketAddr = listener.local_addr()?;
+    log::info!(
+        "closewatch {} listening on http://{bound}/metrics, scanning every {}",
+        env!("CARGO_PKG_VERSION"),
+        humantime::format_duration(settings.interval)
+    );
+    Ok(listener)
+}
+
+/// A thread that turns SIGHUP into a reload request and SIGTERM or SIGINT
+/// into a stop (of the scan loop and, through `stop`, of the server).
+fn handle_signals(
+    control: Arc<Control>,
+    notifier: Arc<Notifier>,
+    stop: tokio::sync::watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    log::info!("SIGHUP: reloading the config");
+                    control.request(|r| r.reload = true);
+                } else {
+                    log::info!("signal {sig}: shutting down");
+                    notifier.stopping();
+                    control.request(|r| r.stop = true);
+                    let _ = stop.send(true);
+                    break;
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
+/// Serves HTTP on this thread (a current-thread runtime) until `stop`.
+fn serve(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -356,16 +385,13 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let stopped = async move {
-            while !*stop_rx.borrow_and_update() {
-                if stop_rx.changed().await.is_err() {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
                     break;
                 }
             }
         };
         http::serve(listener, shared, Limits::default(), stopped).await;
         anyhow::Ok(())
-    })?;
-    // A scan in progress is abandoned: it holds nothing that needs cleanup.
-    log::info!("stopped");
-    Ok(())
+    })
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::defaults;
+
 /// The end of `--help` and the EXTRA section of the manual page.
 const AFTER_LONG_HELP: &str = "\
 Exit status of --report (Nagios): 0 ok, 1 warning, 2 critical, 3 the scan failed \
@@ -65,7 +67,7 @@ pub struct Cli {
     #[arg(long)]
     pub report: bool,
 
-    /// Report format [default: text]
+    /// Report format
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
 
@@ -73,39 +75,39 @@ pub struct Cli {
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
 
-    /// Report: sample for this long before printing, to judge fd growth [default: 0]
+    /// Report: sample for this long before printing, to judge fd growth
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub duration: Option<Duration>,
 
-    /// TOML config file [default: /etc/closewatch/closewatch.toml if present]
+    /// TOML config file
     #[arg(short = 'c', long, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Agent: HTTP listen address (127.0.0.1:0 picks a free port) [default: 0.0.0.0:9958]
+    /// Agent: HTTP listen address (127.0.0.1:0 picks a free port)
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
-    /// Agent: time between scans [default: 15s]
+    /// Agent: time between scans
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub interval: Option<Duration>,
 
-    /// CLOSE_WAIT older than this is stale [default: 60s]
+    /// CLOSE_WAIT older than this is stale
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub close_wait_age: Option<Duration>,
 
-    /// Owned FIN_WAIT_2 older than this is stale [default: 60s]
+    /// Owned FIN_WAIT_2 older than this is stale
     #[arg(long = "fin-wait2-age", value_name = "DUR", value_parser = duration)]
     pub fin_wait2_age: Option<Duration>,
 
-    /// Agent: cap on processes given per-process series [default: 100]
+    /// Agent: cap on processes given per-process series
     #[arg(long, value_name = "N")]
     pub max_processes: Option<usize>,
 
-    /// fd growth is judged over this window of samples [default: 15m]
+    /// fd growth is judged over this window of samples
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub fd_growth_window: Option<Duration>,
 
-    /// Where procfs is mounted (a container sees the host's at /host/proc) [default: /proc]
+    /// Where procfs is mounted (a container sees the host's at /host/proc)
     #[arg(long, value_name = "PATH")]
     pub proc_root: Option<PathBuf>,
 
@@ -113,7 +115,7 @@ pub struct Cli {
     #[arg(long)]
     pub check_config: bool,
 
-    /// Log level: error, warn, info, debug, trace (RUST_LOG also works) [default: info]
+    /// Log level: error, warn, info, debug, trace (RUST_LOG also works)
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
@@ -128,12 +130,59 @@ pub struct Cli {
     pub replay_sockdiag: Option<PathBuf>,
 }
 
+/// The value `--help` shows as each flag's default, from [`defaults`]
+/// (the one place each is written): `(flag id, value)`.
+fn shown_defaults() -> [(&'static str, String); 11] {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    [
+        ("format", format!("{:?}", defaults::FORMAT).to_lowercase()),
+        ("duration", d(defaults::DURATION)),
+        ("config", format!("{} if present", defaults::CONFIG)),
+        ("listen", defaults::LISTEN.to_string()),
+        ("interval", d(defaults::INTERVAL)),
+        ("close_wait_age", d(defaults::CLOSE_WAIT_AGE)),
+        ("fin_wait2_age", d(defaults::FIN_WAIT2_AGE)),
+        ("max_processes", defaults::MAX_PROCESSES.to_string()),
+        ("fd_growth_window", d(defaults::FD_GROWTH_WINDOW)),
+        ("proc_root", defaults::PROC_ROOT.to_string()),
+        ("log_level", defaults::LOG_LEVEL.to_string()),
+    ]
+}
+
+/// The command line, with each flag's default appended to its help. (The
+/// flags are `Option`s so that the config file can fill what they leave
+/// out; the defaults are applied after both, in `config::merge`.)
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    shown_defaults()
+        .into_iter()
+        .fold(Cli::command(), |cmd, (id, value)| {
+            cmd.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: {value}]"))
+            })
+        })
+}
+
+/// Parses the command line (`args[0]` is the program).
+pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut matches = command().try_get_matches_from(args)?;
+    Cli::from_arg_matches_mut(&mut matches)
+}
+
+/// Whether a command line clap refused asks for `--report` (so that its
+/// usage error exits as a failed report does). Clap stops at the first bad
+/// value, so the words are looked at as given.
+pub fn reporting(args: &[std::ffi::OsString]) -> bool {
+    args.iter().skip(1).any(|a| a == "--report")
+}
+
 /// Writes what `--generate` asks for, made from the flags defined above (so
 /// the packaged manual and completions cannot drift from them).
 pub fn generate(what: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    use clap::CommandFactory;
     use clap_complete::Shell;
-    let mut cmd = Cli::command();
+    let mut cmd = command();
     let shell = match what {
         Generate::Man => return clap_mangen::Man::new(cmd).render(out),
         Generate::Bash => Shell::Bash,
@@ -150,7 +199,7 @@ mod tests {
 
     #[test]
     fn spec_flags_parse() {
-        let cli = Cli::try_parse_from([
+        let args: Vec<std::ffi::OsString> = [
             "closewatch",
             "--report",
             "--format",
@@ -176,8 +225,10 @@ mod tests {
             "--proc-root",
             "/host/proc",
             "--check-config",
-        ])
-        .expect("parses");
+        ]
+        .map(Into::into)
+        .to_vec();
+        let cli = parse(&args).expect("parses");
         assert!(cli.report && cli.check_config);
         assert_eq!(cli.format, Some(Format::Json));
         assert_eq!(cli.pids, vec![1, 2]);
@@ -227,7 +278,62 @@ mod tests {
 
     #[test]
     fn clap_definition_is_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn help_shows_each_default_as_the_settings_use_it() {
+        let help = command().render_long_help().to_string();
+        let settings = crate::config::Settings::default();
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        for (flag, value) in [
+            ("--format", "text".to_string()),
+            ("--duration", d(settings.duration)),
+            ("--listen", settings.listen.to_string()),
+            ("--interval", d(settings.interval)),
+            ("--close-wait-age", d(settings.close_wait_age)),
+            ("--fin-wait2-age", d(settings.fin_wait2_age)),
+            ("--max-processes", settings.max_processes.to_string()),
+            ("--fd-growth-window", d(settings.fd_growth_window)),
+            ("--proc-root", settings.proc_root.display().to_string()),
+            ("--log-level", settings.log_level.clone()),
+            (
+                "--config",
+                "/etc/closewatch/closewatch.toml if present".into(),
+            ),
+        ] {
+            let at = help
+                .find(&format!("{flag} <"))
+                .unwrap_or_else(|| panic!("{flag} not in --help"));
+            let entry = &help[at..];
+            let end = entry.find("\n\n").unwrap_or(entry.len());
+            assert!(
+                entry[..end].contains(&format!("[default: {value}]")),
+                "{flag} should show [default: {value}]:\n{}",
+                &entry[..end]
+            );
+        }
+        let analysis = crate::analyse::Settings::default();
+        assert_eq!(analysis.close_wait_age, settings.close_wait_age);
+        assert_eq!(analysis.fin_wait2_age, settings.fin_wait2_age);
+        assert_eq!(analysis.growth.window, settings.fd_growth_window);
+    }
+
+    #[test]
+    fn a_refused_command_line_still_tells_whether_it_asked_for_a_report() {
+        let args = |a: &[&str]| {
+            a.iter()
+                .map(Into::into)
+                .collect::<Vec<std::ffi::OsString>>()
+        };
+        assert!(reporting(&args(&["closewatch", "--report", "--bogus"])));
+        assert!(reporting(&args(&[
+            "closewatch",
+            "--interval",
+            "soon",
+            "--report"
+        ])));
+        assert!(!reporting(&args(&["closewatch", "--bogus"])));
+        assert!(parse(&args(&["closewatch", "--report", "--bogus"])).is_err());
     }
 }

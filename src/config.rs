@@ -5,18 +5,18 @@
 //! so the logic is tested with string literals. Unknown keys are errors: a
 //! misspelt threshold must not silently keep its default.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytesize::ByteSize;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeSeed, MapAccess, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::analyse::{self, Levels, Thresholds};
+use crate::analyse::{self, Amount, Check, Levels, Thresholds, Unit};
 use crate::cli::{Cli, Format};
-
-/// Where the config is looked for when `-c` is not given.
-pub const DEFAULT_CONFIG: &str = "/etc/closewatch/closewatch.toml";
+use crate::defaults;
 
 /// Everything closewatch runs with, after file and flags are merged.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,17 +44,17 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             config_path: None,
-            format: Format::Text,
+            format: defaults::FORMAT,
             pids: Vec::new(),
-            duration: Duration::ZERO,
-            listen: SocketAddr::from(([0, 0, 0, 0], 9958)),
-            interval: Duration::from_secs(15),
-            close_wait_age: Duration::from_secs(60),
-            fin_wait2_age: Duration::from_secs(60),
-            max_processes: 100,
-            fd_growth_window: Duration::from_secs(15 * 60),
-            proc_root: PathBuf::from("/proc"),
-            log_level: "info".to_string(),
+            duration: defaults::DURATION,
+            listen: defaults::LISTEN,
+            interval: defaults::INTERVAL,
+            close_wait_age: defaults::CLOSE_WAIT_AGE,
+            fin_wait2_age: defaults::FIN_WAIT2_AGE,
+            max_processes: defaults::MAX_PROCESSES,
+            fd_growth_window: defaults::FD_GROWTH_WINDOW,
+            proc_root: PathBuf::from(defaults::PROC_ROOT),
+            log_level: defaults::LOG_LEVEL.to_string(),
             thresholds: Thresholds::default(),
             replay_sockdiag: None,
         }
@@ -111,28 +111,146 @@ pub enum ConfigError {
 }
 
 /// Warning and critical levels as written in the file; either may be left out.
-#[derive(Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FileLevels<T> {
-    pub warning: Option<T>,
-    pub critical: Option<T>,
+#[derive(Debug, Default, PartialEq)]
+pub struct FileLevels {
+    pub warning: Option<Amount>,
+    pub critical: Option<Amount>,
 }
 
-/// A duration written as a humantime string ("24h").
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-pub struct Dur(#[serde(with = "humantime_serde")] pub Duration);
+/// `[thresholds]` as written: for each check named, the levels given, each
+/// already in the check's unit. An unknown check is an error (a misspelt
+/// name must not silently keep its default), and so is a level in another
+/// unit, with the position of the offending key or value.
+#[derive(Debug, Default, PartialEq)]
+pub struct FileThresholds(pub BTreeMap<Check, FileLevels>);
 
-#[derive(Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FileThresholds {
-    pub close_wait_stale: Option<FileLevels<u64>>,
-    pub fin_wait2_stale: Option<FileLevels<u64>>,
-    pub close_wait_unaccepted: Option<FileLevels<u64>>,
-    pub fd_utilization: Option<FileLevels<f64>>,
-    pub fd_exhaustion: Option<FileLevels<Dur>>,
-    /// Bytes: an integer or a string such as "1 GiB".
-    pub deleted_open_files: Option<FileLevels<ByteSize>>,
-    pub host_fd_utilization: Option<FileLevels<f64>>,
+impl<'de> Deserialize<'de> for FileThresholds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Checks;
+        impl<'de> Visitor<'de> for Checks {
+            type Value = FileThresholds;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of checks")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileThresholds, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(CheckName(check)) = map.next_key()? {
+                    let levels = map.next_value_seed(LevelsIn(check.spec().unit))?;
+                    out.insert(check, levels);
+                }
+                Ok(FileThresholds(out))
+            }
+        }
+        d.deserialize_map(Checks)
+    }
+}
+
+/// A check's name as a key of `[thresholds]`.
+struct CheckName(Check);
+
+impl<'de> Deserialize<'de> for CheckName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Check::from_name(&name)
+            .map(CheckName)
+            .ok_or_else(|| de::Error::unknown_field(&name, &Check::NAMES))
+    }
+}
+
+/// `{ warning = …, critical = … }` in a check's unit.
+struct LevelsIn(Unit);
+
+impl<'de> DeserializeSeed<'de> for LevelsIn {
+    type Value = FileLevels;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<FileLevels, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LevelsIn {
+    type Value = FileLevels;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a table with warning and critical")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FileLevels, A::Error> {
+        let mut levels = FileLevels::default();
+        while let Some(level) = map.next_key()? {
+            let slot = match level {
+                Level::Warning => &mut levels.warning,
+                Level::Critical => &mut levels.critical,
+            };
+            *slot = Some(map.next_value_seed(AmountIn(self.0))?);
+        }
+        Ok(levels)
+    }
+}
+
+/// A key of a check's levels (an unknown one is an error at the key).
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Level {
+    Warning,
+    Critical,
+}
+
+/// One level, in a check's unit: counts and bytes are non-negative
+/// integers (bytes also "1 GiB"), ratios numbers, time left a duration
+/// ("24h").
+struct AmountIn(Unit);
+
+impl<'de> DeserializeSeed<'de> for AmountIn {
+    type Value = Amount;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Amount, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AmountIn {
+    type Value = Amount;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            Unit::Count => "a non-negative integer",
+            Unit::Ratio => "a number",
+            Unit::TimeLeft => "a duration such as \"24h\"",
+            Unit::Bytes => "a number of bytes or a size such as \"1 GiB\"",
+        })
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Amount, E> {
+        match self.0 {
+            Unit::Count => Ok(Amount::Count(v)),
+            Unit::Bytes => Ok(Amount::Bytes(v)),
+            Unit::Ratio => Ok(Amount::Ratio(v as f64)),
+            Unit::TimeLeft => Err(E::invalid_type(Unexpected::Unsigned(v), &self)),
+        }
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Amount, E> {
+        match (self.0, u64::try_from(v)) {
+            (Unit::Ratio, _) => Ok(Amount::Ratio(v as f64)),
+            (Unit::Count | Unit::Bytes, Ok(v)) => self.visit_u64(v),
+            (Unit::Count | Unit::Bytes, Err(_)) => {
+                Err(E::invalid_value(Unexpected::Signed(v), &self))
+            }
+            (Unit::TimeLeft, _) => Err(E::invalid_type(Unexpected::Signed(v), &self)),
+        }
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Amount, E> {
+        match self.0 {
+            Unit::Ratio => Ok(Amount::Ratio(v)),
+            _ => Err(E::invalid_type(Unexpected::Float(v), &self)),
+        }
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Amount, E> {
+        match self.0 {
+            Unit::TimeLeft => humantime::parse_duration(v)
+                .map(Amount::TimeLeft)
+                .map_err(|e| E::custom(format!("{e} (durations look like 90s, 5m, 24h)"))),
+            Unit::Bytes => v
+                .parse::<bytesize::ByteSize>()
+                .map(|b| Amount::Bytes(b.as_u64()))
+                .map_err(|e| E::custom(format!("{v:?}: {e}"))),
+            _ => Err(E::invalid_type(Unexpected::Str(v), &self)),
+        }
+    }
 }
 
 /// The config file as written: every key optional.
@@ -152,7 +270,8 @@ pub struct FileConfig {
     pub fd_growth_window: Option<Duration>,
     pub proc_root: Option<PathBuf>,
     pub log_level: Option<String>,
-    pub thresholds: Option<FileThresholds>,
+    #[serde(default)]
+    pub thresholds: FileThresholds,
 }
 
 /// 1-based line and column of a byte offset.
@@ -176,35 +295,20 @@ pub fn parse_str(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
-fn levels<T: Copy>(base: Levels<T>, file: &Option<FileLevels<T>>) -> Levels<T> {
-    match file {
-        None => base,
-        Some(f) => Levels {
-            warning: f.warning.unwrap_or(base.warning),
-            critical: f.critical.unwrap_or(base.critical),
-        },
+/// The defaults, with each level the file gives in place of its default.
+fn merge_thresholds(file: &FileThresholds) -> Thresholds {
+    let mut t = Thresholds::default();
+    for (&check, given) in &file.0 {
+        let d = t.get(check);
+        t.set(
+            check,
+            Levels {
+                warning: given.warning.unwrap_or(d.warning),
+                critical: given.critical.unwrap_or(d.critical),
+            },
+        );
     }
-}
-
-fn merge_thresholds(t: &FileThresholds) -> Thresholds {
-    let d = Thresholds::default();
-    let bytes = t.deleted_open_files.as_ref().map(|l| FileLevels {
-        warning: l.warning.map(|b| b.as_u64()),
-        critical: l.critical.map(|b| b.as_u64()),
-    });
-    let exhaustion = t.fd_exhaustion.as_ref().map(|l| FileLevels {
-        warning: l.warning.map(|d| d.0),
-        critical: l.critical.map(|d| d.0),
-    });
-    Thresholds {
-        close_wait_stale: levels(d.close_wait_stale, &t.close_wait_stale),
-        fin_wait2_stale: levels(d.fin_wait2_stale, &t.fin_wait2_stale),
-        close_wait_unaccepted: levels(d.close_wait_unaccepted, &t.close_wait_unaccepted),
-        fd_utilization: levels(d.fd_utilization, &t.fd_utilization),
-        fd_exhaustion: levels(d.fd_exhaustion, &exhaustion),
-        deleted_open_files: levels(d.deleted_open_files, &bytes),
-        host_fd_utilization: levels(d.host_fd_utilization, &t.host_fd_utilization),
-    }
+    t
 }
 
 /// File settings, then flags on top; then validation.
@@ -242,10 +346,7 @@ pub fn merge(file: FileConfig, path: Option<PathBuf>, cli: &Cli) -> Result<Setti
             .clone()
             .or(file.log_level)
             .unwrap_or(d.log_level),
-        thresholds: file
-            .thresholds
-            .as_ref()
-            .map_or(d.thresholds, merge_thresholds),
+        thresholds: merge_thresholds(&file.thresholds),
         replay_sockdiag: cli.replay_sockdiag.clone(),
         config_path: path,
     };
@@ -296,7 +397,7 @@ fn validate(s: &Settings) -> Result<(), ConfigError> {
 pub fn load(cli: &Cli) -> Result<Settings, ConfigError> {
     let (path, required) = match &cli.config {
         Some(p) => (p.clone(), true),
-        None => (PathBuf::from(DEFAULT_CONFIG), false),
+        None => (PathBuf::from(defaults::CONFIG), false),
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -314,21 +415,6 @@ pub fn load(cli: &Cli) -> Result<Settings, ConfigError> {
 /// config file in its own right.
 pub fn render(s: &Settings) -> String {
     #[derive(Serialize)]
-    struct L<T> {
-        warning: T,
-        critical: T,
-    }
-    #[derive(Serialize)]
-    struct T {
-        close_wait_stale: L<u64>,
-        fin_wait2_stale: L<u64>,
-        close_wait_unaccepted: L<u64>,
-        fd_utilization: L<f64>,
-        fd_exhaustion: L<String>,
-        deleted_open_files: L<u64>,
-        host_fd_utilization: L<f64>,
-    }
-    #[derive(Serialize)]
     struct Out {
         format: Format,
         listen: String,
@@ -339,18 +425,9 @@ pub fn render(s: &Settings) -> String {
         fd_growth_window: String,
         proc_root: String,
         log_level: String,
-        thresholds: T,
+        thresholds: RenderedThresholds,
     }
     let hd = |d: Duration| humantime::format_duration(d).to_string();
-    let l = |x: Levels<u64>| L {
-        warning: x.warning,
-        critical: x.critical,
-    };
-    let f = |x: Levels<f64>| L {
-        warning: x.warning,
-        critical: x.critical,
-    };
-    let t = &s.thresholds;
     let out = Out {
         format: s.format,
         listen: s.listen.to_string(),
@@ -361,20 +438,44 @@ pub fn render(s: &Settings) -> String {
         fd_growth_window: hd(s.fd_growth_window),
         proc_root: s.proc_root.display().to_string(),
         log_level: s.log_level.clone(),
-        thresholds: T {
-            close_wait_stale: l(t.close_wait_stale),
-            fin_wait2_stale: l(t.fin_wait2_stale),
-            close_wait_unaccepted: l(t.close_wait_unaccepted),
-            fd_utilization: f(t.fd_utilization),
-            fd_exhaustion: L {
-                warning: hd(t.fd_exhaustion.warning),
-                critical: hd(t.fd_exhaustion.critical),
-            },
-            deleted_open_files: l(t.deleted_open_files),
-            host_fd_utilization: f(t.host_fd_utilization),
-        },
+        thresholds: RenderedThresholds(s.thresholds),
     };
     toml::to_string(&out).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+}
+
+/// `[thresholds]` in table order, each level written as the file takes it.
+struct RenderedThresholds(Thresholds);
+
+impl Serialize for RenderedThresholds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct L {
+            warning: RenderedAmount,
+            critical: RenderedAmount,
+        }
+        let mut map = s.serialize_map(Some(Check::COUNT))?;
+        for (check, l) in self.0.iter() {
+            let levels = L {
+                warning: RenderedAmount(l.warning),
+                critical: RenderedAmount(l.critical),
+            };
+            map.serialize_entry(check.name(), &levels)?;
+        }
+        map.end()
+    }
+}
+
+struct RenderedAmount(Amount);
+
+impl Serialize for RenderedAmount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Amount::Count(n) | Amount::Bytes(n) => s.serialize_u64(n),
+            Amount::Ratio(r) => s.serialize_f64(r),
+            Amount::TimeLeft(d) => s.collect_str(&humantime::format_duration(d)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -371,15 +371,30 @@ proptest! {
             prop_assert_eq!(s.proc_root, PathBuf::from(&g.proc_root));
             prop_assert_eq!(s.log_level, g.log_level);
             let t = s.thresholds;
-            let counts = [t.close_wait_stale, t.fin_wait2_stale, t.close_wait_unaccepted]
-                .map(|l| (l.warning, l.critical));
-            prop_assert_eq!(counts, g.counts);
-            let fractions = [t.fd_utilization, t.host_fd_utilization].map(|l| (l.warning, l.critical));
-            prop_assert_eq!(fractions, g.fractions);
-            prop_assert_eq!((t.fd_exhaustion.warning, t.fd_exhaustion.critical), g.exhaustion);
+            let pair = |check, amount: fn(&Amount) -> Option<u64>| {
+                let l: Levels<Amount> = t.get(check);
+                (amount(&l.warning), amount(&l.critical))
+            };
+            let count = |a: &Amount| match a { Amount::Count(n) => Some(*n), _ => None };
+            let counts = [Check::CloseWaitStale, Check::FinWait2Stale, Check::CloseWaitUnaccepted]
+                .map(|c| pair(c, count));
+            prop_assert_eq!(counts, g.counts.map(|(w, c)| (Some(w), Some(c))));
+            let ratio = |check| match t.get(check) {
+                Levels { warning: Amount::Ratio(w), critical: Amount::Ratio(c) } => Some((w, c)),
+                _ => None,
+            };
+            let fractions = [Check::FdUtilization, Check::HostFdUtilization].map(ratio);
+            prop_assert_eq!(fractions, g.fractions.map(Some));
+            let time = |a: Amount| match a { Amount::TimeLeft(d) => Some(d), _ => None };
+            let exhaustion = t.get(Check::FdExhaustion);
             prop_assert_eq!(
-                (t.deleted_open_files.warning, t.deleted_open_files.critical),
-                g.deleted.0
+                (time(exhaustion.warning), time(exhaustion.critical)),
+                (Some(g.exhaustion.0), Some(g.exhaustion.1))
+            );
+            let bytes = |a: &Amount| match a { Amount::Bytes(n) => Some(*n), _ => None };
+            prop_assert_eq!(
+                pair(Check::DeletedOpenFiles, bytes),
+                (Some(g.deleted.0 .0), Some(g.deleted.0 .1))
             );
         }
     }

@@ -39,19 +39,26 @@ fn every_key_is_read() {
     assert_eq!(s.proc_root, PathBuf::from("/host/proc"));
     assert_eq!(s.log_level, "debug");
     let t = s.thresholds;
+    let levels = |warning, critical| Levels { warning, critical };
     assert_eq!(
-        (t.close_wait_stale.warning, t.close_wait_stale.critical),
-        (5, 50)
+        t.get(Check::CloseWaitStale),
+        levels(Amount::Count(5), Amount::Count(50))
     );
     // A level left out keeps its default.
+    assert_eq!(t.get(Check::FinWait2Stale).warning, Amount::Count(1));
+    assert_eq!(t.get(Check::FinWait2Stale).critical, Amount::Count(10));
     assert_eq!(
-        (t.fin_wait2_stale.warning, t.fin_wait2_stale.critical),
-        (1, 10)
+        t.get(Check::FdExhaustion).critical,
+        Amount::TimeLeft(Duration::from_secs(1800))
     );
-    assert_eq!(t.fd_exhaustion.critical, Duration::from_secs(1800));
-    assert_eq!(t.deleted_open_files.warning, 500 * 1024 * 1024);
-    assert_eq!(t.deleted_open_files.critical, 2 * 1024 * 1024 * 1024);
-    assert_eq!(t.host_fd_utilization.critical, 0.6);
+    assert_eq!(
+        t.get(Check::DeletedOpenFiles),
+        levels(
+            Amount::Bytes(500 * 1024 * 1024),
+            Amount::Bytes(2 * 1024 * 1024 * 1024)
+        )
+    );
+    assert_eq!(t.get(Check::HostFdUtilization).critical, Amount::Ratio(0.6));
 }
 
 #[test]
@@ -158,4 +165,21 @@ fn missing_explicit_config_is_an_error_but_missing_default_is_not() {
         ..Cli::default()
     };
     assert!(matches!(load(&cli), Err(ConfigError::Read { .. })));
+}
+
+#[test]
+fn a_level_in_another_unit_or_an_unknown_level_is_an_error_at_its_position() {
+    let err = parse("[thresholds]\nfd_exhaustion = { warning = 5 }\n").expect_err("not a time");
+    let msg = err.to_string();
+    assert!(msg.contains(":2:29: ") && msg.contains("duration"), "{msg}");
+    let err = parse("[thresholds]\nclose_wait_stale = { critical = -1 }\n").expect_err("negative");
+    assert!(err.to_string().contains(":2:33: "), "{err}");
+    let err = parse("[thresholds]\nfd_utilization = { warning = 0.5, crit = 0.7 }\n")
+        .expect_err("unknown level");
+    let msg = err.to_string();
+    assert!(msg.contains(":2:35: ") && msg.contains("crit"), "{msg}");
+    let file =
+        parse("[thresholds]\ndeleted_open_files = { warning = \"1 GiB\" }\n").expect("bytes");
+    let levels = &file.thresholds.0[&Check::DeletedOpenFiles];
+    assert_eq!(levels.warning, Some(Amount::Bytes(1 << 30)));
 }

@@ -11,10 +11,12 @@ pub mod analyse;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod defaults;
 pub mod export;
 pub mod model;
 pub mod oneshot;
 pub mod report;
+pub mod sync;
 
 #[cfg(test)]
 mod byte_edits;

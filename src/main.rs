@@ -1,16 +1,166 @@
-//! The closewatch binary: parse flags, load the config, dispatch, and turn
-//! every error into a message on stderr and an exit status.
+//! The closewatch binary: parse the flags, decide the [`Mode`], run it. One
+//! place, [`try_main`], decides the exit status: every failure carries its
+//! own, and `main` only prints it.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use closewatch::cli::Cli;
+use closewatch::cli::{self, Cli, Generate};
 use closewatch::{agent, config, oneshot};
 
 /// Exit status when the report cannot run at all (Nagios UNKNOWN).
 const REPORT_FAILED: u8 = 3;
+/// Exit status of the agent and `--check-config` when they cannot start.
+const FAILED: u8 = 1;
+/// Exit status of a usage error outside `--report`.
+const USAGE: u8 = 2;
+
+/// What this run of the binary does, decided from the parsed flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Generate(Generate),
+    CheckConfig,
+    Report,
+    Agent,
+}
+
+impl Mode {
+    fn of(cli: &Cli) -> Mode {
+        match cli.generate {
+            Some(what) => Mode::Generate(what),
+            None if cli.check_config => Mode::CheckConfig,
+            None if cli.report => Mode::Report,
+            None => Mode::Agent,
+        }
+    }
+
+    /// The status of a run that could not do its job: a report must not
+    /// read as WARNING or CRITICAL to Nagios.
+    fn failed(self) -> u8 {
+        match self {
+            Mode::Report => REPORT_FAILED,
+            _ => FAILED,
+        }
+    }
+}
+
+/// Why the run stopped, and the status it exits with.
+struct Failure {
+    status: u8,
+    /// For stderr; `None` when already said (by clap, or in the log).
+    message: Option<String>,
+}
+
+impl Failure {
+    fn new(status: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            status,
+            message: Some(message.into()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(status) => ExitCode::from(status),
+        Err(failure) => {
+            if let Some(message) = failure.message {
+                eprintln!("closewatch: {message}");
+            }
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+fn try_main() -> Result<u8, Failure> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = cli::parse(&args).map_err(|e| usage(e, cli::reporting(&args)))?;
+    let mode = Mode::of(&cli);
+    match mode {
+        Mode::Generate(what) => {
+            let stdout = std::io::stdout();
+            cli::generate(what, &mut stdout.lock())
+                .map_err(|e| Failure::new(FAILED, format!("--generate: {e}")))?;
+            Ok(0)
+        }
+        Mode::CheckConfig => {
+            let settings = load(&cli, mode)?;
+            let origin = settings.config_path.as_ref().map_or_else(
+                || "none (defaults and flags)".to_string(),
+                |p| p.display().to_string(),
+            );
+            print!(
+                "# closewatch effective settings; config file: {origin}\n{}",
+                config::render(&settings)
+            );
+            Ok(0)
+        }
+        Mode::Report => report(&load(&cli, mode)?),
+        Mode::Agent => {
+            let settings = load(&cli, mode)?;
+            agent::run(cli, settings).map_err(|e| {
+                log::error!("{e:#}");
+                Failure {
+                    status: FAILED,
+                    message: None,
+                }
+            })?;
+            Ok(0)
+        }
+    }
+}
+
+/// The settings of flags and config file; logging starts with them.
+fn load(cli: &Cli, mode: Mode) -> Result<config::Settings, Failure> {
+    let settings = config::load(cli).map_err(|e| Failure::new(mode.failed(), e.to_string()))?;
+    if mode != Mode::CheckConfig {
+        init_logging(&settings.log_level);
+    }
+    Ok(settings)
+}
+
+/// A flag clap refused (or `--help`, `--version`: printed, exit 0).
+fn usage(e: clap::Error, reporting: bool) -> Failure {
+    let _ = e.print();
+    let status = match e.kind() {
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+        // A usage error must not read as WARNING/CRITICAL to Nagios.
+        _ if reporting => REPORT_FAILED,
+        _ => USAGE,
+    };
+    Failure {
+        status,
+        message: None,
+    }
+}
+
+/// The one-shot report on stdout, progress and its own errors on stderr.
+/// A reader that goes away early (`| head`) is a normal end: the status is
+/// the report's.
+fn report(settings: &config::Settings) -> Result<u8, Failure> {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut err = stderr.lock();
+    let progress = stderr.is_terminal();
+    let collector = settings.collector();
+    let done = oneshot::run(
+        settings,
+        &collector,
+        progress.then_some(&mut err as &mut dyn std::io::Write),
+    );
+    for message in done.messages() {
+        eprintln!("closewatch: {message}");
+    }
+    match done.write(settings.format, &mut stdout.lock(), color) {
+        Ok(()) => Ok(done.exit_code()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(done.exit_code()),
+        Err(e) => Err(Failure::new(
+            REPORT_FAILED,
+            format!("writing the report: {e}"),
+        )),
+    }
+}
 
 fn init_logging(level: &str) {
     let env = env_logger::Env::default().filter_or("RUST_LOG", level);
@@ -18,79 +168,4 @@ fn init_logging(level: &str) {
         .format_timestamp_millis()
         .format_target(false)
         .init();
-}
-
-fn main() -> ExitCode {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let reporting = args.iter().any(|a| a == "--report");
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                // A usage error must not read as WARNING/CRITICAL to Nagios.
-                _ if reporting => REPORT_FAILED,
-                _ => 2,
-            });
-        }
-    };
-    if let Some(what) = cli.generate {
-        let stdout = std::io::stdout();
-        return match closewatch::cli::generate(what, &mut stdout.lock()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("closewatch: --generate: {e}");
-                ExitCode::from(1)
-            }
-        };
-    }
-    let failed = if cli.check_config {
-        1
-    } else if cli.report {
-        REPORT_FAILED
-    } else {
-        1
-    };
-    let settings = match config::load(&cli) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("closewatch: {e}");
-            return ExitCode::from(failed);
-        }
-    };
-    if cli.check_config {
-        let origin = settings.config_path.as_ref().map_or_else(
-            || "none (defaults and flags)".to_string(),
-            |p| p.display().to_string(),
-        );
-        print!(
-            "# closewatch effective settings; config file: {origin}\n{}",
-            config::render(&settings)
-        );
-        return ExitCode::SUCCESS;
-    }
-    init_logging(&settings.log_level);
-    if cli.report {
-        let stdout = std::io::stdout();
-        let color =
-            stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let mut out = stdout.lock();
-        let progress = std::io::stderr().is_terminal();
-        return match oneshot::run(&settings, &mut out, color, progress) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(REPORT_FAILED),
-            Err(e) => {
-                eprintln!("closewatch: writing the report: {e}");
-                ExitCode::from(REPORT_FAILED)
-            }
-        };
-    }
-    match agent::run(cli, settings) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("{e:#}");
-            ExitCode::from(1)
-        }
-    }
 }

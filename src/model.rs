@@ -392,6 +392,10 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The stages of a scan (a report adds `Pid`): the `stage` label values
+    /// of `closewatch_scan_errors_total`.
+    pub const SCAN: [Stage; 3] = [Stage::Sockdiag, Stage::Procfs, Stage::Host];
+
     pub fn name(self) -> &'static str {
         match self {
             Stage::Sockdiag => "sockdiag",
@@ -410,9 +414,10 @@ pub struct ScanError {
 }
 
 /// Everything one scan saw.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Snapshot {
-    pub scanned_at: Option<SystemTime>,
+    /// When the scan started (wall clock).
+    pub scanned_at: SystemTime,
     pub duration: Duration,
     pub host: HostInfo,
     pub namespaces: Vec<NetnsScan>,
@@ -431,7 +436,32 @@ pub struct Snapshot {
     pub walk: WalkStats,
 }
 
+impl Default for Snapshot {
+    /// A snapshot of nothing, taken at the epoch (for builders and tests).
+    fn default() -> Self {
+        Snapshot::new(SystemTime::UNIX_EPOCH)
+    }
+}
+
 impl Snapshot {
+    /// A snapshot of nothing yet, of a scan that started at `scanned_at`.
+    pub fn new(scanned_at: SystemTime) -> Snapshot {
+        Snapshot {
+            scanned_at,
+            duration: Duration::ZERO,
+            host: HostInfo::default(),
+            namespaces: Vec::new(),
+            sockets: Vec::new(),
+            listeners: Vec::new(),
+            processes: Vec::new(),
+            skipped: Skipped::default(),
+            errors: Vec::new(),
+            unscanned_netns: Vec::new(),
+            netns_unknown_processes: 0,
+            walk: WalkStats::default(),
+        }
+    }
+
     /// Socket counts by state over every namespace.
     pub fn state_counts(&self) -> StateCounts {
         let mut total = StateCounts::default();

@@ -27,7 +27,8 @@ const RULE_TESTS: &str = "packaging/prometheus/closewatch-alerts.test.yml";
 const DASHBOARD: &str = "packaging/grafana/closewatch-dashboard.json";
 const DAEMONSET: &str = "packaging/kubernetes/closewatch-daemonset.yaml";
 const GOLDEN_METRICS: &str = "tests/golden/metrics.txt";
-const METRICS_SOURCE: &str = "src/export/metrics.rs";
+/// Where the metric families are declared (named in messages).
+const FAMILIES: &str = "closewatch::export::metrics::families::ALL";
 
 fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -580,36 +581,6 @@ fn used_metric_names() -> BTreeMap<String, BTreeSet<String>> {
     used
 }
 
-/// The contents of the string literals in Rust source: enough of a lexer to
-/// skip comments, char literals and lifetimes.
-fn rust_string_literals(src: &str) -> Vec<String> {
-    let c: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < c.len() {
-        if c[i] == '/' && c.get(i + 1) == Some(&'/') {
-            i = skip_past(&c, i, '\n').unwrap_or(c.len());
-        } else if c[i] == '"' {
-            let end = skip_string(&c, i).unwrap_or(c.len());
-            out.push(c[i + 1..end.saturating_sub(1).max(i + 1)].iter().collect());
-            i = end;
-        } else if c[i] == '\'' {
-            // 'x' or '\n' is a char literal; 'a without a closing quote, a
-            // lifetime.
-            if c.get(i + 1) == Some(&'\\') {
-                i = skip_past(&c, i + 3, '\'').unwrap_or(c.len());
-            } else if c.get(i + 2) == Some(&'\'') {
-                i += 3;
-            } else {
-                i += 1;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    out
-}
-
 /// The names of the `# TYPE` lines of a scrape, with the series a histogram
 /// or a summary also exposes.
 fn type_names(text: &str) -> BTreeSet<String> {
@@ -708,12 +679,12 @@ fn live_scrape() -> String {
     text
 }
 
-/// Metric names registered in src/export/metrics.rs: its string literals
-/// that are whole metric names.
+/// Every metric family the agent declares, from its table (the one place
+/// a metric name is written), with the series a family's type adds.
 fn registered_names() -> BTreeSet<String> {
-    rust_string_literals(&read(METRICS_SOURCE))
-        .into_iter()
-        .filter(|s| is_closewatch_name(s))
+    closewatch::export::metrics::families::ALL
+        .iter()
+        .map(|f| f.name.to_string())
         .collect()
 }
 
@@ -722,7 +693,7 @@ fn registered_names() -> BTreeSet<String> {
 /// 1. a live scrape of the real binary (this test holds a CLOSE_WAIT, a
 ///    FIN_WAIT_2, an unaccepted connection and a deleted file so the
 ///    per-process families appear): covers every metric of a normal scan;
-/// 2. the names registered in src/export/metrics.rs: covers the families
+/// 2. the families the agent declares (its table of families): covers those
 ///    that only appear under a condition this test cannot make in a second,
 ///    closewatch_process_fd_exhaustion_seconds (only while a process's fds
 ///    grow over fd_growth_window) and closewatch_netns_unscanned (only when a
@@ -731,8 +702,8 @@ fn registered_names() -> BTreeSet<String> {
 ///    be a subset of 2, so a metric removed from the code but left in a stale
 ///    golden file is not accepted.
 ///
-/// Both 1 and 3 are checked to be subsets of 2, which keeps the extraction of
-/// 2 honest: a misspelled or removed metric is in none of them and fails.
+/// Both 1 and 3 are checked to be subsets of 2, which keeps the table honest:
+/// a misspelled or removed metric is in none of them and fails.
 #[test]
 fn every_metric_the_rules_and_the_dashboard_query_is_exported() {
     let used = used_metric_names();
@@ -749,13 +720,12 @@ fn every_metric_the_rules_and_the_dashboard_query_is_exported() {
     let live_only = not_registered(&live);
     assert!(
         live_only.is_empty(),
-        "the agent exports {live_only:?}, which this test does not find among the string \
-         literals of {METRICS_SOURCE}: update registered_names() to where the names now live"
+        "the agent exports {live_only:?}, which {FAMILIES} does not declare"
     );
     let stale_golden = not_registered(&golden);
     assert!(
         stale_golden.is_empty(),
-        "{GOLDEN_METRICS} has {stale_golden:?}, which {METRICS_SOURCE} no longer registers: \
+        "{GOLDEN_METRICS} has {stale_golden:?}, which {FAMILIES} no longer declares: \
          regenerate it (UPDATE_GOLDEN=1 cargo test --test golden)"
     );
 
@@ -767,9 +737,9 @@ fn every_metric_the_rules_and_the_dashboard_query_is_exported() {
         let source = if live.contains(name) {
             "live scrape"
         } else if registered.contains(name) && golden.contains(name) {
-            "metrics.rs + golden (not in this scrape)"
+            "declared + golden (not in this scrape)"
         } else if registered.contains(name) {
-            "metrics.rs only (conditional)"
+            "declared only (conditional)"
         } else {
             missing.push(format!(
                 "{name}, used by:\n    {}",
@@ -781,7 +751,7 @@ fn every_metric_the_rules_and_the_dashboard_query_is_exported() {
     }
     assert!(
         missing.is_empty(),
-        "metrics the agent does not export (live scrape: {} names, {METRICS_SOURCE}: {}, \
+        "metrics the agent does not export (live scrape: {} names, {FAMILIES}: {}, \
          {GOLDEN_METRICS}: {}):\n{}",
         live.len(),
         registered.len(),

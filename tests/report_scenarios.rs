@@ -6,7 +6,8 @@
 //! CLOSE_WAIT in another network namespace. Each scenario is checked with
 //! `--pid` (exact counts, owners, peers, findings, status and exit code) and in
 //! the full report (the fixture's holders listed, nobody else blamed). Also:
-//! an unknown `--pid` (exit 3) and the text format off a TTY (no ANSI).
+//! an unknown `--pid` (exit 3), the text format off a TTY (no ANSI), and a
+//! reader gone before the report is written (the report's own status).
 
 mod common;
 
@@ -374,4 +375,25 @@ fn text_report_shows_the_pid_without_ansi_off_a_tty() {
         "no table row for pid {pid}:\n{}",
         run.stdout
     );
+}
+
+#[test]
+fn a_reader_gone_before_the_report_ends_it_with_the_reports_own_status() {
+    // `closewatch --report | head -0`: the pipe has no reader when the report
+    // is written (EPIPE). The scan is sound: the status is the report's
+    // (WARNING: one stale CLOSE_WAIT), and nothing is said of the pipe.
+    let fx = Fixture::start("eof-server", Some(1));
+    let server = fx.info.role("server").pids[0];
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_closewatch"))
+        .args(["--report", "--close-wait-age", "0s", "--pid"])
+        .arg(server.to_string())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(!stderr.contains("writing the report"), "{stderr}");
 }

@@ -45,7 +45,7 @@ pub struct GrowthRule {
 impl Default for GrowthRule {
     fn default() -> Self {
         GrowthRule {
-            window: Duration::from_secs(15 * 60),
+            window: crate::defaults::FD_GROWTH_WINDOW,
             min_samples: 5,
             min_span: Duration::from_secs(10),
             min_nondecreasing: 0.75,

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::model::{Listener, ProcessInfo, Skipped, TcpInfo};
+use crate::model::{Listener, ProcessInfo, Skipped, TcpInfo, TcpSocket, TcpState};
 
 const NS: NetnsId = NetnsId(4026531833);
 
@@ -50,7 +50,7 @@ fn process(pid: u32, comm: &str, open: u64, limit: Option<u64>, inodes: &[u64]) 
 
 fn snapshot(sockets: Vec<TcpSocket>, processes: Vec<ProcessInfo>) -> Snapshot {
     Snapshot {
-        scanned_at: Some(now()),
+        scanned_at: now(),
         sockets,
         processes,
         host: crate::model::HostInfo {
@@ -369,7 +369,7 @@ fn unknown_owners_while_processes_were_unreadable_mean_incomplete_attribution() 
     assert!(a.host_findings[0].hint.contains("root"));
     assert_eq!(a.status, Status::Warning);
 
-    assert_eq!(a.unknown_owner_stale, 1);
+    assert_eq!(a.unattributed.unknown_owner_stale(), 1);
 
     // Every process readable: a missing owner is a socket closed mid-scan.
     snap.skipped.permission_denied = 0;
@@ -383,7 +383,7 @@ fn fresh_sockets_without_an_owner_leave_attribution_complete() {
     let snap = unowned_close_wait(5);
     let a = run(&snap, &Settings::default());
     assert_eq!(a.unattributed.close_wait_unknown_owner, 1);
-    assert_eq!(a.unknown_owner_stale, 0);
+    assert_eq!(a.unattributed.unknown_owner_stale(), 0);
     assert!(a.attribution_complete);
     assert!(a.host_findings.is_empty());
 
@@ -393,7 +393,7 @@ fn fresh_sockets_without_an_owner_leave_attribution_complete() {
         ..Settings::default()
     };
     let a = run(&snap, &zero);
-    assert_eq!(a.unknown_owner_stale, 1);
+    assert_eq!(a.unattributed.unknown_owner_stale(), 1);
     assert!(!a.attribution_complete);
 }
 

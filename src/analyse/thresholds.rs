@@ -1,19 +1,25 @@
-//! The checks closewatch runs and the levels at which they fire.
+//! Levels: the amounts a check measures, the warning and critical levels at
+//! which it fires, and every check's levels together (`[thresholds]`).
+//!
+//! Amounts keep their own type (a count is a `u64`, time left a
+//! `Duration`): a level read from the config is compared and written back
+//! exactly as given.
 
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
+use super::checks::Check;
 
 /// How bad a finding is (Nagios: WARNING, CRITICAL).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     Warning,
     Critical,
 }
 
 impl Severity {
+    pub const ALL: [Severity; 2] = [Severity::Warning, Severity::Critical];
+
     pub fn name(self) -> &'static str {
         match self {
             Severity::Warning => "warning",
@@ -28,47 +34,74 @@ impl fmt::Display for Severity {
     }
 }
 
-/// A check, named as in the SPEC and in `[thresholds]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Check {
-    CloseWaitStale,
-    FinWait2Stale,
-    /// Stale CLOSE_WAIT connections never accepted from a listener's queue.
-    CloseWaitUnaccepted,
-    FdUtilization,
-    FdExhaustion,
-    DeletedOpenFiles,
-    HostFdUtilization,
+/// What a check measures: how its levels are written in the config, how
+/// they are exported, and which way is worse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// A number of things (sockets, connections); more is worse.
+    Count,
+    /// A share, 1.0 being all of it; more is worse.
+    Ratio,
+    /// Time left before something runs out; less is worse.
+    TimeLeft,
+    /// Bytes; more is worse.
+    Bytes,
 }
 
-impl Check {
-    pub const ALL: [Check; 7] = [
-        Check::CloseWaitStale,
-        Check::FinWait2Stale,
-        Check::CloseWaitUnaccepted,
-        Check::FdUtilization,
-        Check::FdExhaustion,
-        Check::DeletedOpenFiles,
-        Check::HostFdUtilization,
-    ];
+impl Unit {
+    /// Whether a smaller amount is the worse one.
+    pub fn less_is_worse(self) -> bool {
+        self == Unit::TimeLeft
+    }
 
+    /// How `closewatch_threshold` and the docs name the unit.
     pub fn name(self) -> &'static str {
         match self {
-            Check::CloseWaitStale => "close_wait_stale",
-            Check::FinWait2Stale => "fin_wait2_stale",
-            Check::CloseWaitUnaccepted => "close_wait_unaccepted",
-            Check::FdUtilization => "fd_utilization",
-            Check::FdExhaustion => "fd_exhaustion",
-            Check::DeletedOpenFiles => "deleted_open_files",
-            Check::HostFdUtilization => "host_fd_utilization",
+            Unit::Count => "count",
+            Unit::Ratio => "ratio",
+            Unit::TimeLeft => "seconds",
+            Unit::Bytes => "bytes",
         }
     }
 }
 
-impl fmt::Display for Check {
+/// An amount in one of the [`Unit`]s.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub enum Amount {
+    Count(u64),
+    Ratio(f64),
+    TimeLeft(Duration),
+    Bytes(u64),
+}
+
+impl Amount {
+    pub fn unit(self) -> Unit {
+        match self {
+            Amount::Count(_) => Unit::Count,
+            Amount::Ratio(_) => Unit::Ratio,
+            Amount::TimeLeft(_) => Unit::TimeLeft,
+            Amount::Bytes(_) => Unit::Bytes,
+        }
+    }
+
+    /// As `closewatch_threshold` exports it: a count, a ratio, seconds or
+    /// bytes.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Amount::Count(n) | Amount::Bytes(n) => n as f64,
+            Amount::Ratio(r) => r,
+            Amount::TimeLeft(d) => d.as_secs_f64(),
+        }
+    }
+}
+
+impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match self {
+            Amount::Count(n) | Amount::Bytes(n) => write!(f, "{n}"),
+            Amount::Ratio(r) => write!(f, "{r}"),
+            Amount::TimeLeft(d) => write!(f, "{}", humantime::format_duration(*d)),
+        }
     }
 }
 
@@ -103,116 +136,85 @@ impl<T: PartialOrd + Copy> Levels<T> {
     }
 }
 
-const GIB: u64 = 1024 * 1024 * 1024;
+impl Levels<Amount> {
+    /// The severity of `measured`, which way is worse following its unit.
+    /// An amount in another unit than the levels' never fires (each
+    /// check's tests catch a check that measures in the wrong unit).
+    pub fn judge(&self, measured: Amount) -> Option<Severity> {
+        let unit = measured.unit();
+        if unit != self.warning.unit() || unit != self.critical.unit() {
+            return None;
+        }
+        if unit.less_is_worse() {
+            self.at_most(measured)
+        } else {
+            self.at_least(measured)
+        }
+    }
 
-/// Every threshold, with the SPEC's defaults.
+    /// Why these levels make no sense for their unit, if they do not.
+    fn problem(&self) -> Option<String> {
+        let Levels { warning, critical } = *self;
+        match warning.unit() {
+            Unit::Count | Unit::Bytes if critical < warning => Some(format!(
+                "critical ({critical}) is below warning ({warning})"
+            )),
+            Unit::Ratio if !(warning > Amount::Ratio(0.0) && warning <= critical) => Some(format!(
+                "need 0 < warning ({warning}) <= critical ({critical})"
+            )),
+            Unit::TimeLeft if critical > warning => Some(format!(
+                "critical ({critical}) is longer than warning ({warning}); less time left is worse"
+            )),
+            _ if critical.unit() != warning.unit() => Some(format!(
+                "warning ({warning}) and critical ({critical}) are in different units"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Every check's levels: the defaults of each check's spec, or what
+/// `[thresholds]` set.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Thresholds {
-    /// Stale CLOSE_WAIT sockets held by one process.
-    pub close_wait_stale: Levels<u64>,
-    /// Stale owned FIN_WAIT_2 sockets held by one process.
-    pub fin_wait2_stale: Levels<u64>,
-    /// Stale CLOSE_WAIT connections waiting in one process's listen queues.
-    pub close_wait_unaccepted: Levels<u64>,
-    /// Open fds / soft RLIMIT_NOFILE.
-    pub fd_utilization: Levels<f64>,
-    /// Predicted time until the fd limit.
-    pub fd_exhaustion: Levels<Duration>,
-    /// Bytes held by deleted-but-open files.
-    pub deleted_open_files: Levels<u64>,
-    /// file-nr / file-max.
-    pub host_fd_utilization: Levels<f64>,
+    levels: [Levels<Amount>; Check::COUNT],
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            close_wait_stale: Levels {
-                warning: 1,
-                critical: 100,
-            },
-            fin_wait2_stale: Levels {
-                warning: 1,
-                critical: 100,
-            },
-            close_wait_unaccepted: Levels {
-                warning: 1,
-                critical: 100,
-            },
-            fd_utilization: Levels {
-                warning: 0.80,
-                critical: 0.95,
-            },
-            fd_exhaustion: Levels {
-                warning: Duration::from_secs(24 * 3600),
-                critical: Duration::from_secs(3600),
-            },
-            deleted_open_files: Levels {
-                warning: GIB,
-                critical: 10 * GIB,
-            },
-            host_fd_utilization: Levels {
-                warning: 0.80,
-                critical: 0.95,
-            },
+            levels: Check::ALL.map(|c| c.spec().default),
         }
     }
 }
 
 impl Thresholds {
-    /// `(check, warning, critical)` as numbers, in the unit each check is
-    /// measured in (count, ratio, seconds, bytes): what `closewatch_threshold`
-    /// exports.
-    pub fn as_numbers(&self) -> [(Check, f64, f64); 7] {
-        let n = |l: Levels<u64>| (l.warning as f64, l.critical as f64);
-        let r = |l: Levels<f64>| (l.warning, l.critical);
-        let d = |l: Levels<Duration>| (l.warning.as_secs_f64(), l.critical.as_secs_f64());
-        let rows = [
-            (Check::CloseWaitStale, n(self.close_wait_stale)),
-            (Check::FinWait2Stale, n(self.fin_wait2_stale)),
-            (Check::CloseWaitUnaccepted, n(self.close_wait_unaccepted)),
-            (Check::FdUtilization, r(self.fd_utilization)),
-            (Check::FdExhaustion, d(self.fd_exhaustion)),
-            (Check::DeletedOpenFiles, n(self.deleted_open_files)),
-            (Check::HostFdUtilization, r(self.host_fd_utilization)),
-        ];
-        rows.map(|(c, (w, k))| (c, w, k))
+    pub fn get(&self, check: Check) -> Levels<Amount> {
+        self.levels[check as usize]
     }
 
-    /// Checks that the levels are ordered: a critical level must be at least
-    /// as bad as the warning level.
+    pub fn set(&mut self, check: Check, levels: Levels<Amount>) {
+        self.levels[check as usize] = levels;
+    }
+
+    /// Every check with its levels, in the table's order.
+    pub fn iter(&self) -> impl Iterator<Item = (Check, Levels<Amount>)> + '_ {
+        Check::ALL.into_iter().zip(self.levels.iter().copied())
+    }
+
+    /// Checks that each check's levels are in its unit and ordered: a
+    /// critical level is at least as bad as the warning level.
     pub fn validate(&self) -> Result<(), String> {
-        let mut problems = Vec::new();
-        let mut counts = |name: &str, l: Levels<u64>| {
-            if l.critical < l.warning {
-                problems.push(format!(
-                    "{name}: critical ({}) is below warning ({})",
-                    l.critical, l.warning
-                ));
-            }
-        };
-        counts("close_wait_stale", self.close_wait_stale);
-        counts("fin_wait2_stale", self.fin_wait2_stale);
-        counts("close_wait_unaccepted", self.close_wait_unaccepted);
-        counts("deleted_open_files", self.deleted_open_files);
-        for (name, l) in [
-            ("fd_utilization", self.fd_utilization),
-            ("host_fd_utilization", self.host_fd_utilization),
-        ] {
-            if !(l.warning > 0.0 && l.warning <= l.critical) {
-                problems.push(format!(
-                    "{name}: need 0 < warning ({}) <= critical ({})",
-                    l.warning, l.critical
-                ));
-            }
-        }
-        if self.fd_exhaustion.critical > self.fd_exhaustion.warning {
-            problems.push(format!(
-                "fd_exhaustion: critical ({}) is longer than warning ({}); less time left is worse",
-                humantime::format_duration(self.fd_exhaustion.critical),
-                humantime::format_duration(self.fd_exhaustion.warning)
-            ));
-        }
+        let problems: Vec<String> = self
+            .iter()
+            .filter_map(|(check, levels)| {
+                let unit = check.spec().unit;
+                if levels.warning.unit() != unit || levels.critical.unit() != unit {
+                    return Some(format!("{check}: levels are not in {}", unit.name()));
+                }
+                levels.problem().map(|p| format!("{check}: {p}"))
+            })
+            .collect();
         if problems.is_empty() {
             Ok(())
         } else {
@@ -238,27 +240,80 @@ mod tests {
     }
 
     #[test]
-    fn less_is_worse() {
-        let l = Thresholds::default().fd_exhaustion;
-        assert_eq!(l.at_most(Duration::from_secs(25 * 3600)), None);
-        assert_eq!(
-            l.at_most(Duration::from_secs(24 * 3600)),
-            Some(Severity::Warning)
+    fn less_is_worse_for_time_left() {
+        let l = Thresholds::default().get(Check::FdExhaustion);
+        let hours = |h: u64| Amount::TimeLeft(Duration::from_secs(h * 3600));
+        assert_eq!(l.judge(hours(25)), None);
+        assert_eq!(l.judge(hours(24)), Some(Severity::Warning));
+        assert_eq!(l.judge(hours(1)), Some(Severity::Critical));
+    }
+
+    #[test]
+    fn an_amount_in_another_unit_never_fires() {
+        let l = Thresholds::default().get(Check::CloseWaitStale);
+        assert_eq!(l.judge(Amount::Count(1)), Some(Severity::Warning));
+        assert_eq!(l.judge(Amount::Ratio(1e9)), None);
+    }
+
+    #[test]
+    fn every_default_is_in_its_checks_unit_and_valid() {
+        let t = Thresholds::default();
+        assert!(t.validate().is_ok(), "{:?}", t.validate());
+        for (check, levels) in t.iter() {
+            assert_eq!(levels.warning.unit(), check.spec().unit, "{check}");
+        }
+    }
+
+    #[test]
+    fn inverted_levels_are_named_with_their_check() {
+        let mut t = Thresholds::default();
+        t.set(
+            Check::CloseWaitStale,
+            Levels {
+                warning: Amount::Count(1),
+                critical: Amount::Count(0),
+            },
         );
-        assert_eq!(
-            l.at_most(Duration::from_secs(3600)),
-            Some(Severity::Critical)
+        t.set(
+            Check::FdUtilization,
+            Levels {
+                warning: Amount::Ratio(0.99),
+                critical: Amount::Ratio(0.95),
+            },
+        );
+        t.set(
+            Check::FdExhaustion,
+            Levels {
+                warning: Amount::TimeLeft(Duration::from_secs(60)),
+                critical: Amount::TimeLeft(Duration::from_secs(3600)),
+            },
+        );
+        let err = t.validate().expect_err("invalid");
+        assert!(
+            err.contains("close_wait_stale: critical (0) is below warning (1)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("fd_utilization: need 0 < warning (0.99) <= critical (0.95)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("fd_exhaustion: critical (1h) is longer than warning (1m)"),
+            "{err}"
         );
     }
 
     #[test]
-    fn defaults_are_valid_and_inverted_levels_are_not() {
-        assert!(Thresholds::default().validate().is_ok());
+    fn levels_in_the_wrong_unit_are_rejected() {
         let mut t = Thresholds::default();
-        t.close_wait_stale.critical = 0;
-        t.fd_utilization.warning = 0.99;
+        t.set(
+            Check::DeletedOpenFiles,
+            Levels {
+                warning: Amount::Count(1),
+                critical: Amount::Count(2),
+            },
+        );
         let err = t.validate().expect_err("invalid");
-        assert!(err.contains("close_wait_stale"), "{err}");
-        assert!(err.contains("fd_utilization"), "{err}");
+        assert!(err.contains("deleted_open_files"), "{err}");
     }
 }

@@ -5,6 +5,7 @@
 //! a sock_diag error, and the agent's counters and
 //! `closewatch_scan_errors_total{stage="sockdiag"}` go up by one per scan.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
@@ -16,6 +17,7 @@ use super::sockdiag::{self, Transport};
 use super::*;
 use crate::analyse::{self, History, Thresholds};
 use crate::export::metrics::{self, AgentStats, ScanView};
+use crate::model::NetnsId;
 
 fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden")
@@ -51,7 +53,7 @@ impl Transport for FaultyTransport {
         self.received += 1;
         Ok(match self.fault {
             Fault::Interrupted => {
-                sockdiag::rewrite_headers(buf, None, NLM_F_DUMP_INTR);
+                sockdiag::replay::rewrite_headers(buf, None, NLM_F_DUMP_INTR);
                 len
             }
             Fault::CutShort => len,
@@ -145,7 +147,7 @@ fn errors_total(text: &str, stage: &str) -> u64 {
 fn a_healthy_replay_scans_without_errors() {
     // The baseline the faults are judged against.
     let source = Arc::new(FaultySource::new(None));
-    let snap = collector(&source).scan();
+    let snap = collector(&source).scan(ScanTime::now());
     assert_eq!(snap.errors, Vec::new());
     assert!(
         !snap.sockets.is_empty(),
@@ -168,7 +170,7 @@ fn faulty_dumps_are_retried_then_counted_once_per_scan() {
         let mut stats = AgentStats::default();
         for scan in 1..=2u64 {
             let before = source.connects.load(Ordering::Relaxed);
-            let snap = collector.scan();
+            let snap = collector.scan(ScanTime::now());
             let connects = source.connects.load(Ordering::Relaxed) - before;
             // The combined request, then IPv4 and IPv6 alone: each retried
             // on a fresh socket up to MAX_ATTEMPTS times.

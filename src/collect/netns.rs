@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rustc_hash::FxHashMap;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::thread::LinkNameSpaceType;
 
+use super::cache::PidNamespaces;
 use super::procfs::{own_netns, ProcRoot};
 use crate::model::NetnsId;
 
@@ -47,39 +47,27 @@ pub struct Discovery {
 /// exiting between discovery and the dump.
 const HANDLES: usize = 4;
 
-/// How long [`PidNamespaces`] trusts what it read of a process.
-pub const PID_NETNS_EVERY: Duration = Duration::from_secs(60);
-
 /// What one process's /proc/PID/ns/net said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PidNetns {
+pub(crate) enum PidNetns {
     In(u64),
     Unreadable,
     /// Exited (or no namespace link at all).
     None,
 }
 
-/// The namespace of each process, as read at most [`PID_NETNS_EVERY`] ago
-/// (the agent keeps one across scans; a one-shot reads every process). A
-/// process seen for the first time is always read, so a container started
-/// in a new namespace is found at once; one that moves into another
-/// namespace after it was read (`unshare`, `ip netns exec`), or a PID
-/// reused by a process in another namespace, is found within the period.
-/// /run/netns is read every time.
-#[derive(Debug, Default)]
-pub struct PidNamespaces {
-    by_pid: FxHashMap<u32, (Instant, PidNetns)>,
-}
-
 /// Finds the distinct network namespaces of `pids` and of /run/netns.
-/// `pids` must be sorted (as [`ProcRoot::pids`] returns them).
+/// `pids` must be sorted (as [`ProcRoot::pids`] returns them). With `known`
+/// (the agent keeps one across scans), a process's namespace read recently
+/// (its rule: [`PidNamespaces`]) is not read again; /run/netns is read
+/// every time.
 pub fn discover(
     root: &ProcRoot,
     pids: &[u32],
     run_netns: Option<&Path>,
     mut known: Option<&mut PidNamespaces>,
+    now: Instant,
 ) -> Discovery {
-    let now = Instant::now();
     let mut by_id: BTreeMap<u64, Namespace> = BTreeMap::new();
     let mut unreadable = 0;
     let mut add = |id: u64, handle: &dyn Fn() -> PathBuf, process: bool| {
@@ -94,26 +82,19 @@ pub fn discover(
         ns.processes += u64::from(process);
     };
     if let Some(known) = known.as_deref_mut() {
-        known
-            .by_pid
-            .retain(|pid, (at, _)| pids.binary_search(pid).is_ok() && now - *at < PID_NETNS_EVERY);
+        known.refresh(pids, now);
     }
     for &pid in pids {
         let path = || root.path().join(pid.to_string()).join("ns/net");
-        let cached = known
-            .as_deref()
-            .and_then(|k| k.by_pid.get(&pid))
-            .map(|(_, ns)| *ns);
+        let cached = known.as_deref().and_then(|k| k.get(pid));
         let ns = cached.unwrap_or_else(|| {
             let ns = match rustix::fs::stat(path()) {
                 Ok(st) => PidNetns::In(st.st_ino),
                 Err(Errno::ACCESS | Errno::PERM) => PidNetns::Unreadable,
                 Err(_) => PidNetns::None,
             };
-            // A process that exited is not remembered: its PID may be
-            // reused at once.
-            if let Some(k) = known.as_deref_mut().filter(|_| ns != PidNetns::None) {
-                k.by_pid.insert(pid, (now, ns));
+            if let Some(k) = known.as_deref_mut() {
+                k.remember(pid, ns, now);
             }
             ns
         });
@@ -259,7 +240,8 @@ mod tests {
         let dir = tree(&[10, 20]);
         let root = ProcRoot::new(dir.path());
         let mut known = PidNamespaces::default();
-        let first = discover(&root, &[10, 20], None, Some(&mut known));
+        let t = Instant::now();
+        let first = discover(&root, &[10, 20], None, Some(&mut known), t);
         let (a, b) = (ino(dir.path(), 10), ino(dir.path(), 20));
         let mut expected = vec![a, b];
         expected.sort_unstable();
@@ -273,20 +255,20 @@ mod tests {
         std::fs::write(&net, b"").expect("write");
         let moved = ino(dir.path(), 10);
         assert_ne!(moved, a);
-        let cached = discover(&root, &[10, 20], None, Some(&mut known));
+        let cached = discover(&root, &[10, 20], None, Some(&mut known), t);
         assert_eq!(ids(&cached), expected);
-        let fresh = discover(&root, &[10, 20], None, None);
+        let fresh = discover(&root, &[10, 20], None, None, t);
         assert!(ids(&fresh).contains(&moved));
 
         // A new process is read at once.
         std::fs::create_dir_all(dir.path().join("30/ns")).expect("mkdir");
         std::fs::write(dir.path().join("30/ns/net"), b"").expect("write");
-        let with_new = discover(&root, &[10, 20, 30], None, Some(&mut known));
+        let with_new = discover(&root, &[10, 20, 30], None, Some(&mut known), t);
         assert!(ids(&with_new).contains(&ino(dir.path(), 30)));
 
         // Process 10 exits: forgotten, so a process reusing its PID is read.
-        discover(&root, &[20, 30], None, Some(&mut known));
-        let reused = discover(&root, &[10, 20, 30], None, Some(&mut known));
+        discover(&root, &[20, 30], None, Some(&mut known), t);
+        let reused = discover(&root, &[10, 20, 30], None, Some(&mut known), t);
         assert!(ids(&reused).contains(&moved));
         assert_eq!(
             reused.namespaces.iter().map(|n| n.processes).sum::<u64>(),

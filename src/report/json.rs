@@ -1,5 +1,8 @@
-//! `--format json`: one object, the fields of SPEC.md (schema_version 1) and a
-//! few more (marked below), for scripts and other tools.
+//! `--format json`: one object (schema_version 1), for scripts and other
+//! tools. Its fields are declared here, as the contract they are, and
+//! mapped from the analysis: renaming an analysis field cannot change the
+//! JSON. The fields every consumer may rely on come first in each struct;
+//! the extensions are marked.
 
 use std::io;
 use std::time::Duration;
@@ -8,19 +11,19 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use super::Report;
-use crate::analyse::{Finding, Status, Unattributed};
-use crate::model::StateCounts;
+use crate::analyse::{self, ProcessAnalysis, Unattributed};
+use crate::model::{ProcessDetails, ProcessInfo, Snapshot, StateCounts};
 
 #[derive(Serialize)]
 struct Json<'a> {
     schema_version: u32,
-    status: Status,
-    scanned_at: Option<String>,
+    status: &'static str,
+    scanned_at: String,
     host: Host<'a>,
     tcp_states: States<'a>,
-    unattributed: Unattributed,
+    unattributed: Unowned,
     processes: Vec<Process<'a>>,
-    findings: &'a [Finding],
+    findings: Vec<Finding<'a>>,
     errors: Vec<Error<'a>>,
     // Extensions.
     scan_duration_seconds: f64,
@@ -80,7 +83,7 @@ struct Process<'a> {
     fds: Fds,
     sockets: Sockets,
     peers: Vec<Peer>,
-    findings: &'a [Finding],
+    findings: Vec<Finding<'a>>,
     // Extensions.
     /// Peers beyond the first MAX_PEERS (a server's CLOSE_WAIT sockets each
     /// have a peer of their own: the clients' ephemeral ports).
@@ -145,6 +148,47 @@ struct Peer {
     recv_q_bytes: u64,
 }
 
+/// Sockets no process is blamed for.
+#[derive(Serialize)]
+struct Unowned {
+    fin_wait2_orphans: u64,
+    close_wait_unaccepted: u64,
+    // Extensions.
+    close_wait_unknown_owner: u64,
+    fin_wait2_unknown_owner: u64,
+}
+
+impl From<&Unattributed> for Unowned {
+    fn from(u: &Unattributed) -> Self {
+        Unowned {
+            fin_wait2_orphans: u.fin_wait2_orphans,
+            close_wait_unaccepted: u.close_wait_unaccepted,
+            close_wait_unknown_owner: u.close_wait_unknown_owner,
+            fin_wait2_unknown_owner: u.fin_wait2_unknown_owner,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Finding<'a> {
+    check: &'static str,
+    severity: &'static str,
+    message: &'a str,
+    hint: &'a str,
+}
+
+fn findings(findings: &[analyse::Finding]) -> Vec<Finding<'_>> {
+    findings
+        .iter()
+        .map(|f| Finding {
+            check: f.check.name(),
+            severity: f.severity.name(),
+            message: &f.message,
+            hint: &f.hint,
+        })
+        .collect()
+}
+
 #[derive(Serialize)]
 struct Error<'a> {
     stage: &'static str,
@@ -159,75 +203,12 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         .processes
         .iter()
         .zip(report.details.iter().chain(std::iter::repeat(&None)))
-        .filter_map(|(p, d)| {
-            let info = snap.processes.get(p.index)?;
-            let mut netns: Vec<u64> = p.netns.iter().map(|n| n.0).collect();
-            if let Some(own) = d.as_ref().and_then(|d| d.netns) {
-                if !netns.contains(&own.0) {
-                    netns.insert(0, own.0);
-                }
-            }
-            let s = &p.sockets;
-            Some(Process {
-                pid: info.key.pid,
-                comm: &info.comm,
-                exe: d.as_ref().and_then(|d| d.exe.as_deref()),
-                cmdline: d.as_ref().map(|d| d.cmdline.as_str()),
-                unit: d.as_ref().and_then(|d| d.unit.as_deref()),
-                netns,
-                fds: Fds {
-                    open: info.fds.open,
-                    limit: info.fds.limit,
-                    sockets: info.fds.sockets,
-                    deleted_files: info.fds.deleted_files,
-                    deleted_bytes: info.fds.deleted_bytes,
-                    pipes: info.fds.pipes,
-                    files: info.fds.files,
-                    anon_inodes: info.fds.anon_inodes,
-                    readable: info.fds_walked,
-                },
-                sockets: Sockets {
-                    close_wait: s.close_wait,
-                    close_wait_stale: s.close_wait_stale,
-                    close_wait_unaccepted: s.close_wait_unaccepted,
-                    fin_wait2: s.fin_wait2,
-                    fin_wait2_stale: s.fin_wait2_stale,
-                    oldest_close_wait_seconds: s.oldest_close_wait.map(secs),
-                    oldest_fin_wait2_seconds: s.oldest_fin_wait2.map(secs),
-                    close_wait_unaccepted_stale: s.close_wait_unaccepted_stale,
-                },
-                peers_omitted: p.peers.len().saturating_sub(MAX_PEERS),
-                peers: p
-                    .peers
-                    .iter()
-                    .take(MAX_PEERS)
-                    .map(|peer| Peer {
-                        remote: peer.remote.to_string(),
-                        state: peer.state.name(),
-                        count: peer.count,
-                        oldest_seconds: secs(peer.oldest),
-                        recv_q_bytes: peer.recv_q_bytes,
-                    })
-                    .collect(),
-                findings: &p.findings,
-                uid: info.uid,
-                start_time_ticks: info.key.start_time,
-                fd_growth: p.growth.map(|g| FdGrowth {
-                    per_second: g.per_second,
-                    grew_by: g.grew_by,
-                    over_seconds: secs(g.over),
-                    sockets_grew_by: g.sockets_grew_by,
-                    exhaustion_seconds: p.fd_exhaustion.map(secs),
-                }),
-            })
-        })
+        .filter_map(|(p, d)| process(p, snap.processes.get(p.index)?, d.as_ref()))
         .collect();
     let json = Json {
         schema_version: 1,
-        status: a.status,
-        scanned_at: snap
-            .scanned_at
-            .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        status: a.status.name(),
+        scanned_at: humantime::format_rfc3339_seconds(snap.scanned_at).to_string(),
         host: Host {
             hostname: &snap.host.hostname,
             kernel: &snap.host.kernel,
@@ -235,9 +216,9 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
             max_fds: snap.host.max_fds,
         },
         tcp_states: States(&a.tcp_states),
-        unattributed: a.unattributed,
+        unattributed: Unowned::from(&a.unattributed),
         processes,
-        findings: &a.host_findings,
+        findings: findings(&a.host_findings),
         errors: report
             .errors
             .iter()
@@ -253,28 +234,99 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
             permission_denied: snap.skipped.permission_denied,
             failed: snap.skipped.failed,
         },
-        namespaces: snap
-            .namespaces
-            .iter()
-            .map(|ns| Namespace {
-                netns: ns.id.0,
-                scanned: true,
-                reason: None,
-                processes: ns.processes,
-                tcp_states: Some(States(&ns.states)),
-            })
-            .chain(snap.unscanned_netns.iter().map(|u| Namespace {
-                netns: u.id.0,
-                scanned: false,
-                reason: Some(&u.message),
-                processes: u.processes,
-                tcp_states: None,
-            }))
-            .collect(),
+        namespaces: namespaces(snap),
         netns_unknown_processes: snap.netns_unknown_processes,
     };
     // Rendered first so that a write error keeps its kind (EPIPE stays EPIPE).
     let mut bytes = serde_json::to_vec_pretty(&json).map_err(io::Error::other)?;
     bytes.push(b'\n');
     out.write_all(&bytes)
+}
+
+/// One listed process, with what was read of it (`details`).
+fn process<'a>(
+    p: &'a ProcessAnalysis,
+    info: &'a ProcessInfo,
+    details: Option<&'a ProcessDetails>,
+) -> Option<Process<'a>> {
+    let mut netns: Vec<u64> = p.netns.iter().map(|n| n.0).collect();
+    if let Some(own) = details.and_then(|d| d.netns) {
+        if !netns.contains(&own.0) {
+            netns.insert(0, own.0);
+        }
+    }
+    let s = &p.sockets;
+    Some(Process {
+        pid: info.key.pid,
+        comm: &info.comm,
+        exe: details.and_then(|d| d.exe.as_deref()),
+        cmdline: details.map(|d| d.cmdline.as_str()),
+        unit: details.and_then(|d| d.unit.as_deref()),
+        netns,
+        fds: Fds {
+            open: info.fds.open,
+            limit: info.fds.limit,
+            sockets: info.fds.sockets,
+            deleted_files: info.fds.deleted_files,
+            deleted_bytes: info.fds.deleted_bytes,
+            pipes: info.fds.pipes,
+            files: info.fds.files,
+            anon_inodes: info.fds.anon_inodes,
+            readable: info.fds_walked,
+        },
+        sockets: Sockets {
+            close_wait: s.close_wait,
+            close_wait_stale: s.close_wait_stale,
+            close_wait_unaccepted: s.close_wait_unaccepted,
+            fin_wait2: s.fin_wait2,
+            fin_wait2_stale: s.fin_wait2_stale,
+            oldest_close_wait_seconds: s.oldest_close_wait.map(secs),
+            oldest_fin_wait2_seconds: s.oldest_fin_wait2.map(secs),
+            close_wait_unaccepted_stale: s.close_wait_unaccepted_stale,
+        },
+        peers_omitted: p.peers.len().saturating_sub(MAX_PEERS),
+        peers: p
+            .peers
+            .iter()
+            .take(MAX_PEERS)
+            .map(|peer| Peer {
+                remote: peer.remote.to_string(),
+                state: peer.state.name(),
+                count: peer.count,
+                oldest_seconds: secs(peer.oldest),
+                recv_q_bytes: peer.recv_q_bytes,
+            })
+            .collect(),
+        findings: findings(&p.findings),
+        uid: info.uid,
+        start_time_ticks: info.key.start_time,
+        fd_growth: p.growth.map(|g| FdGrowth {
+            per_second: g.per_second,
+            grew_by: g.grew_by,
+            over_seconds: secs(g.over),
+            sockets_grew_by: g.sockets_grew_by,
+            exhaustion_seconds: p.fd_exhaustion.map(secs),
+        }),
+    })
+}
+
+/// Every namespace: those scanned, with their counts, then those not.
+fn namespaces(snap: &Snapshot) -> Vec<Namespace<'_>> {
+    snap.namespaces
+        .iter()
+        .map(|ns| Namespace {
+            netns: ns.id.0,
+            scanned: true,
+            reason: None,
+            processes: ns.processes,
+            tcp_states: Some(States(&ns.states)),
+        })
+        .chain(snap.unscanned_netns.iter().map(|u| Namespace {
+            netns: u.id.0,
+            scanned: false,
+            reason: Some(&u.message),
+            processes: u.processes,
+            tcp_states: None,
+        }))
+        .collect()
 }

@@ -169,7 +169,63 @@ fn table(out: &mut dyn Write, style: Style, rows: &[Row]) -> io::Result<()> {
     Ok(())
 }
 
+/// The summary: a headline, then one labelled line for each part of the
+/// host that has something to say.
 fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result<()> {
+    let snap = report.snapshot;
+    let a = report.analysis;
+    writeln!(out, "{}", headline(style, report))?;
+    let states: Vec<String> = a
+        .tcp_states
+        .named()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect();
+    if states.is_empty() {
+        labelled(out, "tcp", &["no sockets".to_string()])?;
+    } else {
+        writeln!(out, "  {:<10}{}", "tcp", states.join(", "))?;
+    }
+    labelled(out, "netns", &namespaces(style, snap))?;
+    if let (Some(open), Some(max)) = (snap.host.open_fds, snap.host.max_fds) {
+        labelled(
+            out,
+            "host fds",
+            &[format!("{open} of {max} ({})", pct(open, max))],
+        )?;
+    }
+    labelled(out, "no owner", &unowned(a))?;
+    labelled(out, "skipped", &skipped(snap))?;
+    if !a.attribution_complete {
+        let warning = format!(
+            "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; \
+             run as root to name every owner",
+            count(
+                a.unattributed.unknown_owner_stale(),
+                "stale socket",
+                "stale sockets"
+            ),
+            count(snap.skipped.permission_denied, "process", "processes"),
+        );
+        writeln!(
+            out,
+            "  {}",
+            style.severity(Some(Severity::Warning), &warning)
+        )?;
+    }
+    Ok(())
+}
+
+/// `  label     part; part`, or nothing when there are no parts.
+fn labelled(out: &mut dyn Write, label: &str, parts: &[String]) -> io::Result<()> {
+    if parts.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "  {label:<10}{}", parts.join("; "))
+}
+
+/// Status, host, time and scan duration, and how many processes hold what.
+fn headline(style: Style, report: &Report<'_>) -> String {
     let snap = report.snapshot;
     let a = report.analysis;
     let sev = status_severity(a.status);
@@ -180,24 +236,19 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
     if !snap.host.kernel.is_empty() {
         head.push(format!("Linux {}", snap.host.kernel));
     }
-    if let Some(t) = snap.scanned_at {
-        head.push(humantime::format_rfc3339_seconds(t).to_string());
-    }
+    head.push(humantime::format_rfc3339_seconds(snap.scanned_at).to_string());
     head.push(format!("scan {}", human(snap.duration)));
     let flagged = a
         .processes
         .iter()
-        .filter(|p| {
-            p.sockets.close_wait + p.sockets.fin_wait2 + p.sockets.close_wait_unaccepted > 0
-        })
+        .filter(|p| p.sockets.flagged() > 0)
         .count() as u64;
     let with_findings = a
         .processes
         .iter()
         .filter(|p| !p.findings.is_empty())
         .count() as u64;
-    writeln!(
-        out,
+    format!(
         "closewatch: {} — {}, {} with findings",
         head.join(" · "),
         count(
@@ -206,51 +257,42 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
             "processes hold CLOSE_WAIT/FIN_WAIT_2 sockets"
         ),
         with_findings,
-    )?;
-    let states: Vec<String> = a
-        .tcp_states
-        .named()
-        .filter(|(_, n)| *n > 0)
-        .map(|(name, n)| format!("{n} {name}"))
-        .collect();
-    writeln!(
-        out,
-        "  tcp       {}",
-        if states.is_empty() {
-            "no sockets".to_string()
-        } else {
-            states.join(", ")
-        }
-    )?;
-    if snap.namespaces.len() > 1
-        || !snap.unscanned_netns.is_empty()
-        || snap.netns_unknown_processes > 0
+    )
+}
+
+/// The namespaces scanned, when there is more than one or one was not.
+fn namespaces(style: Style, snap: &crate::model::Snapshot) -> Vec<String> {
+    if snap.namespaces.len() <= 1
+        && snap.unscanned_netns.is_empty()
+        && snap.netns_unknown_processes == 0
     {
-        let mut ns = vec![count(
-            snap.namespaces.len() as u64,
-            "network namespace scanned",
-            "network namespaces scanned",
-        )];
-        for u in &snap.unscanned_netns {
-            ns.push(style.severity(
-                Some(Severity::Warning),
-                &format!("netns {} NOT scanned: {}", u.id, u.message),
-            ));
-        }
-        if snap.netns_unknown_processes > 0 {
-            ns.push(style.severity(
-                Some(Severity::Warning),
-                &format!(
-                    "the namespace of {} could not be read (needs CAP_SYS_PTRACE)",
-                    count(snap.netns_unknown_processes, "process", "processes")
-                ),
-            ));
-        }
-        writeln!(out, "  netns     {}", ns.join("; "))?;
+        return Vec::new();
     }
-    if let (Some(open), Some(max)) = (snap.host.open_fds, snap.host.max_fds) {
-        writeln!(out, "  host fds  {open} of {max} ({})", pct(open, max))?;
+    let mut ns = vec![count(
+        snap.namespaces.len() as u64,
+        "network namespace scanned",
+        "network namespaces scanned",
+    )];
+    for u in &snap.unscanned_netns {
+        ns.push(style.severity(
+            Some(Severity::Warning),
+            &format!("netns {} NOT scanned: {}", u.id, u.message),
+        ));
     }
+    if snap.netns_unknown_processes > 0 {
+        ns.push(style.severity(
+            Some(Severity::Warning),
+            &format!(
+                "the namespace of {} could not be read (needs CAP_SYS_PTRACE)",
+                count(snap.netns_unknown_processes, "process", "processes")
+            ),
+        ));
+    }
+    ns
+}
+
+/// Sockets no process is blamed for, by why.
+fn unowned(a: &crate::analyse::Analysis) -> Vec<String> {
     let u = &a.unattributed;
     let mut unowned = Vec::new();
     if u.fin_wait2_orphans > 0 {
@@ -280,50 +322,26 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
             count(unknown, "socket", "sockets")
         ));
     }
-    if !unowned.is_empty() {
-        writeln!(out, "  no owner  {}", unowned.join("; "))?;
-    }
-    let sk = &snap.skipped;
-    let mut skipped = Vec::new();
-    if sk.permission_denied > 0 {
-        skipped.push(format!(
-            "{} not readable (permission denied)",
-            count(sk.permission_denied, "process", "processes")
-        ));
-    }
-    if sk.vanished > 0 {
-        skipped.push(format!(
-            "{} exited during the scan",
-            count(sk.vanished, "process", "processes")
-        ));
-    }
-    if sk.failed > 0 {
-        skipped.push(format!(
-            "{} failed to read (see the log)",
-            count(sk.failed, "process", "processes")
-        ));
-    }
-    if !skipped.is_empty() {
-        writeln!(out, "  skipped   {}", skipped.join("; "))?;
-    }
-    if !a.attribution_complete {
-        writeln!(
-            out,
-            "  {}",
-            style.severity(
-                Some(Severity::Warning),
-                &format!(
-                    "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; \
-                     run as root to name every owner",
-                    count(a.unknown_owner_stale, "stale socket", "stale sockets"),
-                    count(sk.permission_denied, "process", "processes"),
-                )
-            )
-        )?;
-    }
-    Ok(())
+    unowned
 }
 
+/// Processes the walk could not read, by why.
+fn skipped(snap: &crate::model::Snapshot) -> Vec<String> {
+    let sk = &snap.skipped;
+    let mut skipped = Vec::new();
+    for (n, why) in [
+        (sk.permission_denied, "not readable (permission denied)"),
+        (sk.vanished, "exited during the scan"),
+        (sk.failed, "failed to read (see the log)"),
+    ] {
+        if n > 0 {
+            skipped.push(format!("{} {why}", count(n, "process", "processes")));
+        }
+    }
+    skipped
+}
+
+/// A block for each process with a finding (every listed one with `--pid`).
 fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result<()> {
     let snap = report.snapshot;
     for (p, d) in report
@@ -335,76 +353,91 @@ fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
         if p.findings.is_empty() && report.settings.only_pids.is_none() {
             continue;
         }
-        let Some(info) = snap.processes.get(p.index) else {
-            continue;
-        };
-        let sev = p.severity();
-        let unit = d
-            .as_ref()
-            .and_then(|d| d.unit.as_deref())
-            .map(|u| format!(" ({u})"))
-            .unwrap_or_default();
-        writeln!(out)?;
+        if let Some(info) = snap.processes.get(p.index) {
+            process(out, style, p, info, d.as_ref())?;
+        }
+    }
+    Ok(())
+}
+
+/// One process: who it is, its fds and growth, its findings, its peers.
+fn process(
+    out: &mut dyn Write,
+    style: Style,
+    p: &ProcessAnalysis,
+    info: &ProcessInfo,
+    d: Option<&ProcessDetails>,
+) -> io::Result<()> {
+    let sev = p.severity();
+    let unit = d
+        .and_then(|d| d.unit.as_deref())
+        .map(|u| format!(" ({u})"))
+        .unwrap_or_default();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} {} {}{}",
+        style.severity(sev, upper(sev)),
+        style.bold(&info.key.pid.to_string()),
+        style.bold(&info.comm),
+        unit
+    )?;
+    if let Some(d) = d {
+        if !d.cmdline.is_empty() {
+            writeln!(out, "  cmd    {}", fit(&d.cmdline, 200))?;
+        } else if let Some(exe) = &d.exe {
+            writeln!(out, "  exe    {exe}")?;
+        }
+    }
+    writeln!(
+        out,
+        "  fds    {} ({}, {}, {}, {}, {}{})",
+        fds_cell(info, p.growth.is_some()),
+        count(info.fds.sockets, "socket", "sockets"),
+        count(info.fds.files, "file", "files"),
+        count(info.fds.pipes, "pipe", "pipes"),
+        count(info.fds.anon_inodes, "anon inode", "anon inodes"),
+        count(info.fds.deleted_files, "deleted file", "deleted files"),
+        if info.fds_walked {
+            ""
+        } else {
+            "; fd table not readable"
+        },
+    )?;
+    if let Some(g) = &p.growth {
+        let eta = p
+            .fd_exhaustion
+            .map_or_else(String::new, |d| format!(", limit in {}", human(d)));
         writeln!(
             out,
-            "{} {} {}{}",
-            style.severity(sev, upper(sev)),
-            style.bold(&info.key.pid.to_string()),
-            style.bold(&info.comm),
-            unit
+            "  growth +{} fds in {} ({:.1}/min){eta}",
+            g.grew_by,
+            human(g.over),
+            g.per_second * 60.0
         )?;
-        if let Some(d) = d {
-            if !d.cmdline.is_empty() {
-                writeln!(out, "  cmd    {}", fit(&d.cmdline, 200))?;
-            } else if let Some(exe) = &d.exe {
-                writeln!(out, "  exe    {exe}")?;
-            }
-        }
+    }
+    for f in &p.findings {
+        finding(out, style, f)?;
+    }
+    peers(out, &p.peers)
+}
+
+/// The top peers, and how many more there are.
+fn peers(out: &mut dyn Write, peers: &[crate::analyse::Peer]) -> io::Result<()> {
+    const SHOWN: usize = 5;
+    for peer in peers.iter().take(SHOWN) {
         writeln!(
             out,
-            "  fds    {} ({}, {}, {}, {}, {}{})",
-            fds_cell(info, p.growth.is_some()),
-            count(info.fds.sockets, "socket", "sockets"),
-            count(info.fds.files, "file", "files"),
-            count(info.fds.pipes, "pipe", "pipes"),
-            count(info.fds.anon_inodes, "anon inode", "anon inodes"),
-            count(info.fds.deleted_files, "deleted file", "deleted files"),
-            if info.fds_walked {
-                ""
-            } else {
-                "; fd table not readable"
-            },
+            "  peer   {} {} ×{}, oldest {}, Recv-Q {} B",
+            peer.remote,
+            peer.state,
+            peer.count,
+            human(peer.oldest),
+            peer.recv_q_bytes
         )?;
-        if let Some(g) = &p.growth {
-            let eta = p
-                .fd_exhaustion
-                .map_or_else(String::new, |d| format!(", limit in {}", human(d)));
-            writeln!(
-                out,
-                "  growth +{} fds in {} ({:.1}/min){eta}",
-                g.grew_by,
-                human(g.over),
-                g.per_second * 60.0
-            )?;
-        }
-        for f in &p.findings {
-            finding(out, style, f)?;
-        }
-        const SHOWN: usize = 5;
-        for peer in p.peers.iter().take(SHOWN) {
-            writeln!(
-                out,
-                "  peer   {} {} ×{}, oldest {}, Recv-Q {} B",
-                peer.remote,
-                peer.state,
-                peer.count,
-                human(peer.oldest),
-                peer.recv_q_bytes
-            )?;
-        }
-        if p.peers.len() > SHOWN {
-            writeln!(out, "  peer   … and {} more", p.peers.len() - SHOWN)?;
-        }
+    }
+    if peers.len() > SHOWN {
+        writeln!(out, "  peer   … and {} more", peers.len() - SHOWN)?;
     }
     Ok(())
 }

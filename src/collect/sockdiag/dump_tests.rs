@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use super::replay::rewrite_headers;
 use super::*;
 
 const V4_REQUEST: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/v4/request.bin");

@@ -1,14 +1,17 @@
 //! TCP sockets from sock_diag (inet_diag) netlink dumps.
 //!
-//! Two dumps per namespace: one of every state without extensions (per-state
-//! counts and the listeners), and one filtered in the kernel to CLOSE_WAIT |
-//! FIN_WAIT_2 that asks for `tcp_info` (the age of each socket). Each is one
-//! legacy TCPDIAG_GETSOCK request, which covers IPv4 and IPv6 in one walk of
-//! the kernel's TCP hash table (measured: 10 ms instead of 25 ms for the
-//! flagged dump of 100k sockets, 64 instead of 90 for the count dump); a
-//! kernel that refuses it gets one SOCK_DIAG_BY_FAMILY request per family. The receive loop handles multipart replies, NLMSG_ERROR, NLMSG_DONE
-//! carrying an errno, truncated datagrams and NLM_F_DUMP_INTR (the table changed
-//! under the dump: it is redone, a bounded number of times).
+//! Per namespace, a dump filtered in the kernel to CLOSE_WAIT | FIN_WAIT_2
+//! that asks for `tcp_info` (the age of each socket); when the per-state
+//! counts are due ([`dump_tables`]'s `counts`), a second dump of every state
+//! without extensions (the counts and the listeners), otherwise the
+//! filtered dump also takes LISTEN. Each dump is one legacy TCPDIAG_GETSOCK
+//! request, which covers IPv4 and IPv6 in one walk of the kernel's TCP hash
+//! table (measured: 10 ms instead of 25 ms for the flagged dump of 100k
+//! sockets, 64 instead of 90 for the count dump); a kernel that refuses it
+//! gets one SOCK_DIAG_BY_FAMILY request per family. The receive loop
+//! handles multipart replies, NLMSG_ERROR, NLMSG_DONE carrying an errno,
+//! truncated datagrams and NLM_F_DUMP_INTR (the table changed under the
+//! dump: it is redone, a bounded number of times).
 //!
 //! The socket itself sits behind [`Transport`] so that the loop can be driven
 //! by captured datagrams in tests.
@@ -507,25 +510,6 @@ fn dump_family<T: Transport>(
         listeners: all.listeners,
         counted: true,
     })
-}
-
-/// Rewrites every message header of a datagram in place (a replay answers
-/// each request with its own sequence number; tests inject faults): the
-/// sequence number, if given, and the flags OR-ed with `add_flags`.
-pub fn rewrite_headers(d: &mut [u8], seq: Option<u32>, add_flags: u16) {
-    let mut at = 0;
-    while at + 16 <= d.len() {
-        let len = u32::from_ne_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]]) as usize;
-        if len < 16 {
-            break;
-        }
-        let flags = u16::from_ne_bytes([d[at + 6], d[at + 7]]) | add_flags;
-        d[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
-        if let Some(seq) = seq {
-            d[at + 8..at + 12].copy_from_slice(&seq.to_ne_bytes());
-        }
-        at += (len + 3) & !3;
-    }
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ impl Replay {
             .iter()
             .map(|f| {
                 let mut d = std::fs::read(f)?;
-                super::rewrite_headers(&mut d, Some(seq), 0);
+                rewrite_headers(&mut d, Some(seq), 0);
                 Ok(d)
             })
             .collect()
@@ -113,5 +113,24 @@ impl Transport for Replay {
         let n = d.len().min(buf.capacity());
         buf.extend_from_slice(&d[..n]);
         Ok(d.len())
+    }
+}
+
+/// Rewrites every message header of a datagram in place (a replay answers
+/// each request with its own sequence number; tests inject faults): the
+/// sequence number, if given, and the flags OR-ed with `add_flags`.
+pub fn rewrite_headers(d: &mut [u8], seq: Option<u32>, add_flags: u16) {
+    let mut at = 0;
+    while at + 16 <= d.len() {
+        let len = u32::from_ne_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]]) as usize;
+        if len < 16 {
+            break;
+        }
+        let flags = u16::from_ne_bytes([d[at + 6], d[at + 7]]) | add_flags;
+        d[at + 6..at + 8].copy_from_slice(&flags.to_ne_bytes());
+        if let Some(seq) = seq {
+            d[at + 8..at + 12].copy_from_slice(&seq.to_ne_bytes());
+        }
+        at += (len + 3) & !3;
     }
 }

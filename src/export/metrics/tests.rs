@@ -42,7 +42,7 @@ fn scan() -> Snapshot {
     states.add(TcpState::CloseWait);
     states.add(TcpState::Established);
     Snapshot {
-        scanned_at: Some(now()),
+        scanned_at: now(),
         duration: Duration::from_millis(12),
         namespaces: vec![NetnsScan {
             id: NetnsId(7),
@@ -60,7 +60,14 @@ fn scan() -> Snapshot {
     }
 }
 
+/// Renders the synthetic scan with the agent's settings.
 fn render_with(max_processes: usize) -> String {
+    with_view(max_processes, |view| {
+        render(view, &AgentStats::default()).expect("renders")
+    })
+}
+
+fn with_view<T>(max_processes: usize, f: impl FnOnce(&ScanView<'_>) -> T) -> T {
     let snap = scan();
     let settings = analyse::Settings {
         list_fd_utilization: Some(0.5),
@@ -77,7 +84,47 @@ fn render_with(max_processes: usize) -> String {
         thresholds: &Thresholds::default(),
         max_processes,
     };
-    render(&view, &AgentStats::default()).expect("renders")
+    f(&view)
+}
+
+#[test]
+fn every_declared_family_is_filled_once_and_nothing_else_is_exported() {
+    let used = with_view(100, |view| {
+        fill(view, &AgentStats::default()).expect("fills").used
+    });
+    let mut declared: Vec<&str> = families::ALL.iter().map(|f| f.name).collect();
+    let mut filled = used.clone();
+    declared.sort_unstable();
+    filled.sort_unstable();
+    assert_eq!(filled, declared, "the table and the sections disagree");
+    let mut distinct = filled.clone();
+    distinct.dedup();
+    assert_eq!(distinct, filled, "a family is filled twice");
+
+    let text = render_with(100);
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        let family = families::ALL.iter().find(|f| f.name == name);
+        let family = family.unwrap_or_else(|| panic!("{name} is not declared"));
+        assert!(
+            text.contains(&format!("# TYPE {name} {}\n", family.kind.type_name())),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn names_carry_the_prefix_and_counters_end_in_total() {
+    for f in families::ALL {
+        assert!(f.name.starts_with("closewatch_"), "{}", f.name);
+        assert_eq!(
+            f.kind == families::Kind::IntCounter,
+            f.name.ends_with("_total"),
+            "{}",
+            f.name
+        );
+        assert!(!f.labels.contains(&"cmdline"), "{}", f.name);
+    }
 }
 
 #[test]

@@ -1,0 +1,305 @@
+//! The attribution pass: which flagged sockets each process holds, summed up
+//! per process (counts, ages, peers, how far the program read), and the
+//! sockets no process is blamed for. The checks judge what this gathers.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::attribution::{self, ListenerIndex};
+use super::{History, Settings};
+use crate::model::{NetnsId, Snapshot, TcpSocket, TcpState};
+
+/// How far the program read the CLOSE_WAIT sockets it keeps (stale ones).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecvQueueBreakdown {
+    /// Recv-Q 0: read EOF, kept the socket.
+    pub eof_read: u64,
+    /// Recv-Q 1: only the FIN unread.
+    pub fin_unread: u64,
+    /// Recv-Q > 1: data unread.
+    pub unread_data: u64,
+}
+
+/// The CLOSE_WAIT / FIN_WAIT_2 sockets of one process.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SocketSummary {
+    pub close_wait: u64,
+    pub close_wait_stale: u64,
+    /// Connections waiting, never accepted, in this process's listen queues.
+    pub close_wait_unaccepted: u64,
+    pub close_wait_unaccepted_stale: u64,
+    pub fin_wait2: u64,
+    pub fin_wait2_stale: u64,
+    pub oldest_close_wait: Option<Duration>,
+    pub oldest_fin_wait2: Option<Duration>,
+    pub close_wait_recv_q: RecvQueueBreakdown,
+    /// The local port most CLOSE_WAIT sockets share, and how many: for a
+    /// server, the port its clients connected to.
+    pub close_wait_top_local_port: Option<(u16, u64)>,
+    /// Whether this process holds a listener on that port.
+    pub listens_on_top_local_port: bool,
+    /// FIN_WAIT_2 sockets whose other end this same process holds (in
+    /// CLOSE_WAIT): it closes neither end.
+    pub fin_wait2_to_self: u64,
+}
+
+impl SocketSummary {
+    /// Every flagged socket it holds or keeps waiting in its queues.
+    pub fn flagged(&self) -> u64 {
+        self.close_wait + self.fin_wait2 + self.close_wait_unaccepted
+    }
+
+    /// Of those, the ones old enough to count as leaks.
+    pub fn stale(&self) -> u64 {
+        self.close_wait_stale + self.fin_wait2_stale + self.close_wait_unaccepted_stale
+    }
+}
+
+/// Sockets of one process to one remote address in one state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub remote: SocketAddr,
+    pub state: TcpState,
+    pub count: u64,
+    pub oldest: Duration,
+    pub recv_q_bytes: u64,
+}
+
+/// Sockets no process is blamed for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unattributed {
+    /// FIN_WAIT_2 with no inode: the program closed; the kernel times it out.
+    pub fin_wait2_orphans: u64,
+    /// CLOSE_WAIT with no inode: in a listener's accept queue.
+    pub close_wait_unaccepted: u64,
+    /// Had an inode, but no process we could read held it.
+    pub close_wait_unknown_owner: u64,
+    pub fin_wait2_unknown_owner: u64,
+    /// Of those without a known owner, the stale ones.
+    pub close_wait_unknown_owner_stale: u64,
+    pub fin_wait2_unknown_owner_stale: u64,
+}
+
+impl Unattributed {
+    /// Stale sockets that no process we could read held.
+    pub fn unknown_owner_stale(&self) -> u64 {
+        self.close_wait_unknown_owner_stale + self.fin_wait2_unknown_owner_stale
+    }
+}
+
+/// What one process holds, as the checks see it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Held {
+    pub sockets: SocketSummary,
+    /// By count, then oldest.
+    pub peers: Vec<Peer>,
+    /// Namespaces of the flagged sockets it holds.
+    pub netns: Vec<NetnsId>,
+    /// Listeners whose queues hold its unaccepted connections.
+    pub queue_listeners: Vec<SocketAddr>,
+}
+
+/// The result of the pass: per process (index into `Snapshot::processes`),
+/// and the rest.
+#[derive(Default)]
+pub struct Attribution {
+    by_process: FxHashMap<usize, Acc>,
+    /// (process, port) for every listener a process holds.
+    listening: FxHashSet<(usize, u16)>,
+    pub unattributed: Unattributed,
+}
+
+impl Attribution {
+    /// What process `index` holds (empty if nothing flagged).
+    pub fn take(&mut self, index: usize) -> Held {
+        match self.by_process.remove(&index) {
+            Some(acc) => acc.finish(index, &self.listening),
+            None => Held::default(),
+        }
+    }
+}
+
+/// Attributes every flagged socket of the snapshot, aged with `history`.
+pub fn attribute(
+    snapshot: &Snapshot,
+    history: &History,
+    settings: &Settings,
+    now: SystemTime,
+) -> Attribution {
+    let owners = attribution::owners_by_inode(snapshot);
+    let listeners = ListenerIndex::new(&snapshot.listeners);
+    let mut out = Attribution {
+        listening: snapshot
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                owners
+                    .get(&l.inode)
+                    .into_iter()
+                    .flatten()
+                    .map(move |&o| (o, l.local.port()))
+            })
+            .collect(),
+        ..Attribution::default()
+    };
+    let un = &mut out.unattributed;
+    for s in &snapshot.sockets {
+        let age = history.age(s, now);
+        match (s.state, s.inode) {
+            (TcpState::CloseWait, 0) => {
+                un.close_wait_unaccepted += 1;
+                let matching = listeners.matching(s.netns, s.local);
+                let stale = age >= settings.close_wait_age;
+                for o in attribution::queue_owners(&matching, &owners).unwrap_or_default() {
+                    let listening = matching.iter().map(|l| l.local);
+                    out.by_process
+                        .entry(o)
+                        .or_default()
+                        .queued(s, stale, listening);
+                }
+            }
+            (TcpState::FinWait2, 0) => un.fin_wait2_orphans += 1,
+            (state @ (TcpState::CloseWait | TcpState::FinWait2), inode) => {
+                let close_wait = state == TcpState::CloseWait;
+                let min_age = if close_wait {
+                    settings.close_wait_age
+                } else {
+                    settings.fin_wait2_age
+                };
+                let stale = age >= min_age;
+                match owners.get(&inode) {
+                    Some(os) => {
+                        for &o in os {
+                            out.by_process.entry(o).or_default().owned(s, age, stale);
+                        }
+                    }
+                    None if close_wait => {
+                        un.close_wait_unknown_owner += 1;
+                        un.close_wait_unknown_owner_stale += u64::from(stale);
+                    }
+                    None => {
+                        un.fin_wait2_unknown_owner += 1;
+                        un.fin_wait2_unknown_owner_stale += u64::from(stale);
+                    }
+                }
+            }
+            _ => {} // the filtered dump holds only the two states above
+        }
+    }
+    out
+}
+
+/// Accumulates one process's sockets.
+#[derive(Default)]
+struct Acc {
+    summary: SocketSummary,
+    peers: FxHashMap<(SocketAddr, TcpState), Peer>,
+    netns: Vec<NetnsId>,
+    queue_listeners: Vec<SocketAddr>,
+    close_wait_local_ports: FxHashMap<u16, u64>,
+    /// (netns, local, remote) of owned CLOSE_WAIT and FIN_WAIT_2 sockets.
+    close_wait_ends: FxHashSet<(NetnsId, SocketAddr, SocketAddr)>,
+    fin_wait2_ends: Vec<(NetnsId, SocketAddr, SocketAddr)>,
+}
+
+fn older(a: Option<Duration>, b: Duration) -> Option<Duration> {
+    Some(a.map_or(b, |a| a.max(b)))
+}
+
+impl Acc {
+    fn in_netns(&mut self, netns: NetnsId) {
+        if !self.netns.contains(&netns) {
+            self.netns.push(netns);
+        }
+    }
+
+    /// A connection waiting, never accepted, in a queue of this process's
+    /// listeners (those at `listening`).
+    fn queued(&mut self, s: &TcpSocket, stale: bool, listening: impl Iterator<Item = SocketAddr>) {
+        self.summary.close_wait_unaccepted += 1;
+        self.summary.close_wait_unaccepted_stale += u64::from(stale);
+        for local in listening {
+            if !self.queue_listeners.contains(&local) {
+                self.queue_listeners.push(local);
+            }
+        }
+        self.in_netns(s.netns);
+    }
+
+    fn owned(&mut self, s: &TcpSocket, age: Duration, stale: bool) {
+        let sum = &mut self.summary;
+        match s.state {
+            TcpState::CloseWait => {
+                sum.close_wait += 1;
+                sum.oldest_close_wait = older(sum.oldest_close_wait, age);
+                *self
+                    .close_wait_local_ports
+                    .entry(s.local.port())
+                    .or_default() += 1;
+                self.close_wait_ends.insert((s.netns, s.local, s.remote));
+                if stale {
+                    sum.close_wait_stale += 1;
+                    match s.recv_q {
+                        0 => sum.close_wait_recv_q.eof_read += 1,
+                        1 => sum.close_wait_recv_q.fin_unread += 1,
+                        _ => sum.close_wait_recv_q.unread_data += 1,
+                    }
+                }
+            }
+            _ => {
+                sum.fin_wait2 += 1;
+                sum.oldest_fin_wait2 = older(sum.oldest_fin_wait2, age);
+                self.fin_wait2_ends.push((s.netns, s.local, s.remote));
+                if stale {
+                    sum.fin_wait2_stale += 1;
+                }
+            }
+        }
+        let peer = self.peers.entry((s.remote, s.state)).or_insert(Peer {
+            remote: s.remote,
+            state: s.state,
+            count: 0,
+            oldest: Duration::ZERO,
+            recv_q_bytes: 0,
+        });
+        peer.count += 1;
+        peer.oldest = peer.oldest.max(age);
+        peer.recv_q_bytes += u64::from(s.recv_q);
+        self.in_netns(s.netns);
+    }
+
+    /// The summary of process `index`, with what needs all its sockets:
+    /// its top local port, its sockets to itself, its peers in order.
+    fn finish(self, index: usize, listening: &FxHashSet<(usize, u16)>) -> Held {
+        let mut summary = self.summary;
+        summary.close_wait_top_local_port = self
+            .close_wait_local_ports
+            .iter()
+            .max_by_key(|(port, n)| (**n, std::cmp::Reverse(**port)))
+            .map(|(port, n)| (*port, *n));
+        summary.listens_on_top_local_port = summary
+            .close_wait_top_local_port
+            .is_some_and(|(port, _)| listening.contains(&(index, port)));
+        summary.fin_wait2_to_self = self
+            .fin_wait2_ends
+            .iter()
+            .filter(|(ns, local, remote)| self.close_wait_ends.contains(&(*ns, *remote, *local)))
+            .count() as u64;
+        let mut peers: Vec<Peer> = self.peers.into_values().collect();
+        peers.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(b.oldest.cmp(&a.oldest))
+                .then(a.remote.cmp(&b.remote))
+                .then(a.state.cmp(&b.state))
+        });
+        Held {
+            sockets: summary,
+            peers,
+            netns: self.netns,
+            queue_listeners: self.queue_listeners,
+        }
+    }
+}

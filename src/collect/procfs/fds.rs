@@ -1,0 +1,98 @@
+//! Reading one fd table: every link of /proc/PID/fd classified (sockets,
+//! pipes, files, anon inodes), the wanted sockets kept with their fd, and
+//! deleted-but-open files confirmed by their link count.
+
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{AtFlags, RawDir};
+use rustix::io::Errno;
+
+use super::parse::{self, FdTarget};
+use super::read::parse_u32;
+use super::walk::{Scratch, WalkContext};
+use super::walk_cache::CachedFds;
+use super::{skip, Skip};
+use crate::model::{FdStats, HeldSocket};
+
+/// One fd table as read from /proc or from the cache.
+#[derive(Default)]
+pub(super) struct Table {
+    pub(super) fds: FdStats,
+    pub(super) sockets: Vec<HeldSocket>,
+    pub(super) largest_deleted: Option<(String, u64)>,
+}
+
+impl Table {
+    /// Counts a deleted file of `bytes`, keeping the largest's path.
+    pub(super) fn deleted(&mut self, bytes: u64, path: impl FnOnce() -> String) {
+        self.fds.deleted_files += 1;
+        self.fds.deleted_bytes += bytes;
+        if self
+            .largest_deleted
+            .as_ref()
+            .is_none_or(|(_, b)| bytes > *b)
+        {
+            self.largest_deleted = Some((path(), bytes));
+        }
+    }
+}
+
+impl WalkContext<'_> {
+    /// Reads the links of one fd directory: the table, and how many fds it
+    /// saw. `record` gets every socket and deleted file, for the cache.
+    pub(super) fn fds(
+        &self,
+        fd_dir: &OwnedFd,
+        scratch: &mut Scratch,
+        mut record: Option<&mut CachedFds>,
+    ) -> Result<(Table, u64), Skip> {
+        let mut table = Table::default();
+        let mut count = 0u64;
+        let mut dir = RawDir::new(fd_dir, &mut scratch.dirents);
+        while let Some(entry) = dir.next() {
+            let entry = entry.map_err(skip)?;
+            let name = entry.file_name();
+            let Some(fd) = parse_u32(name.to_bytes()) else {
+                continue; // "." and ".."
+            };
+            let len = match rustix::fs::readlinkat_raw(fd_dir, name, &mut scratch.link[..]) {
+                Ok(len) => len.min(scratch.link.len()),
+                Err(Errno::NOENT) => continue, // closed since getdents
+                Err(e) => return Err(skip(e)),
+            };
+            count += 1;
+            let link = &scratch.link[..len];
+            match parse::fd_target(link) {
+                FdTarget::Socket(inode) => {
+                    table.fds.sockets += 1;
+                    if self.wanted.contains(&inode) {
+                        table.sockets.push(HeldSocket { inode, fd });
+                    }
+                    if let Some(r) = record.as_deref_mut() {
+                        r.sockets.push((inode, fd));
+                    }
+                }
+                FdTarget::MaybeDeleted => {
+                    table.fds.files += 1;
+                    // Following the magic link reaches the file even when it
+                    // has no name left; a link count of 0 confirms deletion.
+                    if let Ok(st) = rustix::fs::statat(fd_dir, name, AtFlags::empty()) {
+                        if st.st_nlink == 0 {
+                            let path =
+                                || String::from_utf8_lossy(parse::deleted_path(link)).into_owned();
+                            table.deleted(st.st_size.max(0) as u64, path);
+                            if let Some(r) = record.as_deref_mut() {
+                                r.deleted.push((fd, path()));
+                            }
+                        }
+                    }
+                }
+                FdTarget::Pipe => table.fds.pipes += 1,
+                FdTarget::AnonInode => table.fds.anon_inodes += 1,
+                FdTarget::File => table.fds.files += 1,
+                FdTarget::Other => {}
+            }
+        }
+        Ok((table, count))
+    }
+}

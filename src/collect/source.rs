@@ -1,0 +1,78 @@
+//! Where TCP tables come from: the kernel (sock_diag netlink in the calling
+//! thread's namespace), or a recording of it (the hidden `--replay-sockdiag`,
+//! for tests and to replay a report from a bug report).
+
+use std::io;
+use std::path::PathBuf;
+
+use super::{procfs, sockdiag};
+use crate::model::NetnsId;
+
+/// Where TCP tables come from: the kernel, or a recording of it.
+pub trait SocketSource: Send + Sync + std::fmt::Debug {
+    /// The namespace the dumps describe.
+    fn namespace(&self) -> io::Result<NetnsId>;
+    /// Dumps both families of the calling thread's namespace; without
+    /// `counts`, only the flagged sockets and the listeners.
+    fn tables(
+        &self,
+        netns: NetnsId,
+        counts: bool,
+    ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>);
+    /// Whether the other namespaces of the host can be entered and dumped
+    /// (a recording holds only its own).
+    fn every_namespace(&self) -> bool;
+}
+
+/// sock_diag netlink in the calling thread's network namespace.
+#[derive(Debug, Default)]
+pub struct Netlink;
+
+impl SocketSource for Netlink {
+    fn namespace(&self) -> io::Result<NetnsId> {
+        procfs::own_netns()
+    }
+
+    fn tables(
+        &self,
+        netns: NetnsId,
+        counts: bool,
+    ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
+        sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open, counts)
+    }
+
+    fn every_namespace(&self) -> bool {
+        true
+    }
+}
+
+/// Recorded dumps (see [`sockdiag::replay`]); the namespace id is read from
+/// the recording's `netns` file.
+#[derive(Debug)]
+pub struct Recorded {
+    pub dir: PathBuf,
+}
+
+impl SocketSource for Recorded {
+    fn namespace(&self) -> io::Result<NetnsId> {
+        let text = std::fs::read_to_string(self.dir.join("netns"))?;
+        text.trim()
+            .parse()
+            .map(NetnsId)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("netns file: {e}")))
+    }
+
+    fn tables(
+        &self,
+        netns: NetnsId,
+        _counts: bool,
+    ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
+        // A recording holds the count dumps: replay them every time.
+        let dir = self.dir.clone();
+        sockdiag::dump_tables(netns, move || Ok(sockdiag::replay::Replay::new(&dir)), true)
+    }
+
+    fn every_namespace(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,159 @@
+//! The TCP tables of every network namespace: found from the processes and
+//! /run/netns, each dumped from a thread inside it (several namespaces on a
+//! pool of threads), the ones that could not be dumped recorded with the
+//! reason. None is skipped silently.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use rustc_hash::FxHashSet;
+
+use super::cache::PidNamespaces;
+use super::netns::{self, Namespace};
+use super::procfs::ProcRoot;
+use super::sockdiag::{FamilyError, TcpTables};
+use super::source::SocketSource;
+use crate::model::{NetnsId, NetnsScan, ScanError, Snapshot, Stage, UnscannedNetns};
+
+/// The TCP tables of one namespace, or why it could not be dumped.
+type DumpResult = Result<(TcpTables, Vec<FamilyError>), netns::Unscanned>;
+
+/// What dumping every namespace needs.
+pub(super) struct Dumps<'a> {
+    pub(super) source: &'a dyn SocketSource,
+    pub(super) root: &'a ProcRoot,
+    pub(super) threads: usize,
+}
+
+impl Dumps<'_> {
+    /// Dumps every namespace the source can reach: its own directly, the
+    /// others from a thread that has entered each. `counted_recently` are
+    /// the namespaces whose all-states counts a cached scan reuses.
+    /// Namespaces that cannot be entered are recorded in `snap` with the
+    /// reason, as are dump errors.
+    pub(super) fn dump(
+        &self,
+        pids: &[u32],
+        snap: &mut Snapshot,
+        counted_recently: &FxHashSet<NetnsId>,
+        known: Option<&mut PidNamespaces>,
+        now: Instant,
+    ) -> Vec<(NetnsScan, TcpTables)> {
+        let counts = |id: NetnsId| !counted_recently.contains(&id);
+        let own = match self.source.namespace() {
+            Ok(id) => id,
+            Err(e) => {
+                snap.errors.push(ScanError {
+                    stage: Stage::Sockdiag,
+                    message: format!("cannot identify the network namespace: {e}"),
+                });
+                NetnsId(0)
+            }
+        };
+        let discovery = if self.source.every_namespace() {
+            let run_netns = Some(std::path::Path::new(netns::RUN_NETNS));
+            netns::discover(self.root, pids, run_netns, known, now)
+        } else {
+            netns::Discovery::default()
+        };
+        snap.netns_unknown_processes = discovery.unreadable_processes;
+        let namespaces = &discovery.namespaces;
+        let mut out = Vec::with_capacity(namespaces.len().max(1));
+        if !namespaces.iter().any(|ns| ns.id == own) {
+            let result = Ok(self.source.tables(own, counts(own)));
+            record(&mut out, snap, own, 0, result);
+        }
+        let results = self.on_pool(namespaces, |ns| {
+            if ns.id == own {
+                Ok(self.source.tables(own, counts(own)))
+            } else {
+                netns::run_in(ns, || self.source.tables(ns.id, counts(ns.id)))
+            }
+        });
+        for (ns, result) in namespaces.iter().zip(results) {
+            record(&mut out, snap, ns.id, ns.processes, result);
+        }
+        out
+    }
+
+    /// Runs `dump` for each namespace, on up to `threads` threads. Each
+    /// dump walks the kernel's TCP hash table, which namespaces share unless
+    /// net.ipv4.tcp_child_ehash_entries gives them their own: with many
+    /// namespaces that is most of the cost (measured: benches/netns.sh).
+    fn on_pool(
+        &self,
+        namespaces: &[Namespace],
+        dump: impl Fn(&Namespace) -> DumpResult + Sync,
+    ) -> Vec<DumpResult> {
+        let results: Vec<Mutex<Option<DumpResult>>> =
+            namespaces.iter().map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let dump_next = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(ns) = namespaces.get(i) else { break };
+            let result = dump(ns);
+            if let Ok(mut slot) = results[i].lock() {
+                *slot = Some(result);
+            }
+        };
+        let workers = self.threads.min(namespaces.len()).max(1);
+        if workers == 1 {
+            // One namespace (most hosts): no pool, no per-thread allocator
+            // arenas left holding the dump's memory.
+            dump_next();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(dump_next);
+                }
+            });
+        }
+        results
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                    Err(netns::Unscanned::Failed(
+                        "the dump thread failed".to_string(),
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Keeps one namespace's tables in `out`, or records in `snap` why it has
+/// none; dump errors of a family become scan errors.
+fn record(
+    out: &mut Vec<(NetnsScan, TcpTables)>,
+    snap: &mut Snapshot,
+    id: NetnsId,
+    processes: u64,
+    result: DumpResult,
+) {
+    match result {
+        Ok((tables, errors)) => {
+            for e in errors {
+                snap.errors.push(ScanError {
+                    stage: Stage::Sockdiag,
+                    message: format!("netns {id}: {} dump: {}", e.family.name(), e.error),
+                });
+            }
+            let scan = NetnsScan {
+                id,
+                states: tables.states,
+                processes,
+            };
+            out.push((scan, tables));
+        }
+        Err(netns::Unscanned::Vanished) => {
+            log::debug!("netns {id} vanished before its dump");
+        }
+        Err(why) => snap.unscanned_netns.push(UnscannedNetns {
+            id,
+            reason: why.reason(),
+            message: why.to_string(),
+            processes,
+        }),
+    }
+}

@@ -1,0 +1,22 @@
+//! Every default, written once. The settings, the analysis and `--help`
+//! (see [`crate::cli::command`]) all read them from here; the checks' default
+//! levels are each check's own (`analyse/checks/`).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use crate::cli::Format;
+
+/// The config read when `-c` is not given, if it exists.
+pub const CONFIG: &str = "/etc/closewatch/closewatch.toml";
+pub const FORMAT: Format = Format::Text;
+/// `--duration`: a report scans once.
+pub const DURATION: Duration = Duration::ZERO;
+pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9958));
+pub const INTERVAL: Duration = Duration::from_secs(15);
+pub const CLOSE_WAIT_AGE: Duration = Duration::from_secs(60);
+pub const FIN_WAIT2_AGE: Duration = Duration::from_secs(60);
+pub const MAX_PROCESSES: usize = 100;
+pub const FD_GROWTH_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub const PROC_ROOT: &str = "/proc";
+pub const LOG_LEVEL: &str = "info";

@@ -1,0 +1,269 @@
+//! Every metric family the agent exports, declared once as data: name, help,
+//! type and labels. This table is the only place a metric name is written;
+//! the rendering fills values into these families, and the packaging tests
+//! check the alert rules and the dashboard against it (through the library).
+
+/// The value type of a family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A gauge with a float value (ages, ratios, seconds).
+    Gauge,
+    /// A gauge with an integer value (counts).
+    IntGauge,
+    /// A counter (`_total`), kept by the agent across scans.
+    IntCounter,
+}
+
+impl Kind {
+    /// As the exposition's `# TYPE` line spells it.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            Kind::Gauge | Kind::IntGauge => "gauge",
+            Kind::IntCounter => "counter",
+        }
+    }
+}
+
+/// One metric family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+}
+
+const fn family(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Family {
+    Family {
+        name,
+        help,
+        kind,
+        labels,
+    }
+}
+
+const PROC: &[&str] = &["pid", "comm", "unit"];
+const PROC_STATE: &[&str] = &["pid", "comm", "unit", "state"];
+use Kind::{Gauge, IntCounter, IntGauge};
+
+// The host's sockets and namespaces.
+pub const TCP_SOCKETS: Family = family(
+    "closewatch_tcp_sockets",
+    IntGauge,
+    &["netns", "state"],
+    "TCP sockets by network namespace (inode of /proc/PID/ns/net) and state. close_wait, fin_wait2 and listen are counted every scan, the other states at least once a minute.",
+);
+pub const NETNS_SCANNED: Family = family(
+    "closewatch_netns_scanned",
+    IntGauge,
+    &[],
+    "Network namespaces dumped by the last scan.",
+);
+pub const NETNS_UNSCANNED: Family = family(
+    "closewatch_netns_unscanned",
+    IntGauge,
+    &["netns", "reason"],
+    "1 for each network namespace the last scan could not dump, by reason (open_denied: needs CAP_SYS_PTRACE; setns_denied: needs CAP_SYS_ADMIN; failed).",
+);
+pub const NETNS_UNKNOWN_PROCESSES: Family = family(
+    "closewatch_netns_unknown_processes",
+    IntGauge,
+    &[],
+    "Processes whose network namespace could not be read (needs CAP_SYS_PTRACE); namespaces only they are in are not scanned.",
+);
+pub const UNATTRIBUTED_TCP_SOCKETS: Family = family(
+    "closewatch_unattributed_tcp_sockets",
+    IntGauge,
+    &["state", "reason"],
+    "Sockets no process is blamed for: FIN_WAIT_2 orphans (closed, timing out), CLOSE_WAIT in accept queues, and sockets whose owner could not be read.",
+);
+
+// Per process: only those worth a look, at most --max-processes.
+pub const PROCESS_TCP_SOCKETS: Family = family(
+    "closewatch_process_tcp_sockets",
+    IntGauge,
+    PROC_STATE,
+    "CLOSE_WAIT and owned FIN_WAIT_2 sockets held by the process.",
+);
+pub const PROCESS_STALE_TCP_SOCKETS: Family = family(
+    "closewatch_process_stale_tcp_sockets",
+    IntGauge,
+    PROC_STATE,
+    "Of the process's CLOSE_WAIT / FIN_WAIT_2 sockets, those older than the configured age.",
+);
+pub const PROCESS_OLDEST_TCP_SOCKET_AGE: Family = family(
+    "closewatch_process_oldest_tcp_socket_age_seconds",
+    Gauge,
+    PROC_STATE,
+    "Age of the process's oldest CLOSE_WAIT / FIN_WAIT_2 socket (time since the peer's FIN, or since first seen).",
+);
+pub const PROCESS_UNACCEPTED_TCP_SOCKETS: Family = family(
+    "closewatch_process_unaccepted_tcp_sockets",
+    IntGauge,
+    PROC,
+    "CLOSE_WAIT connections waiting, never accepted, in the process's listen queues.",
+);
+pub const PROCESS_OPEN_FDS: Family = family(
+    "closewatch_process_open_fds",
+    IntGauge,
+    PROC,
+    "Open file descriptors of the process.",
+);
+pub const PROCESS_MAX_FDS: Family = family(
+    "closewatch_process_max_fds",
+    IntGauge,
+    PROC,
+    "Soft RLIMIT_NOFILE of the process (absent when unlimited).",
+);
+pub const PROCESS_FD_EXHAUSTION: Family = family(
+    "closewatch_process_fd_exhaustion_seconds",
+    Gauge,
+    PROC,
+    "Predicted time until the process reaches its fd limit at the observed growth (only while growing).",
+);
+pub const PROCESS_DELETED_OPEN_BYTES: Family = family(
+    "closewatch_process_deleted_open_bytes",
+    IntGauge,
+    PROC,
+    "Bytes held by files deleted but still open in the process.",
+);
+pub const PROCESS_FINDING: Family = family(
+    "closewatch_process_finding",
+    IntGauge,
+    &["pid", "comm", "unit", "check", "severity"],
+    "1 for each active finding of the process.",
+);
+pub const PROCESSES_TRUNCATED: Family = family(
+    "closewatch_processes_truncated",
+    IntGauge,
+    &[],
+    "Processes worth a series that were left out by --max-processes.",
+);
+
+// Configuration and the host.
+pub const THRESHOLD: Family = family(
+    "closewatch_threshold",
+    Gauge,
+    &["check", "severity"],
+    "Configured thresholds, in each check's unit (sockets, ratio, seconds, bytes).",
+);
+pub const HOST_OPEN_FDS: Family = family(
+    "closewatch_host_open_fds",
+    IntGauge,
+    &[],
+    "File handles allocated host-wide (/proc/sys/fs/file-nr).",
+);
+pub const HOST_MAX_FDS: Family = family(
+    "closewatch_host_max_fds",
+    IntGauge,
+    &[],
+    "Maximum file handles host-wide (fs.file-max).",
+);
+
+// The scan itself.
+pub const SCAN_DURATION: Family = family(
+    "closewatch_scan_duration_seconds",
+    Gauge,
+    &[],
+    "Duration of the last scan.",
+);
+pub const SCAN_FD_LINKS_READ: Family = family(
+    "closewatch_scan_fd_links_read",
+    IntGauge,
+    &[],
+    "fd links the last scan's /proc walk read; fd tables whose count did not change are taken from the previous scan.",
+);
+pub const SCAN_FD_TABLES_REUSED: Family = family(
+    "closewatch_scan_fd_tables_reused",
+    IntGauge,
+    &[],
+    "Processes whose fd table the last scan took from the previous one (fd count unchanged).",
+);
+pub const SCANS: Family = family(
+    "closewatch_scans_total",
+    IntCounter,
+    &[],
+    "Scans completed since start.",
+);
+pub const SCAN_ERRORS: Family = family(
+    "closewatch_scan_errors_total",
+    IntCounter,
+    &["stage"],
+    "Scans that recorded an error, by stage (sockdiag, procfs, host).",
+);
+pub const LAST_SCAN_TIMESTAMP: Family = family(
+    "closewatch_last_scan_timestamp_seconds",
+    Gauge,
+    &[],
+    "When the last scan started, in seconds since the epoch.",
+);
+pub const PROCESSES_SKIPPED: Family = family(
+    "closewatch_processes_skipped",
+    IntGauge,
+    &["reason"],
+    "Processes the last scan could not read, by reason (vanished mid-scan, permission denied, failed).",
+);
+pub const ATTRIBUTION_COMPLETE: Family = family(
+    "closewatch_attribution_complete",
+    IntGauge,
+    &[],
+    "0 when stale sockets lack a known owner while some processes could not be read (run as root).",
+);
+
+// The agent.
+pub const CONFIG_RELOADS: Family = family(
+    "closewatch_config_reloads_total",
+    IntCounter,
+    &["result"],
+    "Config reloads (SIGHUP) by result.",
+);
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: Family = family(
+    "closewatch_config_last_reload_successful",
+    IntGauge,
+    &[],
+    "1 if the last config reload succeeded (or none was attempted).",
+);
+pub const BUILD_INFO: Family = family(
+    "closewatch_build_info",
+    IntGauge,
+    &["version"],
+    "Always 1; the version is a label.",
+);
+
+/// Every family, in the order of the sections above.
+pub const ALL: &[&Family] = &[
+    &TCP_SOCKETS,
+    &NETNS_SCANNED,
+    &NETNS_UNSCANNED,
+    &NETNS_UNKNOWN_PROCESSES,
+    &UNATTRIBUTED_TCP_SOCKETS,
+    &PROCESS_TCP_SOCKETS,
+    &PROCESS_STALE_TCP_SOCKETS,
+    &PROCESS_OLDEST_TCP_SOCKET_AGE,
+    &PROCESS_UNACCEPTED_TCP_SOCKETS,
+    &PROCESS_OPEN_FDS,
+    &PROCESS_MAX_FDS,
+    &PROCESS_FD_EXHAUSTION,
+    &PROCESS_DELETED_OPEN_BYTES,
+    &PROCESS_FINDING,
+    &PROCESSES_TRUNCATED,
+    &THRESHOLD,
+    &HOST_OPEN_FDS,
+    &HOST_MAX_FDS,
+    &SCAN_DURATION,
+    &SCAN_FD_LINKS_READ,
+    &SCAN_FD_TABLES_REUSED,
+    &SCANS,
+    &SCAN_ERRORS,
+    &LAST_SCAN_TIMESTAMP,
+    &PROCESSES_SKIPPED,
+    &ATTRIBUTION_COMPLETE,
+    &CONFIG_RELOADS,
+    &CONFIG_LAST_RELOAD_SUCCESSFUL,
+    &BUILD_INFO,
+];
