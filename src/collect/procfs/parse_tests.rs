@@ -1,6 +1,6 @@
 //! /proc parsers on text captured from Linux 6.18 (this machine), plus the
-//! edge cases the kernel allows (comm with spaces and parentheses, zombies,
-//! kernel threads, unlimited limits).
+//! edge cases the kernel allows (comm with spaces, parentheses or bytes that
+//! are not UTF-8, zombies, kernel threads, unlimited limits).
 
 use super::*;
 
@@ -8,6 +8,9 @@ use super::*;
 pub(super) const STAT_CAT: &[u8] = b"7309 (cat) R 7307 7307 1033 0 -1 4194304 101 0 0 0 0 0 0 0 20 0 1 0 47821 3133440 377 18446744073709551615 94749442678784 94749442698665 140723641472448 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94749442714672 94749442716288 94750209712128 140723641477856 140723641477876 140723641477876 140723641479147 0\n";
 /// A process that renamed itself (prctl PR_SET_NAME) to `we) ird (x`.
 pub(super) const STAT_WEIRD_COMM: &[u8] = b"7455 (we) ird (x) R 7453 7453 1033 0 -1 4194304 2899 6557 2 0 3 0 4 0 20 0 1 0 48022 17145856 3422 18446744073709551615 94027281330176 94027281330517 140725561347264 0 0 0 0 16781312 2 0 0 0 17 1 0 0 0 0 0 94027281341872 94027281342488 94028214984704 140725561350271 140725561350439 140725561350439 140725561352143 0\n";
+/// A process that renamed itself (prctl PR_SET_NAME) to the bytes
+/// `cw\xff\xfe(x) \xc3`: the kernel writes comm as it is, UTF-8 or not.
+pub(super) const STAT_NON_UTF8_COMM: &[u8] = b"14253 (cw\xff\xfe(x) \xc3) R 14251 14251 12034 0 -1 4194304 2898 6539 15 1 5 2 4 2 20 0 1 0 175507 17289216 3420 18446744073709551615 93851025416192 93851025416533 140722357414560 0 0 0 0 16781312 2 0 0 0 17 1 0 0 0 0 0 93851025427888 93851025428504 93851808276480 140722357422337 140722357422380 140722357422380 140722357424079 0\n";
 /// A zombie: most fields zeroed, starttime kept.
 const STAT_ZOMBIE: &[u8] = b"7542 (python3) Z 7501 7453 1033 0 -1 4227148 221 0 0 0 0 0 0 0 20 0 1 0 48061 0 0 18446744073709551615 0 0 0 0 0 0 0 16781312 2 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
 /// A kernel thread.
@@ -54,6 +57,21 @@ fn comm_runs_to_the_last_parenthesis() {
     assert_eq!(s.comm, "we) ird (x");
     assert_eq!(s.pid, 7455);
     assert_eq!(s.start_time, 48022);
+}
+
+#[test]
+fn a_comm_of_non_utf8_bytes_is_replaced_not_rejected() {
+    let s = stat(STAT_NON_UTF8_COMM).expect("parses");
+    assert_eq!(
+        s,
+        Stat {
+            pid: 14253,
+            comm: "cw\u{fffd}\u{fffd}(x) \u{fffd}".into(),
+            state: 'R',
+            start_time: 175507,
+            kernel_thread: false,
+        }
+    );
 }
 
 #[test]

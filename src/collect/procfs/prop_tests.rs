@@ -16,8 +16,10 @@ use super::*;
 use crate::byte_edits::{self, Edit};
 
 // Samples captured on Linux 6.18, shared with the unit tests.
-use super::tests::{CGROUP_HYBRID_ROOT, LIMITS, STAT_CAT, STAT_KTHREAD, STAT_WEIRD_COMM};
-const STATS: [&[u8]; 3] = [STAT_CAT, STAT_WEIRD_COMM, STAT_KTHREAD];
+use super::tests::{
+    CGROUP_HYBRID_ROOT, LIMITS, STAT_CAT, STAT_KTHREAD, STAT_NON_UTF8_COMM, STAT_WEIRD_COMM,
+};
+const STATS: [&[u8]; 4] = [STAT_CAT, STAT_WEIRD_COMM, STAT_KTHREAD, STAT_NON_UTF8_COMM];
 const CGROUP_DOCKER_V1: &[u8] = b"12:pids:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n1:name=systemd:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n0::/system.slice/containerd.service\n";
 const CGROUP_KUBEPODS: &[u8] = b"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod3f1c2b7a_9e4d_4c1b_8a2e_5d6f7a8b9c0d.slice/cri-containerd-7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9.scope\n";
 const CGROUP_USER: &[u8] =
