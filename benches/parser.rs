@@ -1,15 +1,20 @@
 //! The sock_diag parser at scale: a million records (built from a record
 //! captured on Linux 6.18, with distinct inodes, cookies and ports), parsed
-//! the way the two dumps use them; and the classification of fd links.
+//! the way the two dumps use them; the classification of fd links; and the
+//! /proc parsers against procfs-core's on the same captured bytes, to say
+//! whether hand-written parsing is worth keeping (benches/README.md).
 //!
 //! `cargo bench --bench parser`
 
 use std::hint::black_box;
+use std::str::FromStr;
 
-use closewatch::collect::procfs::parse::fd_target;
+use closewatch::collect::procfs::parse::{self, fd_target, FdTarget};
 use closewatch::collect::sockdiag::parse::{messages, peek_state, socket};
 use closewatch::model::NetnsId;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use procfs::process::{FDTarget, LimitValue, Limits};
+use procfs::{FromBufRead, FromRead};
 
 /// The captured datagram: 4 flagged records, 3 with tcp_info.
 const CAPTURED: &[u8] = include_bytes!("../tests/fixtures/sockdiag/v4/000.bin");
@@ -101,6 +106,9 @@ fn parser(c: &mut Criterion) {
         b"/tmp/x (deleted)",
         b"/dev/null",
     ];
+    for l in &links {
+        assert_eq!(crate_fd_target(l), fd_target(l), "{l:?}");
+    }
     let mut g = c.benchmark_group("fd");
     g.throughput(Throughput::Elements(links.len() as u64 * 1000));
     g.bench_function("classify 6000 fd links", |b| {
@@ -108,9 +116,20 @@ fn parser(c: &mut Criterion) {
             let mut sockets = 0u64;
             for _ in 0..1000 {
                 for l in &links {
-                    if let closewatch::collect::procfs::parse::FdTarget::Socket(i) =
-                        fd_target(black_box(l))
-                    {
+                    if let FdTarget::Socket(i) = fd_target(black_box(l)) {
+                        sockets += i & 1;
+                    }
+                }
+            }
+            sockets
+        })
+    });
+    g.bench_function("classify 6000 fd links (procfs-core FDTarget)", |b| {
+        b.iter(|| {
+            let mut sockets = 0u64;
+            for _ in 0..1000 {
+                for l in &links {
+                    if let FdTarget::Socket(i) = crate_fd_target(black_box(l)) {
                         sockets += i & 1;
                     }
                 }
@@ -121,5 +140,113 @@ fn parser(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parser);
+// The captured samples parse_tests.rs uses, as the fuzz corpus keeps them.
+const STATS: [&[u8]; 4] = [
+    include_bytes!("../fuzz/corpus/proc_stat/seed-cat"),
+    include_bytes!("../fuzz/corpus/proc_stat/seed-weird_comm"),
+    include_bytes!("../fuzz/corpus/proc_stat/seed-zombie"),
+    include_bytes!("../fuzz/corpus/proc_stat/seed-kthread"),
+];
+const LIMITS: [&[u8]; 2] = [
+    include_bytes!("../fuzz/corpus/proc_limits/seed-self"),
+    include_bytes!("../fuzz/corpus/proc_limits/seed-unlimited"),
+];
+
+/// `parse::stat` done with procfs-core's `Stat::from_read`: what switching
+/// would cost, the mapping to closewatch's `Stat` included. (Not a drop-in:
+/// the crate panics on some malformed lines, see benches/README.md.)
+fn crate_stat(bytes: &[u8]) -> Option<parse::Stat> {
+    let s = procfs::process::Stat::from_read(bytes).ok()?;
+    Some(parse::Stat {
+        pid: u32::try_from(s.pid).ok()?,
+        kernel_thread: s.flags & 0x0020_0000 != 0,
+        start_time: s.starttime,
+        state: s.state,
+        comm: s.comm,
+    })
+}
+
+/// `parse::max_open_files` done with procfs-core's `Limits::from_buf_read`.
+fn crate_max_open_files(bytes: &[u8]) -> Option<Option<u64>> {
+    match Limits::from_buf_read(bytes).ok()?.max_open_files.soft_limit {
+        LimitValue::Unlimited => Some(None),
+        LimitValue::Value(v) => Some(Some(v)),
+    }
+}
+
+/// `fd_target` done with procfs-core's `FDTarget::from_str`: the link must
+/// be UTF-8 first, and " (deleted)" is still looked for by hand.
+fn crate_fd_target(link: &[u8]) -> FdTarget {
+    let Some(target) = std::str::from_utf8(link)
+        .ok()
+        .and_then(|s| FDTarget::from_str(s).ok())
+    else {
+        return FdTarget::Other;
+    };
+    match target {
+        FDTarget::Socket(inode) => FdTarget::Socket(inode),
+        FDTarget::Pipe(_) => FdTarget::Pipe,
+        FDTarget::AnonInode(_) => FdTarget::AnonInode,
+        FDTarget::Path(p) if p.as_os_str().as_encoded_bytes().ends_with(b" (deleted)") => {
+            FdTarget::MaybeDeleted
+        }
+        FDTarget::MemFD(name) if name.ends_with(" (deleted)") => FdTarget::MaybeDeleted,
+        FDTarget::Path(_) | FDTarget::MemFD(_) => FdTarget::File,
+        _ => FdTarget::Other,
+    }
+}
+
+/// /proc/PID/stat and /proc/PID/limits, read once per process each scan:
+/// closewatch's parsers against procfs-core's on the same captured bytes.
+fn proc_files(c: &mut Criterion) {
+    let mut g = c.benchmark_group("procfs");
+    // Like for like: both give the same answer on every sample.
+    for s in STATS {
+        assert_eq!(crate_stat(s), parse::stat(s).ok());
+    }
+    for l in LIMITS {
+        assert_eq!(crate_max_open_files(l), parse::max_open_files(l).ok());
+    }
+    g.throughput(Throughput::Elements(STATS.len() as u64));
+    g.bench_function("stat, 4 captured lines (hand)", |b| {
+        b.iter(|| {
+            STATS
+                .iter()
+                .filter_map(|s| parse::stat(black_box(s)).ok())
+                .map(|s| s.start_time)
+                .sum::<u64>()
+        })
+    });
+    g.bench_function("stat, 4 captured lines (procfs-core Stat)", |b| {
+        b.iter(|| {
+            STATS
+                .iter()
+                .filter_map(|s| crate_stat(black_box(s)))
+                .map(|s| s.start_time)
+                .sum::<u64>()
+        })
+    });
+    g.throughput(Throughput::Elements(LIMITS.len() as u64));
+    g.bench_function("limits, 2 captured files (hand)", |b| {
+        b.iter(|| {
+            LIMITS
+                .iter()
+                .filter_map(|l| parse::max_open_files(black_box(l)).ok())
+                .map(|l| l.unwrap_or(1))
+                .sum::<u64>()
+        })
+    });
+    g.bench_function("limits, 2 captured files (procfs-core Limits)", |b| {
+        b.iter(|| {
+            LIMITS
+                .iter()
+                .filter_map(|l| crate_max_open_files(black_box(l)))
+                .map(|l| l.unwrap_or(1))
+                .sum::<u64>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parser, proc_files);
 criterion_main!(benches);
