@@ -1,4 +1,8 @@
-//! Config parsing and merging, from string literals.
+//! The config file, from string literals: every key is read; an empty file
+//! means the defaults; flags override the file; unknown keys, wrong types and
+//! bad syntax are errors with line and column; inverted or nonsense settings
+//! are rejected; rendered settings parse back the same; a missing explicit
+//! config file is an error.
 
 use super::*;
 

@@ -1,6 +1,8 @@
-//! The agent end to end: the real binary on a free loopback port, real leaking
-//! processes (examples/fixture), scrapes over plain HTTP/1.1, signals, config
-//! reload, `promtool check metrics`, and a real Prometheus server scraping it.
+//! The real agent on loopback, with real leaking processes (examples/fixture):
+//! a leak gets its series, gone once the process exits; methods and paths
+//! answer as HTTP says, /healthz 503 once scans stop; SIGTERM and SIGINT exit 0
+//! promptly; SIGHUP reloads a good config, keeps the running one on a bad one;
+//! `promtool check metrics` and a real Prometheus accept its scrape.
 
 mod common;
 

@@ -1,10 +1,10 @@
-//! The "Churn" item, end to end: while the real agent scans as fast
-//! as it may (`--interval 100ms`), examples/churn forks and reaps more than
-//! 500 short-lived processes a second for 60 s, each holding CLOSE_WAIT
-//! sockets for a moment, and sets two traps for the agent's fd-table cache
-//! (a parent that hands a socket to a child just before it turns
-//! CLOSE_WAIT, and a holder that hands a CLOSE_WAIT it was seen holding to
-//! an heir; see examples/churn.rs). Checked:
+//! No socket is ever blamed on a process that did not hold it, under churn: the
+//! real agent scans every 100 ms for 60 s while examples/churn forks and reaps
+//! over 500 short-lived processes a second, each holding CLOSE_WAIT sockets for
+//! a moment, and sets two traps for the fd-table cache (see examples/churn.rs);
+//! every scraped and reported figure is judged against churn's timed record.
+//!
+//! Checked:
 //!
 //! - no socket is attributed to a process that did not hold it: every
 //!   `closewatch_process_tcp_sockets` sample (scraped every ~25 ms) and every

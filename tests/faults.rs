@@ -1,10 +1,10 @@
-//! The real agent when its procfs goes away under it and comes back (a
-//! container's /host/proc mount lost, as with `--proc-root`): each scan
-//! still completes, records its errors per stage in
-//! `closewatch_scan_errors_total` and the log, keeps /metrics and /healthz
-//! up, and the errors stop the scan after procfs is back. (Faults of the
-//! netlink dump are injected through the transport seam in
-//! src/collect/fault_tests.rs, which follows them to the same counter.)
+//! The real agent keeps scanning when its procfs goes away and comes back
+//! (`--proc-root` on a symlink to /proc, removed and restored, as a container's
+//! /host/proc mount can be lost): each scan without it counts one `procfs` and
+//! one `host` error in `closewatch_scan_errors_total` and logs it, /healthz
+//! stays 200, and once procfs is back the errors stop and host figures return.
+//!
+//! Faults of the netlink dump are injected in src/collect/fault_tests.rs.
 
 mod common;
 

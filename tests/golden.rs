@@ -1,8 +1,10 @@
-//! End to end on a recorded fixture (tests/fixtures/golden: the scenarios of
-//! examples/fixture in a scratch namespace, recorded by record.sh): the real
-//! binary replays the sock_diag datagrams and reads the recorded /proc tree,
-//! and its text report, JSON report and metrics must equal the golden files
-//! in tests/golden/. Those are written by the binary itself:
+//! The real binary's text report, JSON report and metrics on a recording equal
+//! the golden files in tests/golden/ (times normalized): it replays the
+//! sock_diag datagrams and reads the /proc tree of tests/fixtures/golden (the
+//! scenarios of examples/fixture in a scratch namespace, recorded by
+//! record.sh).
+//!
+//! The golden files are written by the binary itself:
 //! `UPDATE_GOLDEN=1 cargo test --test golden`, then review the diff.
 
 mod common;

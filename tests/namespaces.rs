@@ -1,8 +1,8 @@
-//! Every network namespace (needs root, as CI runs): a namespace made with
-//! `ip netns add`, a leaking server and its client inside it (`ip netns
-//! exec`), and a leak in the host namespace at the same time; the report and
-//! /metrics must show each CLOSE_WAIT with its pid and namespace. Without
-//! CAP_SYS_ADMIN (run as nobody) the namespace is reported as not scanned.
+//! Every network namespace is scanned (real `ip netns` namespaces; root): a
+//! leak in one and another in the host's each show in the report and /metrics
+//! with pid and namespace; an empty namespace is scanned too, and its
+//! CLOSE_WAIT count moves between all-state counts; without CAP_SYS_ADMIN (as
+//! nobody) it is reported not scanned, and nobody is blamed.
 
 mod common;
 

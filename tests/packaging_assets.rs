@@ -1,10 +1,8 @@
-//! The shipped packaging assets, checked against the real agent: the
-//! Prometheus alert rules pass `promtool check rules` and their unit tests,
-//! and every alert has a test where it fires (at each of its severities) and
-//! one where it does not; every metric the rules and the Grafana dashboard
-//! query is one the agent exports; the dashboard is importable; the Kubernetes
-//! DaemonSet asks for exactly the privileges the agent needs, and its config
-//! is one the agent accepts.
+//! The shipped packaging assets agree with the real agent: the alert rules pass
+//! `promtool check rules` and their unit tests, which make every alert fire (at
+//! each severity) and not fire; every metric the rules and the Grafana
+//! dashboard query is exported; the dashboard is importable; the DaemonSet
+//! grants exactly what the agent needs, with a config it accepts.
 //!
 //! There is no YAML parser among the dependencies: the YAML files are read
 //! line by line, which is enough for the block style they are written in (the

@@ -1,13 +1,14 @@
-//! End to end: the real `closewatch --report` binary against real kernel
-//! sockets on loopback, made by the scenario fixture (examples/fixture/):
-//! CLOSE_WAIT after EOF, a half-close (FIN_WAIT_2 + CLOSE_WAIT), a client pool
-//! the server hung up on, a socket shared across fork, connections never
-//! accepted, clean ESTABLISHED traffic, IPv6, 100 CLOSE_WAIT (critical) and a
-//! CLOSE_WAIT in another network namespace. Each scenario is checked with
-//! `--pid` (exact counts, owners, peers, findings, status and exit code) and in
-//! the full report (the fixture's holders listed, nobody else blamed). Also:
-//! an unknown `--pid` (exit 3), the text format off a TTY (no ANSI), and a
-//! reader gone before the report is written (the report's own status).
+//! `closewatch --report` tells the truth about real kernel sockets on loopback
+//! made by the scenario fixture (examples/fixture/): with `--pid`, exact
+//! counts, owners, peers, findings, status and exit code; in the full report,
+//! the fixture's holders listed and nobody else blamed. Also: an unknown
+//! `--pid` exits 3, the text format has no ANSI off a TTY, and a reader gone
+//! before the report is written leaves the report's own exit status.
+//!
+//! The scenarios: CLOSE_WAIT after EOF, a half-close (FIN_WAIT_2 + CLOSE_WAIT),
+//! a client pool the server hung up on, a socket shared across fork,
+//! connections never accepted, clean ESTABLISHED traffic, IPv6, 100 CLOSE_WAIT
+//! (critical) and a CLOSE_WAIT in another network namespace.
 
 mod common;
 

@@ -1,10 +1,8 @@
-//! No command line or environment ever reaches a label or a log line: a
-//! process that holds CLOSE_WAIT sockets (so it gets every per-process
-//! series) is started with a secret in its command line and another in its
-//! environment; the agent, at its most verbose, scans it for a while, and
-//! neither secret appears in /metrics or in anything the agent logged. The
-//! operator's one-shot report does show the command line (SPEC: the
-//! `cmdline` field), never the environment.
+//! No command line or environment ever reaches a label or a log line: a real
+//! process holding CLOSE_WAIT sockets is started with a secret in its argv and
+//! another in its environment; the real agent, at debug level, scans it until
+//! it has every per-process series, and neither secret appears in /metrics or
+//! its log. The one-shot report shows the command line, never the environment.
 
 mod common;
 

@@ -1,9 +1,8 @@
-//! The systemd service, checked against the real binary and the real unit
-//! file: `systemd-analyze verify` has nothing to say about the unit; the
-//! agent speaks the `Type=notify` protocol (READY=1 only after its first
-//! scan, WATCHDOG=1 between scans, STOPPING=1 on SIGTERM); and the
-//! capabilities the unit grants are enough, run as an unprivileged user with
-//! exactly those (and, as a control, not enough with one missing).
+//! The systemd unit as shipped, with the real binary: `systemd-analyze verify`
+//! is silent; the agent speaks `Type=notify` (READY=1 after its first scan,
+//! WATCHDOG=1 between scans, none without WATCHDOG_USEC, STOPPING=1 on
+//! SIGTERM); as nobody with exactly the unit's capabilities it sees everything,
+//! and with any one missing it does not.
 
 mod common;
 

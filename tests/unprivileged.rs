@@ -1,6 +1,8 @@
-//! closewatch without privileges (run as nobody through setpriv) and through
-//! another procfs mount (--proc-root, as a containerised agent reads the
-//! host's /proc at /host/proc). Both need root to set up, as CI runs.
+//! Without privileges the report never blames a process it could not read: run
+//! as nobody (setpriv) against real CLOSE_WAIT sockets of root's, it says
+//! attribution is incomplete once they are stale (complete while they are
+//! fresh) and blames nobody. Through another procfs mount (`--proc-root` on a
+//! bind mount of /proc) it attributes as usual. Both need root to set up.
 
 mod common;
 

@@ -1,10 +1,8 @@
-//! The agent's walk cache against the real kernel and the real binary: a
-//! process whose fd count does not change is not walked again, so a socket
-//! that turns CLOSE_WAIT under it must still be attributed, both when the
-//! cache knows the socket's inode (a pool the server hung up on: one
-//! `readlinkat` verifies it) and when it does not (an fd swapped with dup3,
-//! i.e. dup2 with O_CLOEXEC: an owner the cache cannot place is looked for
-//! with a full walk).
+//! The real agent's walk cache never loses an owner, on real kernel sockets: a
+//! process whose fd count does not change is not walked again, yet a socket
+//! that turns CLOSE_WAIT under it is attributed, both when the cache knows its
+//! inode (a pool the server hung up on: placed with one `readlinkat`) and when
+//! it does not (an fd swapped with dup3: looked for with a full walk).
 //!
 //! What a scan did is read from the agent's debug log, one line per scan:
 //! `scan N took …: F flagged sockets, P processes listed, L fd links read,

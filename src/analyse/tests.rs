@@ -1,4 +1,6 @@
-//! Analysis on synthetic snapshots: attribution, ages, thresholds, hints,
+//! Analysis judges synthetic snapshots: who is blamed (owners, shared sockets,
+//! half-closes, orphans, unaccepted connections, incomplete attribution), ages
+//! and thresholds, fd and host-table use, fd growth, deleted files, hints,
 //! ordering and `--pid`. No clock and no kernel: `now` is a constant.
 
 use std::time::{Duration, SystemTime};

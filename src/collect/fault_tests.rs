@@ -1,9 +1,8 @@
-//! Faults injected through the transport seam, followed to where the agent
-//! counts them: the golden recording (tests/fixtures/golden) replayed with
-//! every reply interrupted, cut short or too large. Each dump is retried
-//! [`sockdiag::MAX_ATTEMPTS`] times on a fresh socket, then the scan reports
-//! a sock_diag error, and the agent's counters and
-//! `closewatch_scan_errors_total{stage="sockdiag"}` go up by one per scan.
+//! A faulty sock_diag dump is retried, then counted once per scan: the golden
+//! recording (tests/fixtures/golden), replayed through the transport seam with
+//! every reply interrupted, cut short or too large, is retried
+//! [`sockdiag::MAX_ATTEMPTS`] times on a fresh socket, then the scan reports a
+//! sock_diag error and `closewatch_scan_errors_total{stage="sockdiag"}` rises.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
-//! /proc parsers on text captured from Linux 6.18 (this machine), plus the
+//! The /proc parsers read text captured from Linux 6.18 (this machine) and the
 //! edge cases the kernel allows (comm with spaces, parentheses or bytes that
-//! are not UTF-8, zombies, kernel threads, unlimited limits).
+//! are not UTF-8, zombies, kernel threads, unlimited limits) as the kernel
+//! means them, name the unit, container or pod of each cgroup layout, and
+//! turn malformed text into an error, never a panic.
 
 use super::*;
 

@@ -1,5 +1,8 @@
-//! The receive loop driven by captured datagrams (tests/fixtures/sockdiag),
-//! with faults injected by rewriting their headers.
+//! The sock_diag requests encode byte for byte as the kernel accepted them, and
+//! the receive loop, fed captured datagrams (tests/fixtures/sockdiag) with
+//! faults injected by rewriting their headers, delivers each record of a clean
+//! dump once, retries interrupted, truncated or cut-short dumps a bounded
+//! number of times, tells kernel errors apart and falls back per family.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

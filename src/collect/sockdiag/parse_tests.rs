@@ -1,7 +1,8 @@
-//! Parser tests on bytes captured from Linux 6.18 (tests/fixtures/sockdiag,
-//! recorded by examples/record_fixture.rs in a scratch network namespace:
-//! a server that never reads, a client that sends "hello" and closes 2 s
-//! later, a half-closed pair, and the same over IPv6).
+//! The sock_diag parsers decode bytes captured from Linux 6.18 field by field
+//! (tests/fixtures/sockdiag, from a scratch network namespace: a server that
+//! never reads, a client that sends "hello" and closes 2 s later, a half-closed
+//! pair, the same over IPv6) and reject truncated or impossible input, a short
+//! tcp_info included, with an error, never a panic.
 
 use super::*;
 use crate::model::TcpInfo;

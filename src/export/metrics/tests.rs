@@ -1,6 +1,7 @@
-//! The exposition of a synthetic scan: every SPEC name with HELP and TYPE,
-//! per-process series only for processes worth a look, worst first, capped,
-//! and never a command line in a label.
+//! The exposition of a synthetic scan: every SPEC metric has HELP and TYPE
+//! (host figures only when known, never a made-up 0); per-process series only
+//! for processes worth a look, capped to the worst with the rest counted; the
+//! agent's counters (scans, errors per stage, reloads) carried across scans.
 
 use std::time::{Duration, SystemTime};
 
