@@ -1,7 +1,9 @@
-//! The exposition of a synthetic scan: every SPEC metric has HELP and TYPE
-//! (host figures only when known, never a made-up 0); per-process series only
-//! for processes worth a look, capped to the worst with the rest counted; the
-//! agent's counters (scans, errors per stage, reloads) carried across scans.
+//! The exposition of a synthetic scan: every family of the table is filled
+//! once and nothing undeclared is exported; every SPEC metric has HELP and
+//! TYPE (host figures only when known, never a made-up 0); per-process series
+//! only for processes worth a look, capped to the worst with the rest
+//! counted; the agent's counters (scans, errors per stage, reloads) carried
+//! across scans.
 
 use std::time::{Duration, SystemTime};
 
