@@ -14,7 +14,7 @@ use signal_hook::iterator::Signals;
 
 use crate::analyse::{self, Analysis, History, Status};
 use crate::cli::Cli;
-use crate::collect::{Collector, ScanCache, ScanTime};
+use crate::collect::{Collector, ScanCache, ScanTime, Skip};
 use crate::config::{self, Settings};
 use crate::export::http::{self, Limits, Published, Shared};
 use crate::export::metrics::{self, AgentStats, ScanView};
@@ -78,7 +78,8 @@ fn agent_analysis(settings: &Settings) -> analyse::Settings {
 }
 
 /// The unit label of each process that gets series, read when a process
-/// first gets them and then every [`DETAILS_EVERY`](crate::collect::cache::DETAILS_EVERY).
+/// first gets them and then every [`DETAILS_EVERY`](crate::collect::cache::DETAILS_EVERY);
+/// and how many could not be read (their label is empty, and counted).
 fn units(
     collector: &Collector,
     cache: &mut ScanCache,
@@ -86,19 +87,25 @@ fn units(
     analysis: &Analysis,
     max: usize,
     now: Instant,
-) -> Vec<Option<String>> {
-    analysis
+) -> (Vec<Option<String>>, u64) {
+    let mut unreadable = 0;
+    let units = analysis
         .processes
         .iter()
         .take(max)
         .map(|p| {
             let key = snapshot.processes.get(p.index)?.key;
-            collector
-                .describe_unit_cached(key, cache, now)
-                .ok()
-                .flatten()
+            match collector.describe_unit_cached(key, cache, now) {
+                Ok(unit) => unit,
+                Err(Skip::Failed(_)) => {
+                    unreadable += 1;
+                    None
+                }
+                Err(_) => None,
+            }
         })
-        .collect()
+        .collect();
+    (units, unreadable)
 }
 
 struct ScanLoop {
@@ -132,7 +139,7 @@ impl ScanLoop {
             &agent_analysis(&self.settings),
             at.wall,
         );
-        let units = units(
+        let (units, units_unreadable) = units(
             &self.collector,
             &mut self.scan_cache,
             &snapshot,
@@ -146,6 +153,7 @@ impl ScanLoop {
             snapshot: &snapshot,
             analysis: &analysis,
             units: &units,
+            units_unreadable,
             thresholds: &self.settings.thresholds,
             max_processes: self.settings.max_processes,
         };

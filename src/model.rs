@@ -325,7 +325,10 @@ impl ProcessInfo {
 pub struct ProcessDetails {
     pub exe: Option<String>,
     pub cmdline: String,
+    /// `None`: no unit, or (see `unit_error`) unknown.
     pub unit: Option<String>,
+    /// Why /proc/PID/cgroup could not be read or parsed, if it could not.
+    pub unit_error: Option<String>,
     pub netns: Option<NetnsId>,
 }
 
@@ -380,6 +383,21 @@ pub struct WalkStats {
     /// Whether every fd table was read (cold scan, periodic refresh, or a
     /// socket the cache could not place).
     pub full: bool,
+    /// Links ending in " (deleted)" whose file could not be stat-ed.
+    pub fd_stat_failed: u64,
+}
+
+/// Reads that failed without failing the scan. Each leaves one figure
+/// unknown, and is counted and shown as such, never taken for "nothing
+/// there".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unread {
+    /// Why /run/netns could not be read: namespaces made with `ip netns add`
+    /// that hold no process may be missing.
+    pub run_netns: Option<String>,
+    /// fds whose link ends in " (deleted)" that could not be stat-ed: whether
+    /// the file is deleted, and its size, are unknown.
+    pub fd_stat: u64,
 }
 
 /// Which part of a scan failed.
@@ -434,6 +452,8 @@ pub struct Snapshot {
     pub netns_unknown_processes: u64,
     /// What the /proc walk read (and what it took from its cache).
     pub walk: WalkStats,
+    /// Reads that failed without failing the scan.
+    pub unread: Unread,
 }
 
 impl Default for Snapshot {
@@ -459,6 +479,7 @@ impl Snapshot {
             unscanned_netns: Vec::new(),
             netns_unknown_processes: 0,
             walk: WalkStats::default(),
+            unread: Unread::default(),
         }
     }
 

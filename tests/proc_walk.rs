@@ -1,6 +1,7 @@
 //! The /proc walk reads what procfs holds and never takes an exited process for
 //! a failure: on a fixture tree per test (identity, fd counts, socket inodes,
-//! limits, host figures, missing files as errors, `describe`'s PID-reuse check)
+//! limits, host figures, missing files as errors, `describe`'s PID-reuse check,
+//! failed reads counted as unknown)
 //! and on the real /proc (this test's fds from st_size; 600 processes at a time
 //! reaped under the walk: vanished, never failed).
 
@@ -232,4 +233,41 @@ fn processes_reaped_under_the_walk_are_vanished_never_failed() {
         failed.is_empty(),
         "processes that exited were failed: {failed:?}"
     );
+}
+
+/// A read that fails leaves its figure unknown, counted, never taken for
+/// "nothing there": an fd whose link says " (deleted)" but whose file cannot
+/// be stat-ed (here a symlink loop: ELOOP), and a cgroup that cannot be read
+/// (here a directory: EISDIR), which leaves the unit unknown, not "none".
+#[test]
+fn failed_reads_are_counted_not_taken_for_nothing_there() {
+    let dir = tree();
+    let root = dir.path();
+    let looped = root.join("loop (deleted)");
+    symlink(&looped, &looped).expect("a link to itself");
+    symlink(&looped, root.join("100/fd/6")).expect("link");
+    let proc_root = ProcRoot::new(root);
+    let pids = proc_root.pids().expect("pids");
+    let walk = proc_root
+        .walk(&pids, &FxHashSet::default(), 1)
+        .expect("walk");
+    assert_eq!(walk.stats.fd_stat_failed, 1);
+    assert_eq!(walk.processes[0].fds.deleted_files, 0);
+
+    std::fs::remove_file(root.join("100/cgroup")).expect("rm");
+    std::fs::create_dir(root.join("100/cgroup")).expect("mkdir");
+    let key = ProcessKey {
+        pid: 100,
+        start_time: 4242,
+    };
+    let d = proc_root.describe(key).expect("the rest is still read");
+    assert_eq!(d.cmdline, "leaky --port 8080");
+    assert_eq!(d.unit, None);
+    assert!(
+        d.unit_error
+            .as_deref()
+            .is_some_and(|e| e.contains("cgroup")),
+        "{d:?}"
+    );
+    assert!(matches!(proc_root.describe_unit(key), Err(Skip::Failed(_))));
 }

@@ -128,6 +128,7 @@ fn agent_counts(snap: &Snapshot, stats: &mut AgentStats) -> String {
         snapshot: snap,
         analysis: &analysis,
         units: &[],
+        units_unreadable: 0,
         thresholds: &Thresholds::default(),
         max_processes: 10,
     };

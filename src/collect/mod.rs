@@ -198,6 +198,7 @@ impl Collector {
             }
         };
         snap.walk = walk.stats;
+        snap.unread.fd_stat = walk.stats.fd_stat_failed;
         snap.processes = walk.processes;
         snap.skipped = walk.skipped;
         if !walk.failed.is_empty() {

@@ -41,6 +41,10 @@ pub struct Namespace {
 pub struct Discovery {
     pub namespaces: Vec<Namespace>,
     pub unreadable_processes: u64,
+    /// Why /run/netns (or an entry of it) could not be read, if it could
+    /// not: namespaces made with `ip netns add` may then be missing. (No
+    /// /run/netns at all is no error: no such namespace was ever made.)
+    pub run_netns_error: Option<String>,
 }
 
 /// Handles kept per namespace: enough to survive a few of its processes
@@ -104,19 +108,48 @@ pub fn discover(
             PidNetns::None => {}
         }
     }
+    let mut run_netns_error = None;
     if let Some(dir) = run_netns {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if let Ok(st) = rustix::fs::stat(e.path()) {
-                    add(st.st_ino, &|| e.path(), false);
-                }
-            }
+        let found = named_namespaces(dir, &mut |id, path| add(id, &|| path.clone(), false));
+        if let Err(e) = found {
+            log::debug!("{e}");
+            run_netns_error = Some(e);
         }
     }
     Discovery {
         namespaces: by_id.into_values().collect(),
         unreadable_processes: unreadable,
+        run_netns_error,
     }
+}
+
+/// Each namespace of `dir` (/run/netns) with its path; an entry removed
+/// while it is read is skipped, any other failure is the error.
+fn named_namespaces(dir: &Path, add: &mut dyn FnMut(u64, PathBuf)) -> Result<(), String> {
+    let failed = |what: &Path, e: std::io::Error| format!("{}: {e}", what.display());
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(failed(dir, e)),
+    };
+    let mut first_error = None;
+    for entry in entries {
+        let path = match entry {
+            Ok(e) => e.path(),
+            Err(e) => {
+                first_error.get_or_insert_with(|| failed(dir, e));
+                continue;
+            }
+        };
+        match rustix::fs::stat(&path) {
+            Ok(st) => add(st.st_ino, path),
+            Err(Errno::NOENT) => {}
+            Err(e) => {
+                first_error.get_or_insert_with(|| failed(&path, e.into()));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Why a namespace was not scanned.
@@ -249,9 +282,9 @@ mod tests {
 
         // Process 10 "moves" (a new inode): within the period the cache
         // still places it where it was; a one-shot discovery sees the move.
+        // The old file is kept (renamed), so its inode cannot be reused.
         let net = dir.path().join("10/ns/net");
-        std::fs::remove_file(&net).expect("rm");
-        std::fs::write(dir.path().join("10/ns/other"), b"").expect("keep the old inode busy");
+        std::fs::rename(&net, dir.path().join("10/ns/old")).expect("keep the old inode");
         std::fs::write(&net, b"").expect("write");
         let moved = ino(dir.path(), 10);
         assert_ne!(moved, a);
@@ -274,5 +307,25 @@ mod tests {
             reused.namespaces.iter().map(|n| n.processes).sum::<u64>(),
             3
         );
+    }
+
+    #[test]
+    fn an_unreadable_run_netns_is_an_error_and_a_missing_one_is_not() {
+        let dir = tree(&[10]);
+        let root = ProcRoot::new(dir.path());
+        let t = Instant::now();
+        let missing = dir.path().join("no-such-dir");
+        let d = discover(&root, &[10], Some(&missing), None, t);
+        assert_eq!(d.run_netns_error, None);
+        assert_eq!(d.namespaces.len(), 1);
+        let not_a_dir = dir.path().join("10/ns/net");
+        let d = discover(&root, &[10], Some(&not_a_dir), None, t);
+        assert!(
+            d.run_netns_error
+                .as_deref()
+                .is_some_and(|e| e.contains("ns/net")),
+            "{d:?}"
+        );
+        assert_eq!(d.namespaces.len(), 1, "the processes' namespaces stand");
     }
 }

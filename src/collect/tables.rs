@@ -58,6 +58,7 @@ impl Dumps<'_> {
             netns::Discovery::default()
         };
         snap.netns_unknown_processes = discovery.unreadable_processes;
+        snap.unread.run_netns = discovery.run_netns_error.clone();
         let namespaces = &discovery.namespaces;
         let mut out = Vec::with_capacity(namespaces.len().max(1));
         if !namespaces.iter().any(|ns| ns.id == own) {

@@ -32,6 +32,19 @@ struct Json<'a> {
     namespaces: Vec<Namespace<'a>>,
     /// Processes whose network namespace could not be read.
     netns_unknown_processes: u64,
+    /// Reads that failed without failing the scan, each leaving a figure
+    /// unknown.
+    read_failures: ReadFailures<'a>,
+}
+
+#[derive(Serialize)]
+struct ReadFailures<'a> {
+    /// Why /run/netns could not be read (null: it could).
+    run_netns: Option<&'a str>,
+    /// fds whose file may be deleted that could not be stat-ed.
+    fd_stat: u64,
+    /// Listed processes whose unit could not be read (`unit_error`).
+    cgroup: u64,
 }
 
 #[derive(Serialize)]
@@ -90,6 +103,8 @@ struct Process<'a> {
     peers_omitted: usize,
     uid: Option<u32>,
     start_time_ticks: u64,
+    /// Why the unit is unknown (null: `unit` is right, null or not).
+    unit_error: Option<&'a str>,
     fd_growth: Option<FdGrowth>,
 }
 
@@ -236,6 +251,16 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         },
         namespaces: namespaces(snap),
         netns_unknown_processes: snap.netns_unknown_processes,
+        read_failures: ReadFailures {
+            run_netns: snap.unread.run_netns.as_deref(),
+            fd_stat: snap.unread.fd_stat,
+            cgroup: report
+                .details
+                .iter()
+                .flatten()
+                .filter(|d| d.unit_error.is_some())
+                .count() as u64,
+        },
     };
     // Rendered first so that a write error keeps its kind (EPIPE stays EPIPE).
     let mut bytes = serde_json::to_vec_pretty(&json).map_err(io::Error::other)?;
@@ -300,6 +325,7 @@ fn process<'a>(
         findings: findings(&p.findings),
         uid: info.uid,
         start_time_ticks: info.key.start_time,
+        unit_error: details.and_then(|d| d.unit_error.as_deref()),
         fd_growth: p.growth.map(|g| FdGrowth {
             per_second: g.per_second,
             grew_by: g.grew_by,

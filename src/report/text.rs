@@ -127,13 +127,22 @@ fn row(p: &ProcessAnalysis, info: &ProcessInfo, details: Option<&ProcessDetails>
         cells: [
             info.key.pid.to_string(),
             fit(&info.comm, 16),
-            fit(details.and_then(|d| d.unit.as_deref()).unwrap_or("-"), 32),
+            fit(unit_cell(details), 32),
             close_wait,
             oldest,
             pair(s.fin_wait2_stale, s.fin_wait2),
             fds_cell(info, p.growth.is_some()),
             top_peer,
         ],
+    }
+}
+
+/// A process's unit, `-` for none, `?` when its cgroup could not be read.
+fn unit_cell(details: Option<&ProcessDetails>) -> &str {
+    match details {
+        Some(d) if d.unit_error.is_some() => "?",
+        Some(d) => d.unit.as_deref().unwrap_or("-"),
+        None => "-",
     }
 }
 
@@ -196,6 +205,7 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
     }
     labelled(out, "no owner", &unowned(a))?;
     labelled(out, "skipped", &skipped(snap))?;
+    labelled(out, "unread", &unread(report))?;
     if !a.attribution_complete {
         let warning = format!(
             "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; \
@@ -325,6 +335,36 @@ fn unowned(a: &crate::analyse::Analysis) -> Vec<String> {
     unowned
 }
 
+/// Reads that failed and what each leaves unknown.
+fn unread(report: &Report<'_>) -> Vec<String> {
+    let u = &report.snapshot.unread;
+    let mut parts = Vec::new();
+    if let Some(e) = &u.run_netns {
+        parts.push(format!(
+            "{e} (namespaces made with `ip netns add` may be missing)"
+        ));
+    }
+    if u.fd_stat > 0 {
+        parts.push(format!(
+            "{} whose file may be deleted could not be stat-ed (size unknown)",
+            count(u.fd_stat, "fd", "fds")
+        ));
+    }
+    let units = report
+        .details
+        .iter()
+        .flatten()
+        .filter(|d| d.unit_error.is_some())
+        .count() as u64;
+    if units > 0 {
+        parts.push(format!(
+            "the unit of {} could not be read (UNIT ?)",
+            count(units, "process", "processes")
+        ));
+    }
+    parts
+}
+
 /// Processes the walk could not read, by why.
 fn skipped(snap: &crate::model::Snapshot) -> Vec<String> {
     let sk = &snap.skipped;
@@ -369,10 +409,14 @@ fn process(
     d: Option<&ProcessDetails>,
 ) -> io::Result<()> {
     let sev = p.severity();
-    let unit = d
-        .and_then(|d| d.unit.as_deref())
-        .map(|u| format!(" ({u})"))
-        .unwrap_or_default();
+    let unit = match d {
+        Some(ProcessDetails {
+            unit_error: Some(e),
+            ..
+        }) => format!(" (unit unknown: {e})"),
+        Some(ProcessDetails { unit: Some(u), .. }) => format!(" ({u})"),
+        _ => String::new(),
+    };
     writeln!(out)?;
     writeln!(
         out,

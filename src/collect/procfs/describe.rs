@@ -22,9 +22,14 @@ impl ProcRoot {
 
     /// The one detail the agent's labels use, the systemd unit (`None`:
     /// none found): the agent never reads a command line or an executable
-    /// path, so neither can end up in a label or a log line.
+    /// path, so neither can end up in a label or a log line. A cgroup that
+    /// cannot be read is `Failed`, not "no unit".
     pub fn describe_unit(&self, key: ProcessKey) -> Result<Option<String>, Skip> {
-        Ok(self.details(key, false)?.unit)
+        let details = self.details(key, false)?;
+        match details.unit_error {
+            Some(e) => Err(Skip::Failed(e)),
+            None => Ok(details.unit),
+        }
     }
 
     fn details(&self, key: ProcessKey, all: bool) -> Result<ProcessDetails, Skip> {
@@ -50,12 +55,15 @@ impl ProcRoot {
                 _ => String::new(),
             };
         let unit = match read_at(&dir, c"cgroup", &mut buf, Read::UpTo(usize::MAX)) {
-            Ok(b) => parse::unit_from_cgroup(b).unwrap_or_else(|e| {
-                log::debug!("pid {}: {e}", key.pid);
-                None
-            }),
-            Err(_) => None,
+            Ok(b) => parse::unit_from_cgroup(b).map_err(|e| e.to_string()),
+            // A kernel without cgroups has no such file: no unit.
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::SRCH) => return Err(Skip::Vanished),
+            Err(e) => Err(format!("cgroup: {e}")),
         };
+        if let Err(e) = &unit {
+            log::debug!("pid {}: {e}", key.pid);
+        }
         let netns = all
             .then(|| link(c"ns/net"))
             .flatten()
@@ -64,7 +72,8 @@ impl ProcRoot {
         Ok(ProcessDetails {
             exe,
             cmdline,
-            unit,
+            unit_error: unit.as_ref().err().cloned(),
+            unit: unit.ok().flatten(),
             netns,
         })
     }

@@ -20,6 +20,8 @@ pub(super) struct Table {
     pub(super) fds: FdStats,
     pub(super) sockets: Vec<HeldSocket>,
     pub(super) largest_deleted: Option<(String, u64)>,
+    /// Links ending in " (deleted)" that could not be stat-ed.
+    pub(super) unstated: u64,
 }
 
 impl Table {
@@ -76,14 +78,20 @@ impl WalkContext<'_> {
                     table.fds.files += 1;
                     // Following the magic link reaches the file even when it
                     // has no name left; a link count of 0 confirms deletion.
-                    if let Ok(st) = rustix::fs::statat(fd_dir, name, AtFlags::empty()) {
-                        if st.st_nlink == 0 {
-                            let path =
-                                || String::from_utf8_lossy(parse::deleted_path(link)).into_owned();
-                            table.deleted(st.st_size.max(0) as u64, path);
-                            if let Some(r) = record.as_deref_mut() {
-                                r.deleted.push((fd, path()));
-                            }
+                    let st = match rustix::fs::statat(fd_dir, name, AtFlags::empty()) {
+                        Ok(st) => st,
+                        Err(Errno::NOENT) => continue, // closed since readlink
+                        Err(_) => {
+                            table.unstated += 1;
+                            continue;
+                        }
+                    };
+                    if st.st_nlink == 0 {
+                        let path =
+                            || String::from_utf8_lossy(parse::deleted_path(link)).into_owned();
+                        table.deleted(st.st_size.max(0) as u64, path);
+                        if let Some(r) = record.as_deref_mut() {
+                            r.deleted.push((fd, path()));
                         }
                     }
                 }

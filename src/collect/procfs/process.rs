@@ -44,6 +44,7 @@ impl WalkContext<'_> {
             return Ok((info, Update::None));
         }
         let (table, fds_walked, update) = self.fd_table(&dir, key, scratch, stats)?;
+        stats.fd_stat_failed += table.unstated;
         info.fds = table.fds;
         info.fds.limit = self.limit(&dir, pid, scratch)?;
         info.fds_walked = fds_walked;
@@ -94,6 +95,7 @@ impl WalkContext<'_> {
                 let update = match record {
                     Some(mut c) => {
                         c.stats = table.fds;
+                        c.unstated = table.unstated;
                         Update::Fresh(c)
                     }
                     None => Update::None,

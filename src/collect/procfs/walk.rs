@@ -121,6 +121,7 @@ fn merge(parts: Vec<Walk>, full: bool) -> Walk {
         walk.failed.append(&mut part.failed);
         walk.stats.links_read += part.stats.links_read;
         walk.stats.processes_reused += part.stats.processes_reused;
+        walk.stats.fd_stat_failed += part.stats.fd_stat_failed;
     }
     walk.processes.sort_unstable_by_key(|p| p.key.pid);
     walk.failed.sort();

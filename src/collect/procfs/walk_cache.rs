@@ -60,6 +60,8 @@ pub(super) struct CachedFds {
     pub(super) sockets: Vec<(u64, u32)>,
     /// Deleted files: fd and path.
     pub(super) deleted: Vec<(u32, String)>,
+    /// Links ending in " (deleted)" that could not be stat-ed when walked.
+    pub(super) unstated: u64,
 }
 
 /// What the cache keeps of one process after a walk.
@@ -190,6 +192,7 @@ impl WalkContext<'_> {
     ) -> Option<Table> {
         let mut table = Table {
             fds: c.stats,
+            unstated: c.unstated,
             ..Table::default()
         };
         table.fds.deleted_files = 0;

@@ -208,6 +208,12 @@ pub const PROCESSES_SKIPPED: Family = family(
     &["reason"],
     "Processes the last scan could not read, by reason (vanished mid-scan, permission denied, failed).",
 );
+pub const READ_FAILURES: Family = family(
+    "closewatch_read_failures",
+    IntGauge,
+    &["source"],
+    "Reads that failed in the last scan without failing it, by source, each leaving a figure unknown (run_netns: namespaces made by ip netns may be missing; fd_stat: files that may be deleted, of unknown size; cgroup: exported processes whose unit label is empty because their cgroup could not be read).",
+);
 pub const ATTRIBUTION_COMPLETE: Family = family(
     "closewatch_attribution_complete",
     IntGauge,
@@ -262,6 +268,7 @@ pub const ALL: &[&Family] = &[
     &SCAN_ERRORS,
     &LAST_SCAN_TIMESTAMP,
     &PROCESSES_SKIPPED,
+    &READ_FAILURES,
     &ATTRIBUTION_COMPLETE,
     &CONFIG_RELOADS,
     &CONFIG_LAST_RELOAD_SUCCESSFUL,

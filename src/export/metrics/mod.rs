@@ -54,6 +54,8 @@ pub struct ScanView<'a> {
     /// exported prefix): the only detail of a process the exporter gets, so
     /// no command line can become a label.
     pub units: &'a [Option<String>],
+    /// Of those, how many are `None` because the cgroup could not be read.
+    pub units_unreadable: u64,
     pub thresholds: &'a Thresholds,
     pub max_processes: usize,
 }
@@ -328,6 +330,14 @@ fn scan(m: &mut Metrics, view: &ScanView<'_>, stats: &AgentStats) -> Result<(), 
         ("failed", snap.skipped.failed),
     ] {
         skipped.with_label_values(&[reason]).set(n as i64);
+    }
+    let unread = m.int_gauge(&families::READ_FAILURES)?;
+    for (source, n) in [
+        ("run_netns", u64::from(snap.unread.run_netns.is_some())),
+        ("fd_stat", snap.unread.fd_stat),
+        ("cgroup", view.units_unreadable),
+    ] {
+        unread.with_label_values(&[source]).set(n as i64);
     }
     m.set(
         &families::ATTRIBUTION_COMPLETE,

@@ -84,6 +84,7 @@ fn with_view<T>(max_processes: usize, f: impl FnOnce(&ScanView<'_>) -> T) -> T {
         snapshot: &snap,
         analysis: &analysis,
         units: &units,
+        units_unreadable: 0,
         thresholds: &Thresholds::default(),
         max_processes,
     };
@@ -205,6 +206,7 @@ fn agent_counters_carry_across_scans() {
         snapshot: &snap,
         analysis: &analysis,
         units: &[],
+        units_unreadable: 0,
         thresholds: &Thresholds::default(),
         max_processes: 10,
     };
@@ -223,4 +225,33 @@ fn agent_counters_carry_across_scans() {
     assert!(
         text.contains(r#"closewatch_threshold{check="fd_exhaustion",severity="warning"} 86400"#)
     );
+}
+
+#[test]
+fn failed_reads_are_exported_by_source() {
+    let mut snap = scan();
+    snap.unread.run_netns = Some("/run/netns: Permission denied".into());
+    snap.unread.fd_stat = 2;
+    let analysis = analyse::analyse(
+        &snap,
+        &History::default(),
+        &analyse::Settings::default(),
+        now(),
+    );
+    let view = ScanView {
+        snapshot: &snap,
+        analysis: &analysis,
+        units: &[],
+        units_unreadable: 3,
+        thresholds: &Thresholds::default(),
+        max_processes: 10,
+    };
+    let text = render(&view, &AgentStats::default()).expect("renders");
+    for line in [
+        r#"closewatch_read_failures{source="run_netns"} 1"#,
+        r#"closewatch_read_failures{source="fd_stat"} 2"#,
+        r#"closewatch_read_failures{source="cgroup"} 3"#,
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
 }
