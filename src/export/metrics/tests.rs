@@ -193,30 +193,35 @@ fn the_cap_keeps_the_worst_and_counts_the_rest() {
     assert!(text.contains("closewatch_processes_truncated 2"));
 }
 
-#[test]
-fn agent_counters_carry_across_scans() {
-    let snap = scan();
+/// `snap` judged without history (the one-shot settings) and rendered with
+/// `stats`; `units_unreadable` as the agent would count them.
+fn render_scan(snap: &Snapshot, units_unreadable: u64, stats: &AgentStats) -> String {
     let analysis = analyse::analyse(
-        &snap,
+        snap,
         &History::default(),
         &analyse::Settings::default(),
         now(),
     );
     let view = ScanView {
-        snapshot: &snap,
+        snapshot: snap,
         analysis: &analysis,
         units: &[],
-        units_unreadable: 0,
+        units_unreadable,
         thresholds: &Thresholds::default(),
         max_processes: 10,
     };
+    render(&view, stats).expect("renders")
+}
+
+#[test]
+fn agent_counters_carry_across_scans() {
     let mut stats = AgentStats {
         scans: 41,
         reloads_failed: 2,
         ..AgentStats::default()
     };
     stats.scan_errors.insert("sockdiag", 3);
-    let text = render(&view, &stats).expect("renders");
+    let text = render_scan(&scan(), 0, &stats);
     assert!(text.contains("closewatch_scans_total 41"));
     assert!(text.contains(r#"closewatch_scan_errors_total{stage="sockdiag"} 3"#));
     assert!(text.contains(r#"closewatch_scan_errors_total{stage="procfs"} 0"#));
@@ -232,21 +237,7 @@ fn failed_reads_are_exported_by_source() {
     let mut snap = scan();
     snap.unread.run_netns = Some("/run/netns: Permission denied".into());
     snap.unread.fd_stat = 2;
-    let analysis = analyse::analyse(
-        &snap,
-        &History::default(),
-        &analyse::Settings::default(),
-        now(),
-    );
-    let view = ScanView {
-        snapshot: &snap,
-        analysis: &analysis,
-        units: &[],
-        units_unreadable: 3,
-        thresholds: &Thresholds::default(),
-        max_processes: 10,
-    };
-    let text = render(&view, &AgentStats::default()).expect("renders");
+    let text = render_scan(&snap, 3, &AgentStats::default());
     for line in [
         r#"closewatch_read_failures{source="run_netns"} 1"#,
         r#"closewatch_read_failures{source="fd_stat"} 2"#,
