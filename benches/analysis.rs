@@ -76,6 +76,8 @@ fn snapshot(sockets: usize, processes: usize) -> Snapshot {
             netns: NS,
             local: addr(0x7f00_0001 + p as u32, 8000),
             inode: 1 + p as u64,
+            queue: 0,
+            backlog: 128,
         })
         .collect();
     let processes = held

@@ -221,12 +221,17 @@ impl TcpSocket {
 }
 
 /// A listening socket: needed to name the owner of connections that wait,
-/// never accepted, in its queue.
+/// never accepted, in its queue, and to see that queue fill up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listener {
     pub netns: NetnsId,
     pub local: SocketAddr,
     pub inode: u64,
+    /// Connections waiting to be accepted (a listener's Recv-Q).
+    pub queue: u32,
+    /// The backlog it listens with (a listener's Send-Q); the kernel drops
+    /// new connections once `queue` exceeds it.
+    pub backlog: u32,
 }
 
 /// Identity of a process: a PID alone is reused.

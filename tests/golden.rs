@@ -101,8 +101,8 @@ fn json_report_matches_golden() {
     let run = common::closewatch(&replay_args(&["--report", "--format", "json"]));
     assert_eq!(
         run.code,
-        Some(1),
-        "warning: stale sockets, nothing critical\n{}",
+        Some(2),
+        "critical: the unaccepted listener's queue is at its backlog (accept_queue_full)\n{}",
         run.stderr
     );
     golden("report.json", &normalize_json(run.json()));
@@ -111,7 +111,7 @@ fn json_report_matches_golden() {
 #[test]
 fn text_report_matches_golden() {
     let run = common::closewatch(&replay_args(&["--report"]));
-    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         !run.stdout.contains('\x1b'),
         "no colour when stdout is not a TTY"

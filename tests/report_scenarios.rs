@@ -158,6 +158,22 @@ fn unaccepted_connections_are_charged_to_the_listener() {
         n
     );
     assert_eq!(u(&p["sockets"]["close_wait"], "close_wait"), 0);
+    // The listener's queue is at its backlog of N: full.
+    let listeners = p["listeners"].as_array().expect("listeners");
+    assert_eq!(listeners.len(), 1, "{p:#}");
+    assert_eq!(
+        listeners[0]["local"],
+        fx.info.listen.as_deref().unwrap_or(""),
+        "{p:#}"
+    );
+    assert_eq!(
+        (
+            u(&listeners[0]["queue"], "queue"),
+            u(&listeners[0]["backlog"], "backlog")
+        ),
+        (n, n)
+    );
+    assert_eq!(code, Some(2), "a full accept queue is critical: {report:#}");
     assert!(
         u(
             &report["unattributed"]["close_wait_unaccepted"],

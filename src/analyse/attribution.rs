@@ -112,6 +112,8 @@ mod tests {
             netns: NetnsId(7),
             local: addr.parse().expect("addr"),
             inode,
+            queue: 0,
+            backlog: 128,
         }
     }
 

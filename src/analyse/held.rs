@@ -9,7 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::attribution::{self, ListenerIndex};
 use super::{History, Settings};
-use crate::model::{NetnsId, Snapshot, TcpSocket, TcpState};
+use crate::model::{Listener, NetnsId, Snapshot, TcpSocket, TcpState};
 
 /// How far the program read the CLOSE_WAIT sockets it keeps (stale ones).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,6 +67,24 @@ pub struct Peer {
     pub recv_q_bytes: u64,
 }
 
+/// A listener a process holds whose accept queue is not empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenQueue {
+    pub local: SocketAddr,
+    /// Connections waiting to be accepted.
+    pub queue: u32,
+    /// The listen backlog: past it, the kernel drops new connections.
+    pub backlog: u32,
+}
+
+impl ListenQueue {
+    /// How full the queue is: 1.0 at the backlog (a backlog of 0 still
+    /// holds one connection).
+    pub fn ratio(&self) -> f64 {
+        f64::from(self.queue) / f64::from(self.backlog.max(1))
+    }
+}
+
 /// Sockets no process is blamed for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Unattributed {
@@ -99,6 +117,8 @@ pub struct Held {
     pub netns: Vec<NetnsId>,
     /// Listeners whose queues hold its unaccepted connections.
     pub queue_listeners: Vec<SocketAddr>,
+    /// Its listeners with connections waiting to be accepted, fullest first.
+    pub listeners: Vec<ListenQueue>,
 }
 
 /// The result of the pass: per process (index into `Snapshot::processes`),
@@ -144,6 +164,11 @@ pub fn attribute(
             .collect(),
         ..Attribution::default()
     };
+    for l in snapshot.listeners.iter().filter(|l| l.queue > 0) {
+        for &o in owners.get(&l.inode).into_iter().flatten() {
+            out.by_process.entry(o).or_default().listening(l);
+        }
+    }
     let un = &mut out.unattributed;
     for s in &snapshot.sockets {
         let age = history.age(s, now);
@@ -198,6 +223,7 @@ struct Acc {
     peers: FxHashMap<(SocketAddr, TcpState), Peer>,
     netns: Vec<NetnsId>,
     queue_listeners: Vec<SocketAddr>,
+    listeners: Vec<ListenQueue>,
     close_wait_local_ports: FxHashMap<u16, u64>,
     /// (netns, local, remote) of owned CLOSE_WAIT and FIN_WAIT_2 sockets.
     close_wait_ends: FxHashSet<(NetnsId, SocketAddr, SocketAddr)>,
@@ -213,6 +239,18 @@ impl Acc {
         if !self.netns.contains(&netns) {
             self.netns.push(netns);
         }
+    }
+
+    /// A listener of this process with connections waiting in its queue.
+    fn listening(&mut self, l: &Listener) {
+        if !self.listeners.iter().any(|q| q.local == l.local) {
+            self.listeners.push(ListenQueue {
+                local: l.local,
+                queue: l.queue,
+                backlog: l.backlog,
+            });
+        }
+        self.in_netns(l.netns);
     }
 
     /// A connection waiting, never accepted, in a queue of this process's
@@ -295,11 +333,14 @@ impl Acc {
                 .then(a.remote.cmp(&b.remote))
                 .then(a.state.cmp(&b.state))
         });
+        let mut listeners = self.listeners;
+        listeners.sort_by(|a, b| b.ratio().total_cmp(&a.ratio()).then(a.local.cmp(&b.local)));
         Held {
             sockets: summary,
             peers,
             netns: self.netns,
             queue_listeners: self.queue_listeners,
+            listeners,
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::model::{NetnsId, ProcessInfo, Snapshot, StateCounts};
 
 pub use checks::Check;
 pub use growth::{Growth, GrowthRule};
-pub use held::{Peer, RecvQueueBreakdown, SocketSummary, Unattributed};
+pub use held::{ListenQueue, Peer, RecvQueueBreakdown, SocketSummary, Unattributed};
 pub use history::History;
 pub use thresholds::{Amount, Levels, Severity, Thresholds, Unit};
 
@@ -116,6 +116,8 @@ pub struct ProcessAnalysis {
     pub netns: Vec<NetnsId>,
     /// Listeners whose queues hold its unaccepted connections.
     pub queue_listeners: Vec<SocketAddr>,
+    /// Its listeners with connections waiting to be accepted, fullest first.
+    pub listeners: Vec<ListenQueue>,
     /// Sustained fd growth over the history window.
     pub growth: Option<Growth>,
     /// When it reaches its fd limit at that rate (growing, limit known).
@@ -219,6 +221,7 @@ fn judge_process(
             sockets: &held.sockets,
             peers: &held.peers,
             queue_listeners: &held.queue_listeners,
+            listeners: &held.listeners,
             growth,
             fd_exhaustion,
         },
@@ -231,6 +234,7 @@ fn judge_process(
         findings,
         netns: held.netns,
         queue_listeners: held.queue_listeners,
+        listeners: held.listeners,
         growth,
         fd_exhaustion,
     }

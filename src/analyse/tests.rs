@@ -307,11 +307,15 @@ fn unaccepted_connections_name_the_listeners_owner() {
             netns: NS,
             local: addr("0.0.0.0:8080"),
             inode: 777,
+            queue: 0,
+            backlog: 128,
         },
         Listener {
             netns: NS,
             local: addr("0.0.0.0:9090"),
             inode: 778,
+            queue: 0,
+            backlog: 128,
         },
     ];
     let a = run(&snap, &Settings::default());
@@ -682,6 +686,8 @@ fn server_side_close_wait_is_grouped_by_its_local_port() {
         netns: NS,
         local: addr("0.0.0.0:8443"),
         inode: 999,
+        queue: 0,
+        backlog: 128,
     }];
     let a = run(&snap, &Settings::default());
     let p = by_pid(&a, &snap, 10);
@@ -742,5 +748,56 @@ fn a_process_holding_both_ends_is_told_so() {
             .contains("1 of them is connected to this same process"),
         "{}",
         f.hint
+    );
+}
+
+#[test]
+fn a_full_accept_queue_is_charged_to_the_listeners_owner() {
+    let listener = |queue, backlog| Listener {
+        netns: NS,
+        local: addr("127.0.0.1:8080"),
+        inode: 777,
+        queue,
+        backlog,
+    };
+    let judge = |queue, backlog| {
+        let mut snap = snapshot(
+            Vec::new(),
+            vec![
+                process(20, "stuck", 5, Some(1024), &[777]),
+                process(21, "other", 5, Some(1024), &[]),
+            ],
+        );
+        snap.listeners = vec![listener(queue, backlog)];
+        let a = run(&snap, &Settings::default());
+        (snap, a)
+    };
+    let (snap, a) = judge(5, 4);
+    assert_eq!(a.status, Status::Critical);
+    assert_eq!(a.processes.len(), 1, "only the owner");
+    let p = by_pid(&a, &snap, 20);
+    assert_eq!(p.listeners.len(), 1);
+    let f = &p.findings[0];
+    assert_eq!(
+        (f.check, f.severity),
+        (Check::AcceptQueueFull, Severity::Critical)
+    );
+    assert!(
+        f.message
+            .starts_with("5 connections waiting to be accepted on 127.0.0.1:8080, backlog 4 (full"),
+        "{}",
+        f.message
+    );
+    assert!(f.hint.contains("accept()"), "{}", f.hint);
+    assert_eq!(judge(4, 5).1.status, Status::Warning, "0.8 of the backlog");
+    let (_, calm) = judge(3, 5);
+    assert_eq!(calm.status, Status::Ok, "0.6");
+    assert!(
+        calm.processes.is_empty(),
+        "a queue below the levels lists nobody"
+    );
+    assert!(
+        judge(0, 0).1.processes.is_empty(),
+        "an empty queue is no fact"
     );
 }

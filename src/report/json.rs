@@ -96,6 +96,8 @@ struct Process<'a> {
     fds: Fds,
     sockets: Sockets,
     peers: Vec<Peer>,
+    /// Listeners with connections waiting to be accepted.
+    listeners: Vec<Listening>,
     findings: Vec<Finding<'a>>,
     // Extensions.
     /// Peers beyond the first MAX_PEERS (a server's CLOSE_WAIT sockets each
@@ -202,6 +204,13 @@ fn findings(findings: &[analyse::Finding]) -> Vec<Finding<'_>> {
             hint: &f.hint,
         })
         .collect()
+}
+
+#[derive(Serialize)]
+struct Listening {
+    local: String,
+    queue: u32,
+    backlog: u32,
 }
 
 #[derive(Serialize)]
@@ -320,6 +329,15 @@ fn process<'a>(
                 count: peer.count,
                 oldest_seconds: secs(peer.oldest),
                 recv_q_bytes: peer.recv_q_bytes,
+            })
+            .collect(),
+        listeners: p
+            .listeners
+            .iter()
+            .map(|q| Listening {
+                local: q.local.to_string(),
+                queue: q.queue,
+                backlog: q.backlog,
             })
             .collect(),
         findings: findings(&p.findings),

@@ -460,6 +460,13 @@ fn process(
             g.per_second * 60.0
         )?;
     }
+    for q in &p.listeners {
+        writeln!(
+            out,
+            "  listen {} queue {} of backlog {}",
+            q.local, q.queue, q.backlog
+        )?;
+    }
     for f in &p.findings {
         finding(out, style, f)?;
     }

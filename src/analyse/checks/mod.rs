@@ -23,6 +23,7 @@
 //! [`ProcessFacts`] or [`HostFacts`] (and to the pass that gathers it):
 //! facts are data, gathered once for every check.
 
+mod accept_queue_full;
 mod close_wait_stale;
 mod close_wait_unaccepted;
 mod deleted_open_files;
@@ -35,7 +36,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::held::{Peer, SocketSummary, Unattributed};
+use super::held::{ListenQueue, Peer, SocketSummary, Unattributed};
 use super::thresholds::{Amount, Levels, Severity, Unit};
 use super::{Finding, Growth, Settings};
 use crate::model::{HostInfo, ProcessInfo};
@@ -166,6 +167,8 @@ pub struct ProcessFacts<'a> {
     pub peers: &'a [Peer],
     /// Listeners whose queues hold its unaccepted connections.
     pub queue_listeners: &'a [SocketAddr],
+    /// Its listeners with connections waiting, fullest first.
+    pub listeners: &'a [ListenQueue],
     /// Sustained fd growth over the history window.
     pub growth: Option<Growth>,
     /// When it reaches its fd limit at that rate.
@@ -243,6 +246,7 @@ table! {
     FdExhaustion => fd_exhaustion,
     DeletedOpenFiles => deleted_open_files,
     HostFdUtilization => host_fd_utilization,
+    AcceptQueueFull => accept_queue_full,
 }
 
 impl Check {

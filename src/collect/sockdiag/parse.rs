@@ -215,6 +215,10 @@ pub fn listener(payload: &[u8], netns: NetnsId) -> Result<Listener, ParseError> 
         netns,
         local: SocketAddr::new(h.socket_id.source_address, h.socket_id.source_port),
         inode: u64::from(h.inode),
+        // For a listener the kernel reports its accept queue as rqueue and
+        // its backlog as wqueue (inet_diag: sk_ack_backlog, sk_max_ack_backlog).
+        queue: h.recv_queue,
+        backlog: h.send_queue,
     })
 }
 

@@ -132,6 +132,12 @@ pub const PROCESS_DELETED_OPEN_BYTES: Family = family(
     PROC,
     "Bytes held by files deleted but still open in the process.",
 );
+pub const PROCESS_LISTEN_QUEUE_RATIO: Family = family(
+    "closewatch_listen_queue_ratio",
+    Gauge,
+    &["pid", "comm", "unit", "local"],
+    "Connections waiting in the accept queue of each listener of the process that has any, over its backlog (1 = full: the kernel drops new connections).",
+);
 pub const PROCESS_FINDING: Family = family(
     "closewatch_process_finding",
     IntGauge,
@@ -256,6 +262,7 @@ pub const ALL: &[&Family] = &[
     &PROCESS_MAX_FDS,
     &PROCESS_FD_EXHAUSTION,
     &PROCESS_DELETED_OPEN_BYTES,
+    &PROCESS_LISTEN_QUEUE_RATIO,
     &PROCESS_FINDING,
     &PROCESSES_TRUNCATED,
     &THRESHOLD,

@@ -179,6 +179,7 @@ fn processes(m: &mut Metrics, view: &ScanView<'_>) -> Result<(), prometheus::Err
         max_fds: m.int_gauge(&families::PROCESS_MAX_FDS)?,
         exhaustion: m.gauge(&families::PROCESS_FD_EXHAUSTION)?,
         deleted: m.int_gauge(&families::PROCESS_DELETED_OPEN_BYTES)?,
+        listen_queue: m.gauge(&families::PROCESS_LISTEN_QUEUE_RATIO)?,
         finding: m.int_gauge(&families::PROCESS_FINDING)?,
     };
     let (snap, a) = (view.snapshot, view.analysis);
@@ -206,6 +207,7 @@ struct ProcessFamilies {
     max_fds: IntGaugeVec,
     exhaustion: GaugeVec,
     deleted: IntGaugeVec,
+    listen_queue: GaugeVec,
     finding: IntGaugeVec,
 }
 
@@ -257,6 +259,11 @@ impl ProcessFamilies {
             self.exhaustion
                 .with_label_values(&labels)
                 .set(eta.as_secs_f64());
+        }
+        for q in &p.listeners {
+            let local = q.local.to_string();
+            let l = [labels[0], labels[1], labels[2], local.as_str()];
+            self.listen_queue.with_label_values(&l).set(q.ratio());
         }
         for f in &p.findings {
             let l = [
