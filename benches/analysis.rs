@@ -104,6 +104,7 @@ fn snapshot(sockets: usize, processes: usize) -> Snapshot {
                 fds_walked: true,
                 sockets,
                 largest_deleted: None,
+                dead: Vec::new(),
             }
         })
         .collect();

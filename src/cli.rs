@@ -99,6 +99,16 @@ pub struct Cli {
     #[arg(long = "fin-wait2-age", value_name = "DUR", value_parser = duration)]
     pub fin_wait2_age: Option<Duration>,
 
+    /// Dead sockets (in no TCP table) and UNIX sockets whose peer closed,
+    /// held this long, are stale
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub dead_socket_age: Option<Duration>,
+
+    /// ESTABLISHED sockets that received nothing for this long, with no
+    /// keepalive, are half-open
+    #[arg(long, value_name = "DUR", value_parser = duration)]
+    pub idle_age: Option<Duration>,
+
     /// Agent: cap on processes given per-process series
     #[arg(long, value_name = "N")]
     pub max_processes: Option<usize>,
@@ -132,7 +142,7 @@ pub struct Cli {
 
 /// The value `--help` shows as each flag's default, from [`defaults`]
 /// (the one place each is written): `(flag id, value)`.
-fn shown_defaults() -> [(&'static str, String); 11] {
+fn shown_defaults() -> [(&'static str, String); 13] {
     let d = |d: Duration| humantime::format_duration(d).to_string();
     [
         ("format", format!("{:?}", defaults::FORMAT).to_lowercase()),
@@ -142,6 +152,8 @@ fn shown_defaults() -> [(&'static str, String); 11] {
         ("interval", d(defaults::INTERVAL)),
         ("close_wait_age", d(defaults::CLOSE_WAIT_AGE)),
         ("fin_wait2_age", d(defaults::FIN_WAIT2_AGE)),
+        ("dead_socket_age", d(defaults::DEAD_SOCKET_AGE)),
+        ("idle_age", d(defaults::IDLE_AGE)),
         ("max_processes", defaults::MAX_PROCESSES.to_string()),
         ("fd_growth_window", d(defaults::FD_GROWTH_WINDOW)),
         ("proc_root", defaults::PROC_ROOT.to_string()),
@@ -293,6 +305,8 @@ mod tests {
             ("--interval", d(settings.interval)),
             ("--close-wait-age", d(settings.close_wait_age)),
             ("--fin-wait2-age", d(settings.fin_wait2_age)),
+            ("--dead-socket-age", d(settings.dead_socket_age)),
+            ("--idle-age", d(settings.idle_age)),
             ("--max-processes", settings.max_processes.to_string()),
             ("--fd-growth-window", d(settings.fd_growth_window)),
             ("--proc-root", settings.proc_root.display().to_string()),
@@ -316,6 +330,8 @@ mod tests {
         let analysis = crate::analyse::Settings::default();
         assert_eq!(analysis.close_wait_age, settings.close_wait_age);
         assert_eq!(analysis.fin_wait2_age, settings.fin_wait2_age);
+        assert_eq!(analysis.dead_socket_age, settings.dead_socket_age);
+        assert_eq!(analysis.idle_age, settings.idle_age);
         assert_eq!(analysis.growth.window, settings.fd_growth_window);
     }
 

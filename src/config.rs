@@ -30,6 +30,8 @@ pub struct Settings {
     pub interval: Duration,
     pub close_wait_age: Duration,
     pub fin_wait2_age: Duration,
+    pub dead_socket_age: Duration,
+    pub idle_age: Duration,
     pub max_processes: usize,
     /// fd samples older than this are forgotten; growth is judged over it.
     pub fd_growth_window: Duration,
@@ -51,6 +53,8 @@ impl Default for Settings {
             interval: defaults::INTERVAL,
             close_wait_age: defaults::CLOSE_WAIT_AGE,
             fin_wait2_age: defaults::FIN_WAIT2_AGE,
+            dead_socket_age: defaults::DEAD_SOCKET_AGE,
+            idle_age: defaults::IDLE_AGE,
             max_processes: defaults::MAX_PROCESSES,
             fd_growth_window: defaults::FD_GROWTH_WINDOW,
             proc_root: PathBuf::from(defaults::PROC_ROOT),
@@ -78,6 +82,8 @@ impl Settings {
         analyse::Settings {
             close_wait_age: self.close_wait_age,
             fin_wait2_age: self.fin_wait2_age,
+            dead_socket_age: self.dead_socket_age,
+            idle_age: self.idle_age,
             thresholds: self.thresholds,
             only_pids: (!self.pids.is_empty()).then(|| self.pids.clone()),
             list_fd_utilization: None,
@@ -265,6 +271,10 @@ pub struct FileConfig {
     pub close_wait_age: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub fin_wait2_age: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub dead_socket_age: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_age: Option<Duration>,
     pub max_processes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub fd_growth_window: Option<Duration>,
@@ -328,6 +338,11 @@ pub fn merge(file: FileConfig, path: Option<PathBuf>, cli: &Cli) -> Result<Setti
             .fin_wait2_age
             .or(file.fin_wait2_age)
             .unwrap_or(d.fin_wait2_age),
+        dead_socket_age: cli
+            .dead_socket_age
+            .or(file.dead_socket_age)
+            .unwrap_or(d.dead_socket_age),
+        idle_age: cli.idle_age.or(file.idle_age).unwrap_or(d.idle_age),
         max_processes: cli
             .max_processes
             .or(file.max_processes)
@@ -421,6 +436,8 @@ pub fn render(s: &Settings) -> String {
         interval: String,
         close_wait_age: String,
         fin_wait2_age: String,
+        dead_socket_age: String,
+        idle_age: String,
         max_processes: usize,
         fd_growth_window: String,
         proc_root: String,
@@ -434,6 +451,8 @@ pub fn render(s: &Settings) -> String {
         interval: hd(s.interval),
         close_wait_age: hd(s.close_wait_age),
         fin_wait2_age: hd(s.fin_wait2_age),
+        dead_socket_age: hd(s.dead_socket_age),
+        idle_age: hd(s.idle_age),
         max_processes: s.max_processes,
         fd_growth_window: hd(s.fd_growth_window),
         proc_root: s.proc_root.display().to_string(),

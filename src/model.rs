@@ -288,6 +288,9 @@ pub struct ProcessInfo {
     pub sockets: Vec<HeldSocket>,
     /// The largest deleted-but-open file: path (without " (deleted)") and bytes.
     pub largest_deleted: Option<(String, u64)>,
+    /// TCP sockets it holds that are in no TCP table (reset, or never
+    /// connected), when the scan looked for them (see `Snapshot::dead`).
+    pub dead: Vec<HeldSocket>,
 }
 
 #[cfg(test)]
@@ -321,6 +324,7 @@ impl ProcessInfo {
                 .map(|(&inode, fd)| HeldSocket { inode, fd })
                 .collect(),
             largest_deleted: None,
+            dead: Vec::new(),
         }
     }
 }
@@ -392,6 +396,22 @@ pub struct WalkStats {
     pub fd_stat_failed: u64,
 }
 
+/// Whether a scan looked for dead sockets (TCP sockets a process holds that
+/// are in no TCP table): it needs every namespace's every socket, which the
+/// all-states dump gives (every scan of a report, once a minute in the agent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeadCheck {
+    /// Every fd table was compared with every namespace's tables.
+    Fresh,
+    /// This scan had no all-states dump: each process's dead sockets are
+    /// those of the last check that it still holds.
+    Carried,
+    /// Not looked for: a namespace could not be dumped (its sockets would
+    /// look dead), or no check has run yet.
+    #[default]
+    Unknown,
+}
+
 /// Reads that failed without failing the scan. Each leaves one figure
 /// unknown, and is counted and shown as such, never taken for "nothing
 /// there".
@@ -459,6 +479,8 @@ pub struct Snapshot {
     pub walk: WalkStats,
     /// Reads that failed without failing the scan.
     pub unread: Unread,
+    /// Whether `ProcessInfo::dead` was looked for.
+    pub dead: DeadCheck,
 }
 
 impl Default for Snapshot {
@@ -485,6 +507,7 @@ impl Snapshot {
             netns_unknown_processes: 0,
             walk: WalkStats::default(),
             unread: Unread::default(),
+            dead: DeadCheck::Unknown,
         }
     }
 

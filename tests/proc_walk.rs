@@ -271,3 +271,73 @@ fn failed_reads_are_counted_not_taken_for_nothing_there() {
     );
     assert!(matches!(proc_root.describe_unit(key), Err(Skip::Failed(_))));
 }
+
+/// A TCP socket the process holds that is in no TCP table is dead: here one
+/// reset by its peer (SO_LINGER 0) and one whose connect() was refused,
+/// against a live connection, a UDP socket and a UNIX pair, which are not.
+/// The "tables" are given as the inodes of the live sockets.
+#[test]
+fn held_tcp_sockets_in_no_table_are_dead_and_others_are_not() {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+    let ino = |fd: &dyn std::os::fd::AsFd| rustix::fs::fstat(fd).expect("fstat").st_ino;
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let live = TcpStream::connect(addr).expect("connect");
+    let (live_peer, _) = listener.accept().expect("accept");
+    let reset = TcpStream::connect(addr).expect("connect");
+    let (to_reset, _) = listener.accept().expect("accept");
+    rustix::net::sockopt::set_socket_linger(&to_reset, Some(Duration::ZERO)).expect("linger 0");
+    drop(to_reset);
+    reset
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let got = (&reset).read(&mut [0u8; 8]);
+    assert!(got.is_err(), "the peer reset it: {got:?}");
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let refused_to = closed.local_addr().expect("addr");
+    drop(closed);
+    let refused = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .expect("socket");
+    assert!(
+        rustix::net::connect(&refused, &refused_to).is_err(),
+        "refused"
+    );
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let unix = std::os::unix::net::UnixStream::pair().expect("pair");
+
+    let alive: FxHashSet<u64> = [ino(&listener), ino(&live), ino(&live_peer)]
+        .into_iter()
+        .collect();
+    let none = FxHashSet::default();
+    let root = ProcRoot::new("/proc");
+    let me = std::process::id();
+    let wanted = closewatch::collect::Wanted {
+        sockets: &none,
+        alive: Some(&alive),
+    };
+    let walk = root.walk_for(&[me], &wanted, 1).expect("walk");
+    // Other tests of this binary may hold sockets of their own: only this
+    // test's are judged.
+    let dead: FxHashSet<u64> = walk.processes[0].dead.iter().map(|s| s.inode).collect();
+    assert!(dead.contains(&ino(&reset)), "reset: {dead:?}");
+    assert!(dead.contains(&ino(&refused)), "refused: {dead:?}");
+    for (what, inode) in [
+        ("live", ino(&live)),
+        ("its peer", ino(&live_peer)),
+        ("the listener", ino(&listener)),
+        ("UDP", ino(&udp)),
+        ("UNIX", ino(&unix.0)),
+    ] {
+        assert!(!dead.contains(&inode), "{what} is not dead: {dead:?}");
+    }
+    // Without the tables nothing is looked for.
+    let walk = root.walk(&[me], &none, 1).expect("walk");
+    assert!(walk.processes[0].dead.is_empty());
+    drop((udp, unix));
+}

@@ -322,6 +322,7 @@ mod tests {
                     fds_walked: true,
                     sockets: vec![],
                     largest_deleted: None,
+                    dead: Vec::new(),
                 })
                 .collect(),
             ..Snapshot::default()

@@ -43,17 +43,25 @@ pub struct SocketSummary {
     /// FIN_WAIT_2 sockets whose other end this same process holds (in
     /// CLOSE_WAIT): it closes neither end.
     pub fin_wait2_to_self: u64,
+    /// TCP sockets it holds that are in no TCP table (reset, never
+    /// connected), and of those the ones held at least `dead_socket_age`.
+    pub dead: u64,
+    pub dead_stale: u64,
+    pub oldest_dead: Option<Duration>,
 }
 
 impl SocketSummary {
     /// Every flagged socket it holds or keeps waiting in its queues.
     pub fn flagged(&self) -> u64 {
-        self.close_wait + self.fin_wait2 + self.close_wait_unaccepted
+        self.close_wait + self.fin_wait2 + self.close_wait_unaccepted + self.dead
     }
 
     /// Of those, the ones old enough to count as leaks.
     pub fn stale(&self) -> u64 {
-        self.close_wait_stale + self.fin_wait2_stale + self.close_wait_unaccepted_stale
+        self.close_wait_stale
+            + self.fin_wait2_stale
+            + self.close_wait_unaccepted_stale
+            + self.dead_stale
     }
 }
 
@@ -169,6 +177,13 @@ pub fn attribute(
             out.by_process.entry(o).or_default().listening(l);
         }
     }
+    for (i, p) in snapshot.processes.iter().enumerate() {
+        for s in &p.dead {
+            let age = history.dead_age(p.key, s.inode, now);
+            let stale = age >= settings.dead_socket_age;
+            out.by_process.entry(i).or_default().dead(age, stale);
+        }
+    }
     let un = &mut out.unattributed;
     for s in &snapshot.sockets {
         let age = history.age(s, now);
@@ -239,6 +254,14 @@ impl Acc {
         if !self.netns.contains(&netns) {
             self.netns.push(netns);
         }
+    }
+
+    /// A TCP socket of this process in no table, held `age`.
+    fn dead(&mut self, age: Duration, stale: bool) {
+        let sum = &mut self.summary;
+        sum.dead += 1;
+        sum.dead_stale += u64::from(stale);
+        sum.oldest_dead = older(sum.oldest_dead, age);
     }
 
     /// A listener of this process with connections waiting in its queue.

@@ -13,13 +13,17 @@ use std::time::{Duration, SystemTime};
 use rustc_hash::FxHashMap;
 
 use super::growth::FdHistory;
-use crate::model::{Snapshot, SocketKey, TcpSocket};
+use crate::model::{ProcessKey, Snapshot, SocketKey, TcpSocket};
 
 /// When each socket of the last scan was first seen, keyed by (netns, cookie)
 /// (a reused inode never inherits an age), and fd samples per process.
 #[derive(Debug, Default, Clone)]
 pub struct History {
     first_seen: FxHashMap<SocketKey, SystemTime>,
+    /// When each dead socket (in no TCP table) was first seen held, by
+    /// holder and inode: the kernel keeps no time for it (a socket inode's
+    /// timestamps read 0 on Linux 6.18).
+    dead_first_seen: FxHashMap<(ProcessKey, u64), SystemTime>,
     pub fds: FdHistory,
 }
 
@@ -49,6 +53,24 @@ impl History {
             next.insert(s.key(), seen);
         }
         self.first_seen = next;
+        let mut dead = FxHashMap::default();
+        for p in &snapshot.processes {
+            for s in &p.dead {
+                let key = (p.key, s.inode);
+                let seen = self.dead_first_seen.get(&key).copied().unwrap_or(now);
+                dead.insert(key, seen);
+            }
+        }
+        self.dead_first_seen = dead;
+    }
+
+    /// How long `holder` has held the dead socket `inode` at `now`, as far
+    /// as this history has seen (zero when first seen now).
+    pub fn dead_age(&self, holder: ProcessKey, inode: u64, now: SystemTime) -> Duration {
+        self.dead_first_seen
+            .get(&(holder, inode))
+            .and_then(|seen| now.duration_since(*seen).ok())
+            .unwrap_or_default()
     }
 
     pub fn first_seen(&self, key: &SocketKey) -> Option<SystemTime> {

@@ -33,6 +33,12 @@ pub struct Settings {
     pub close_wait_age: Duration,
     /// Owned FIN_WAIT_2 at least this old is stale.
     pub fin_wait2_age: Duration,
+    /// Dead TCP sockets and UNIX sockets whose peer closed, held at least
+    /// this long, are stale.
+    pub dead_socket_age: Duration,
+    /// ESTABLISHED sockets idle at least this long without keepalive are
+    /// half-open.
+    pub idle_age: Duration,
     pub thresholds: Thresholds,
     /// List exactly these processes and weigh only them in the status.
     pub only_pids: Option<Vec<u32>>,
@@ -50,6 +56,8 @@ impl Default for Settings {
         Settings {
             close_wait_age: defaults::CLOSE_WAIT_AGE,
             fin_wait2_age: defaults::FIN_WAIT2_AGE,
+            dead_socket_age: defaults::DEAD_SOCKET_AGE,
+            idle_age: defaults::IDLE_AGE,
             thresholds: Thresholds::default(),
             only_pids: None,
             list_fd_utilization: None,

@@ -801,3 +801,54 @@ fn a_full_accept_queue_is_charged_to_the_listeners_owner() {
         "an empty queue is no fact"
     );
 }
+
+#[test]
+fn dead_sockets_are_judged_by_how_long_they_have_been_held() {
+    let mut snap = snapshot(
+        Vec::new(),
+        vec![
+            process(30, "client", 20, Some(1024), &[]),
+            process(31, "clean", 5, Some(1024), &[]),
+        ],
+    );
+    snap.processes[0].dead = (0..3)
+        .map(|i| crate::model::HeldSocket {
+            inode: 900 + i,
+            fd: 10 + i as u32,
+        })
+        .collect();
+    // First sight: held, but for no time yet.
+    let mut h = History::default();
+    h.observe(&snap, now(), Duration::from_secs(900));
+    let a = analyse(&snap, &h, &Settings::default(), now());
+    let p = by_pid(&a, &snap, 30);
+    assert_eq!((p.sockets.dead, p.sockets.dead_stale), (3, 0));
+    assert!(p.findings.is_empty());
+    assert_eq!(a.processes.len(), 1, "the clean process is not listed");
+    // Still held 2 minutes later: stale, a warning.
+    let later = now() + Duration::from_secs(120);
+    snap.scanned_at = later;
+    h.observe(&snap, later, Duration::from_secs(900));
+    let a = analyse(&snap, &h, &Settings::default(), later);
+    let p = by_pid(&a, &snap, 30);
+    assert_eq!((p.sockets.dead, p.sockets.dead_stale), (3, 3));
+    assert_eq!(p.sockets.oldest_dead, Some(Duration::from_secs(120)));
+    let f = &p.findings[0];
+    assert_eq!(
+        (f.check, f.severity),
+        (Check::DeadSockets, Severity::Warning)
+    );
+    assert!(
+        f.message
+            .starts_with("3 TCP sockets held for at least 1m (oldest 2m)"),
+        "{}",
+        f.message
+    );
+    // Closed: forgotten, so a new socket on a reused inode starts afresh.
+    snap.processes[0].dead.truncate(1);
+    h.observe(&snap, later, Duration::from_secs(900));
+    snap.processes[0].dead[0].inode = 950;
+    h.observe(&snap, later, Duration::from_secs(900));
+    let a = analyse(&snap, &h, &Settings::default(), later);
+    assert_eq!(by_pid(&a, &snap, 30).sockets.dead_stale, 0);
+}

@@ -16,7 +16,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::netns::PidNetns;
 use super::procfs::WalkCache;
-use crate::model::{NetnsId, ProcessInfo, ProcessKey, StateCounts};
+use crate::model::{DeadCheck, NetnsId, ProcessInfo, ProcessKey, StateCounts};
 
 /// How often a cached walk still reads every fd table, whatever the cache
 /// holds: it bounds how stale the fd breakdown and the deleted files of a
@@ -64,6 +64,8 @@ impl<T> Stamped<T> {
 pub struct ScanCache {
     walk: WalkCache,
     last_full_walk: Option<Instant>,
+    /// Whether a walk has looked for dead sockets since the cache began.
+    dead_checked: bool,
     /// Per namespace: the last all-states counts.
     states: FxHashMap<NetnsId, Stamped<StateCounts>>,
     netns: PidNamespaces,
@@ -80,6 +82,17 @@ impl ScanCache {
             .last_full_walk
             .is_none_or(|t| due(now.saturating_duration_since(t), FULL_WALK_EVERY));
         (&mut self.walk, full)
+    }
+
+    /// What a walk's dead sockets are: fresh when it `checked` them, else
+    /// carried from the last check (once there has been one).
+    pub(super) fn dead_check(&mut self, checked: bool) -> DeadCheck {
+        self.dead_checked |= checked;
+        match (checked, self.dead_checked) {
+            (true, _) => DeadCheck::Fresh,
+            (false, true) => DeadCheck::Carried,
+            (false, false) => DeadCheck::Unknown,
+        }
     }
 
     /// Records that the walk of the scan at `now` read every fd table.

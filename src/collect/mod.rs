@@ -18,10 +18,10 @@ use std::time::{Instant, SystemTime};
 
 use rustc_hash::FxHashSet;
 
-use crate::model::{NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage};
+use crate::model::{DeadCheck, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage};
 
 pub use cache::ScanCache;
-pub use procfs::{ProcRoot, Skip, WalkCache};
+pub use procfs::{ProcRoot, Skip, WalkCache, Wanted};
 pub use source::{Netlink, Recorded, SocketSource};
 
 /// When a scan starts: the wall clock for the snapshot (and the ages the
@@ -40,6 +40,26 @@ impl ScanTime {
             mono: Instant::now(),
         }
     }
+}
+
+/// The inode of every TCP socket of the host, when this scan has them all:
+/// every namespace dumped in every state (an unscanned namespace's sockets
+/// would look dead). Processes whose namespace could not be read are no
+/// obstacle: their fd tables cannot be read either, so none of their
+/// sockets is judged.
+fn alive(tables: &[(NetnsScan, sockdiag::TcpTables)], snap: &Snapshot) -> Option<FxHashSet<u64>> {
+    let complete = !tables.is_empty()
+        && tables.iter().all(|(_, t)| t.counted)
+        && snap.unscanned_netns.is_empty();
+    if !complete {
+        return None;
+    }
+    let mut alive = FxHashSet::default();
+    alive.reserve(tables.iter().map(|(_, t)| t.inodes.len()).sum());
+    for (_, t) in tables {
+        alive.extend(t.inodes.iter().copied());
+    }
+    Some(alive)
 }
 
 /// How many failures of one kind are spelled out before they are summarised.
@@ -105,11 +125,16 @@ impl Collector {
             wanted.extend(t.flagged.iter().map(|s| s.inode).filter(|&i| i != 0));
             wanted.extend(t.listeners.iter().map(|l| l.inode).filter(|&i| i != 0));
         }
+        let alive = alive(&tables, &snap);
         for (scan, mut t) in tables {
             snap.sockets.append(&mut t.flagged);
             snap.listeners.append(&mut t.listeners);
             snap.namespaces.push(scan);
         }
+        let wanted = Wanted {
+            sockets: &wanted,
+            alive: alive.as_ref(),
+        };
         self.walk(&pids, &wanted, &mut snap, cache.as_deref_mut(), at.mono);
         if let Some(cache) = cache {
             cache.keep_units_of(&snap.processes);
@@ -169,11 +194,12 @@ impl Collector {
     fn walk(
         &self,
         pids: &[u32],
-        wanted: &FxHashSet<u64>,
+        wanted: &Wanted<'_>,
         snap: &mut Snapshot,
         cache: Option<&mut ScanCache>,
         now: Instant,
     ) {
+        let checked = wanted.alive.is_some();
         let walk = match cache {
             Some(cache) => {
                 let (walk_cache, full) = cache.walk(now);
@@ -183,9 +209,17 @@ impl Collector {
                 if walk.as_ref().is_ok_and(|w| w.stats.full) {
                     cache.walked_full(now);
                 }
+                snap.dead = cache.dead_check(checked && walk.is_ok());
                 walk
             }
-            None => self.root.walk(pids, wanted, self.threads),
+            None => {
+                snap.dead = if checked {
+                    DeadCheck::Fresh
+                } else {
+                    DeadCheck::Unknown
+                };
+                self.root.walk_for(pids, wanted, self.threads)
+            }
         };
         let walk = match walk {
             Ok(walk) => walk,

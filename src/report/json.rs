@@ -12,7 +12,7 @@ use serde::{Serialize, Serializer};
 
 use super::Report;
 use crate::analyse::{self, ProcessAnalysis, Unattributed};
-use crate::model::{ProcessDetails, ProcessInfo, Snapshot, StateCounts};
+use crate::model::{DeadCheck, ProcessDetails, ProcessInfo, Snapshot, StateCounts};
 
 #[derive(Serialize)]
 struct Json<'a> {
@@ -35,6 +35,9 @@ struct Json<'a> {
     /// Reads that failed without failing the scan, each leaving a figure
     /// unknown.
     read_failures: ReadFailures<'a>,
+    /// Whether dead sockets were looked for: "fresh" (this scan), "carried"
+    /// (the agent's last check, between all-states dumps) or "unknown".
+    dead_sockets_checked: &'static str,
 }
 
 #[derive(Serialize)]
@@ -152,8 +155,12 @@ struct Sockets {
     fin_wait2_stale: u64,
     oldest_close_wait_seconds: Option<f64>,
     oldest_fin_wait2_seconds: Option<f64>,
-    // Extension.
+    /// TCP sockets in no table; null when the scan could not look.
+    dead: Option<u64>,
+    dead_stale: Option<u64>,
+    // Extensions.
     close_wait_unaccepted_stale: u64,
+    oldest_dead_seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -227,7 +234,14 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         .processes
         .iter()
         .zip(report.details.iter().chain(std::iter::repeat(&None)))
-        .filter_map(|(p, d)| process(p, snap.processes.get(p.index)?, d.as_ref()))
+        .filter_map(|(p, d)| {
+            process(
+                p,
+                snap.processes.get(p.index)?,
+                d.as_ref(),
+                snap.dead != DeadCheck::Unknown,
+            )
+        })
         .collect();
     let json = Json {
         schema_version: 1,
@@ -260,6 +274,11 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         },
         namespaces: namespaces(snap),
         netns_unknown_processes: snap.netns_unknown_processes,
+        dead_sockets_checked: match snap.dead {
+            DeadCheck::Fresh => "fresh",
+            DeadCheck::Carried => "carried",
+            DeadCheck::Unknown => "unknown",
+        },
         read_failures: ReadFailures {
             run_netns: snap.unread.run_netns.as_deref(),
             fd_stat: snap.unread.fd_stat,
@@ -282,6 +301,7 @@ fn process<'a>(
     p: &'a ProcessAnalysis,
     info: &'a ProcessInfo,
     details: Option<&'a ProcessDetails>,
+    dead_known: bool,
 ) -> Option<Process<'a>> {
     let mut netns: Vec<u64> = p.netns.iter().map(|n| n.0).collect();
     if let Some(own) = details.and_then(|d| d.netns) {
@@ -317,6 +337,9 @@ fn process<'a>(
             oldest_close_wait_seconds: s.oldest_close_wait.map(secs),
             oldest_fin_wait2_seconds: s.oldest_fin_wait2.map(secs),
             close_wait_unaccepted_stale: s.close_wait_unaccepted_stale,
+            dead: dead_known.then_some(s.dead),
+            dead_stale: dead_known.then_some(s.dead_stale),
+            oldest_dead_seconds: s.oldest_dead.map(secs),
         },
         peers_omitted: p.peers.len().saturating_sub(MAX_PEERS),
         peers: p

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use super::Report;
 use crate::analyse::hints::{count, human};
 use crate::analyse::{Finding, ProcessAnalysis, Severity, Status};
-use crate::model::{ProcessDetails, ProcessInfo};
+use crate::model::{DeadCheck, ProcessDetails, ProcessInfo};
 
 /// ANSI styling, or none.
 #[derive(Clone, Copy)]
@@ -206,6 +206,17 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
     labelled(out, "no owner", &unowned(a))?;
     labelled(out, "skipped", &skipped(snap))?;
     labelled(out, "unread", &unread(report))?;
+    if snap.dead == DeadCheck::Unknown {
+        labelled(
+            out,
+            "dead",
+            &[
+                "not looked for: a network namespace could not be dumped, so its sockets \
+               would look dead"
+                    .to_string(),
+            ],
+        )?;
+    }
     if !a.attribution_complete {
         let warning = format!(
             "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; \
@@ -394,7 +405,7 @@ fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
             continue;
         }
         if let Some(info) = snap.processes.get(p.index) {
-            process(out, style, p, info, d.as_ref())?;
+            process(out, style, p, info, d.as_ref(), report.settings)?;
         }
     }
     Ok(())
@@ -407,6 +418,7 @@ fn process(
     p: &ProcessAnalysis,
     info: &ProcessInfo,
     d: Option<&ProcessDetails>,
+    settings: &crate::analyse::Settings,
 ) -> io::Result<()> {
     let sev = p.severity();
     let unit = match d {
@@ -458,6 +470,16 @@ fn process(
             g.grew_by,
             human(g.over),
             g.per_second * 60.0
+        )?;
+    }
+    if p.sockets.dead > 0 {
+        writeln!(
+            out,
+            "  dead   {} in no TCP table (reset or never connected), {} held ≥ {}, oldest {}",
+            count(p.sockets.dead, "TCP socket", "TCP sockets"),
+            p.sockets.dead_stale,
+            human(settings.dead_socket_age),
+            human(p.sockets.oldest_dead.unwrap_or_default()),
         )?;
     }
     for q in &p.listeners {

@@ -26,6 +26,7 @@
 mod accept_queue_full;
 mod close_wait_stale;
 mod close_wait_unaccepted;
+mod dead_sockets;
 mod deleted_open_files;
 mod fd_exhaustion;
 mod fd_utilization;
@@ -247,6 +248,7 @@ table! {
     DeletedOpenFiles => deleted_open_files,
     HostFdUtilization => host_fd_utilization,
     AcceptQueueFull => accept_queue_full,
+    DeadSockets => dead_sockets,
 }
 
 impl Check {

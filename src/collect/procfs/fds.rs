@@ -2,7 +2,8 @@
 //! pipes, files, anon inodes), the wanted sockets kept with their fd, and
 //! deleted-but-open files confirmed by their link count.
 
-use std::os::fd::OwnedFd;
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use rustix::fs::{AtFlags, RawDir};
 use rustix::io::Errno;
@@ -22,6 +23,8 @@ pub(super) struct Table {
     pub(super) largest_deleted: Option<(String, u64)>,
     /// Links ending in " (deleted)" that could not be stat-ed.
     pub(super) unstated: u64,
+    /// TCP sockets in no table (see `WalkContext::alive`).
+    pub(super) dead: Vec<HeldSocket>,
 }
 
 impl Table {
@@ -39,14 +42,46 @@ impl Table {
     }
 }
 
+/// Whether the socket at `name` in `fd_dir` is TCP (over IPv4 or IPv6):
+/// its `system.sockprotoname`, which `lsof` reads too. Followed through
+/// this process's own fd of the directory, so a PID reused since cannot
+/// answer for it.
+pub(super) fn is_tcp(fd_dir: &OwnedFd, name: &CStr) -> bool {
+    let path = format!(
+        "/proc/self/fd/{}/{}",
+        fd_dir.as_raw_fd(),
+        name.to_string_lossy()
+    );
+    let mut proto = [0u8; 32];
+    match rustix::fs::getxattr(path.as_str(), "system.sockprotoname", &mut proto[..]) {
+        Ok(n) => matches!(
+            proto.get(..n),
+            Some(b"TCP\0" | b"TCPv6\0" | b"TCP" | b"TCPv6")
+        ),
+        Err(_) => false,
+    }
+}
+
 impl WalkContext<'_> {
+    /// Whether a socket that is not wanted is dead: with the scan's tables,
+    /// a TCP socket in none of them; without them, one the last check found.
+    fn dead(&self, fd_dir: &OwnedFd, name: &CStr, inode: u64, before: Option<&CachedFds>) -> bool {
+        match self.alive {
+            Some(alive) => !alive.contains(&inode) && is_tcp(fd_dir, name),
+            None => before.is_some_and(|c| c.dead.iter().any(|&(i, _)| i == inode)),
+        }
+    }
+
     /// Reads the links of one fd directory: the table, and how many fds it
-    /// saw. `record` gets every socket and deleted file, for the cache.
+    /// saw. `record` gets every socket and deleted file, for the cache;
+    /// `before` is the process's table of the last cached walk, whose dead
+    /// sockets stand when this walk cannot check.
     pub(super) fn fds(
         &self,
         fd_dir: &OwnedFd,
         scratch: &mut Scratch,
         mut record: Option<&mut CachedFds>,
+        before: Option<&CachedFds>,
     ) -> Result<(Table, u64), Skip> {
         let mut table = Table::default();
         let mut count = 0u64;
@@ -69,6 +104,8 @@ impl WalkContext<'_> {
                     table.fds.sockets += 1;
                     if self.wanted.contains(&inode) {
                         table.sockets.push(HeldSocket { inode, fd });
+                    } else if self.dead(fd_dir, name, inode, before) {
+                        table.dead.push(HeldSocket { inode, fd });
                     }
                     if let Some(r) = record.as_deref_mut() {
                         r.sockets.push((inode, fd));

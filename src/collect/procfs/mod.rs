@@ -31,7 +31,7 @@ use rustix::io::Errno;
 
 use crate::model::NetnsId;
 
-pub use walk::Walk;
+pub use walk::{Walk, Wanted};
 pub use walk_cache::WalkCache;
 
 #[derive(Debug, thiserror::Error)]

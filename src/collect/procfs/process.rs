@@ -38,6 +38,7 @@ impl WalkContext<'_> {
             fds_walked: true,
             sockets: Vec::new(),
             largest_deleted: None,
+            dead: Vec::new(),
         };
         if stat.kernel_thread {
             // No fd table to walk or count, and no use for its limits.
@@ -50,6 +51,7 @@ impl WalkContext<'_> {
         info.fds_walked = fds_walked;
         info.sockets = table.sockets;
         info.largest_deleted = table.largest_deleted;
+        info.dead = table.dead;
         Ok((info, update))
     }
 
@@ -82,20 +84,25 @@ impl WalkContext<'_> {
         let (mut table, update) = match reused {
             Some(table) => {
                 stats.processes_reused += 1;
-                (table, Update::Reused)
+                let dead = self
+                    .alive
+                    .map(|_| table.dead.iter().map(|s| (s.inode, s.fd)).collect());
+                (table, Update::Reused(dead))
             }
             None => {
                 let mut record = self.record.then(|| CachedFds {
                     size,
                     ..CachedFds::default()
                 });
-                let (mut table, walked) = self.fds(&fd_dir, scratch, record.as_mut())?;
+                let before = self.before.and_then(|before| before.get(&key));
+                let (mut table, walked) = self.fds(&fd_dir, scratch, record.as_mut(), before)?;
                 stats.links_read += walked;
                 table.fds.open = walked;
                 let update = match record {
                     Some(mut c) => {
                         c.stats = table.fds;
                         c.unstated = table.unstated;
+                        c.dead = table.dead.iter().map(|s| (s.inode, s.fd)).collect();
                         Update::Fresh(c)
                     }
                     None => Update::None,

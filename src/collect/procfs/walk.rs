@@ -36,8 +36,45 @@ pub(super) struct WalkContext<'a> {
     pub(super) fd_count_from_size: bool,
     /// The last walk's tables, for processes whose fd count is unchanged.
     pub(super) prev: Option<&'a FxHashMap<ProcessKey, CachedFds>>,
+    /// The last walk's tables, whatever this walk reuses: their dead
+    /// sockets stand when this walk cannot check them.
+    pub(super) before: Option<&'a FxHashMap<ProcessKey, CachedFds>>,
     /// Whether to keep what the cache needs of each table read.
     pub(super) record: bool,
+    /// The inode of every socket in every namespace's TCP tables, when the
+    /// scan has them: a TCP socket held but not among them is dead.
+    pub(super) alive: Option<&'a FxHashSet<u64>>,
+}
+
+/// What a walk is given of the last one.
+#[derive(Clone, Copy)]
+pub(super) enum Memo<'a> {
+    /// Nothing: read every table, remember nothing.
+    Cold,
+    /// Read every table; remember them; carry the last dead sockets.
+    Full(&'a FxHashMap<ProcessKey, CachedFds>),
+    /// Reuse the tables whose fd count is unchanged; remember them all.
+    Reuse(&'a FxHashMap<ProcessKey, CachedFds>),
+}
+
+/// What a walk looks for.
+#[derive(Clone, Copy)]
+pub struct Wanted<'a> {
+    /// Socket inodes whose holders are named (flagged sockets, listeners).
+    pub sockets: &'a FxHashSet<u64>,
+    /// Every TCP socket inode of every namespace, when the scan has them:
+    /// the walk then looks for dead sockets (held, in no table).
+    pub alive: Option<&'a FxHashSet<u64>>,
+}
+
+impl<'a> Wanted<'a> {
+    /// Only the holders of `sockets`.
+    pub fn sockets(sockets: &'a FxHashSet<u64>) -> Wanted<'a> {
+        Wanted {
+            sockets,
+            alive: None,
+        }
+    }
 }
 
 /// Buffers reused for every process a worker reads.
@@ -56,19 +93,34 @@ impl ProcRoot {
         wanted: &FxHashSet<u64>,
         threads: usize,
     ) -> Result<Walk, ProcError> {
-        self.walk_with(pids, wanted, threads, None, false)
+        self.walk_for(pids, &Wanted::sockets(wanted), threads)
     }
 
-    /// A walk on up to `threads` threads; `prev` are the tables of a cached
-    /// walk, `record` asks for what the next cached walk needs.
+    /// [`walk`](Self::walk), also looking for dead sockets when `wanted`
+    /// carries the scan's live TCP inodes.
+    pub fn walk_for(
+        &self,
+        pids: &[u32],
+        wanted: &Wanted<'_>,
+        threads: usize,
+    ) -> Result<Walk, ProcError> {
+        self.walk_with(pids, wanted, threads, Memo::Cold)
+    }
+
+    /// A walk on up to `threads` threads, with what a cached walk remembers
+    /// (see [`Memo`]).
     pub(super) fn walk_with(
         &self,
         pids: &[u32],
-        wanted: &FxHashSet<u64>,
+        wanted: &Wanted<'_>,
         threads: usize,
-        prev: Option<&FxHashMap<ProcessKey, CachedFds>>,
-        record: bool,
+        memo: Memo<'_>,
     ) -> Result<Walk, ProcError> {
+        let (prev, before, record) = match memo {
+            Memo::Cold => (None, None, false),
+            Memo::Full(m) => (None, Some(m), true),
+            Memo::Reuse(m) => (Some(m), Some(m), true),
+        };
         let root = self.open_root()?;
         let fd_count_from_size = rustix::fs::fstatfs(&root)
             // f_type's width differs across architectures.
@@ -82,10 +134,12 @@ impl ProcRoot {
         let next = AtomicUsize::new(0);
         let ctx = WalkContext {
             root: &root,
-            wanted,
+            wanted: wanted.sockets,
+            alive: wanted.alive,
             fd_count_from_size,
             // Without st_size there is no cheap sign of change.
             prev: prev.filter(|_| fd_count_from_size),
+            before: before.filter(|_| fd_count_from_size),
             record: record && fd_count_from_size,
         };
         let mut parts: Vec<Walk> = Vec::with_capacity(threads);

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use rustc_hash::{FxHashMap, FxHashSet};
 use rustix::fs::AtFlags;
 
+use super::fds::is_tcp;
 use super::fds::Table;
 use super::parse::{self, FdTarget};
 use super::read::fd_name;
-use super::walk::{Walk, WalkContext};
+use super::walk::{Memo, Walk, WalkContext, Wanted};
 use super::{ProcError, ProcRoot};
 use crate::model::{FdStats, HeldSocket, ProcessInfo, ProcessKey, WalkStats};
 
@@ -60,6 +61,8 @@ pub(super) struct CachedFds {
     pub(super) sockets: Vec<(u64, u32)>,
     /// Deleted files: fd and path.
     pub(super) deleted: Vec<(u32, String)>,
+    /// Dead sockets (TCP, in no table) at the last check: (inode, fd).
+    pub(super) dead: Vec<(u64, u32)>,
     /// Links ending in " (deleted)" that could not be stat-ed when walked.
     pub(super) unstated: u64,
 }
@@ -69,8 +72,9 @@ pub(super) struct CachedFds {
 pub(super) enum Update {
     /// Nothing to remember (fds unreadable, or not procfs).
     None,
-    /// The cached table still holds (its wanted sockets verified).
-    Reused,
+    /// The cached table still holds (its wanted sockets verified); with
+    /// its dead sockets as checked again by this walk, if it checked.
+    Reused(Option<Vec<(u64, u32)>>),
     Fresh(CachedFds),
 }
 
@@ -82,7 +86,7 @@ impl ProcRoot {
     pub fn walk_cached(
         &self,
         pids: &[u32],
-        wanted: &FxHashSet<u64>,
+        wanted: &Wanted<'_>,
         threads: usize,
         cache: &mut WalkCache,
         full: bool,
@@ -95,12 +99,12 @@ impl ProcRoot {
         }
         let prev = std::mem::take(&mut cache.entries);
         let mut walk = if full {
-            self.walk_with(pids, wanted, threads, None, true)?
+            self.walk_with(pids, wanted, threads, Memo::Full(&prev))?
         } else {
             self.walk_from(&prev, pids, wanted, threads, cache)?
         };
         if walk.stats.full {
-            cache.accepted = unfound(wanted, &walk.processes);
+            cache.accepted = unfound(wanted.sockets, &walk.processes);
             cache.pending.clear();
         }
         cache.entries = remember(prev, std::mem::take(&mut walk.updates));
@@ -113,12 +117,12 @@ impl ProcRoot {
         &self,
         prev: &FxHashMap<ProcessKey, CachedFds>,
         pids: &[u32],
-        wanted: &FxHashSet<u64>,
+        wanted: &Wanted<'_>,
         threads: usize,
         cache: &mut WalkCache,
     ) -> Result<Walk, ProcError> {
-        let walk = self.walk_with(pids, wanted, threads, Some(prev), true)?;
-        let unfound = unfound(wanted, &walk.processes);
+        let walk = self.walk_with(pids, wanted, threads, Memo::Reuse(prev))?;
+        let unfound = unfound(wanted.sockets, &walk.processes);
         // Owners not found: those a full walk could not find either are
         // held where /proc does not show them (or by unreadable
         // processes). Others may sit under an fd swapped without a change
@@ -134,7 +138,7 @@ impl ProcRoot {
         if missing.iter().any(|i| cache.pending.contains(i)) {
             log::debug!("a flagged socket has no cached owner: full walk");
             let links = walk.stats.links_read;
-            let mut again = self.walk_with(pids, wanted, threads, None, true)?;
+            let mut again = self.walk_with(pids, wanted, threads, Memo::Full(prev))?;
             again.stats.links_read += links;
             Ok(again)
         } else {
@@ -155,8 +159,11 @@ fn remember(
     for (key, update) in updates {
         match update {
             Update::None => {}
-            Update::Reused => {
-                if let Some(c) = prev.remove(&key) {
+            Update::Reused(dead) => {
+                if let Some(mut c) = prev.remove(&key) {
+                    if let Some(dead) = dead {
+                        c.dead = dead;
+                    }
                     entries.insert(key, c);
                 }
             }
@@ -222,6 +229,41 @@ impl WalkContext<'_> {
             }
             table.sockets.push(HeldSocket { inode, fd });
         }
+        self.reuse_dead(c, fd_dir, stats, &mut table)?;
         Some(table)
+    }
+
+    /// The dead sockets of a reused table: looked for among its sockets when
+    /// the walk checks (`alive`), else those of the last check, each
+    /// verified with a `readlinkat` (`None`: the table moved, walk it again).
+    fn reuse_dead(
+        &self,
+        c: &CachedFds,
+        fd_dir: &OwnedFd,
+        stats: &mut WalkStats,
+        table: &mut Table,
+    ) -> Option<()> {
+        let candidates: Vec<(u64, u32)> = match self.alive {
+            Some(alive) => c
+                .sockets
+                .iter()
+                .copied()
+                .filter(|(inode, _)| !self.wanted.contains(inode) && !alive.contains(inode))
+                .collect(),
+            None => c.dead.clone(),
+        };
+        let mut link = [0u8; 64];
+        for (inode, fd) in candidates {
+            stats.links_read += 1;
+            let name = fd_name(fd);
+            let len = rustix::fs::readlinkat_raw(fd_dir, name.as_c_str(), &mut link[..]).ok()?;
+            if parse::fd_target(&link[..len.min(link.len())]) != FdTarget::Socket(inode) {
+                return None;
+            }
+            if self.alive.is_none() || is_tcp(fd_dir, &name) {
+                table.dead.push(HeldSocket { inode, fd });
+            }
+        }
+        Some(())
     }
 }

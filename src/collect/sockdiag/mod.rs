@@ -362,14 +362,17 @@ impl Sink for SocketSink {
 }
 
 /// Counts a dump's sockets by state and keeps its listeners, and, if
-/// `keep_sockets`, every other socket too.
+/// `keep_sockets`, every other socket too; if `keep_inodes`, the inode of
+/// every socket a file refers to.
 #[derive(Debug, Default)]
 pub struct TableSink {
     pub netns: NetnsId,
     pub keep_sockets: bool,
+    pub keep_inodes: bool,
     pub states: StateCounts,
     pub sockets: Vec<TcpSocket>,
     pub listeners: Vec<Listener>,
+    pub inodes: Vec<u64>,
 }
 
 impl Sink for TableSink {
@@ -377,11 +380,18 @@ impl Sink for TableSink {
         self.states = StateCounts::default();
         self.sockets.clear();
         self.listeners.clear();
+        self.inodes.clear();
     }
 
     fn record(&mut self, payload: &[u8]) -> Result<(), ParseError> {
         let state = parse::peek_state(payload)?;
         self.states.add(state);
+        if self.keep_inodes {
+            match parse::peek_inode(payload)? {
+                0 => {}
+                inode => self.inodes.push(inode),
+            }
+        }
         if state == TcpState::Listen {
             self.listeners.push(parse::listener(payload, self.netns)?);
         } else if self.keep_sockets {
@@ -399,6 +409,9 @@ pub struct TcpTables {
     pub states: StateCounts,
     pub flagged: Vec<TcpSocket>,
     pub listeners: Vec<Listener>,
+    /// The inode of every socket of every state (when `counted`): a socket
+    /// a process holds that is in none of these is in no TCP table.
+    pub inodes: Vec<u64>,
     /// Whether the all-states count dump ran, and every dump succeeded.
     pub counted: bool,
 }
@@ -441,11 +454,13 @@ pub fn dump_tables<T: Transport>(
                     states,
                     mut flagged,
                     mut listeners,
+                    mut inodes,
                     ..
                 } = t;
                 tables.flagged.append(&mut flagged);
                 tables.states.merge(&states);
                 tables.listeners.append(&mut listeners);
+                tables.inodes.append(&mut inodes);
             }
             Err(DumpError::FamilyUnsupported) if family == Family::V6 => {
                 log::debug!("no IPv6 sock_diag handler: IPv6 not scanned");
@@ -486,11 +501,13 @@ fn dump_family<T: Transport>(
             states: flagged.states,
             flagged: flagged.sockets,
             listeners: flagged.listeners,
+            inodes: Vec::new(),
             counted: false,
         });
     }
     let mut all = TableSink {
         netns,
+        keep_inodes: true,
         ..TableSink::default()
     };
     let req = Request {
@@ -504,10 +521,14 @@ fn dump_family<T: Transport>(
     // unattributed sockets of a state than sockets of that state.
     let mut states = all.states;
     states.replace(&flagged.states, FLAGGED_STATES);
+    // A flagged socket that changed state between the two dumps is alive.
+    let mut inodes = all.inodes;
+    inodes.extend(flagged.sockets.iter().map(|s| s.inode).filter(|&i| i != 0));
     Ok(TcpTables {
         states,
         flagged: flagged.sockets,
         listeners: all.listeners,
+        inodes,
         counted: true,
     })
 }

@@ -158,6 +158,22 @@ pub fn peek_state(payload: &[u8]) -> Result<TcpState, ParseError> {
     Ok(TcpState::from_kernel(payload[1]))
 }
 
+/// The inode of an inet_diag record (0: no file refers to the socket),
+/// without parsing the rest.
+pub fn peek_inode(payload: &[u8]) -> Result<u64, ParseError> {
+    // family, state, timer, retrans, the 48-byte id, expires, rqueue,
+    // wqueue, uid: the inode follows at byte 68.
+    const AT: usize = 68;
+    match payload.get(AT..AT + 4) {
+        Some(b) => Ok(u64::from(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))),
+        None => Err(ParseError::Truncated {
+            what: "inet_diag_msg",
+            need: INET_DIAG_MSG_LEN,
+            have: payload.len(),
+        }),
+    }
+}
+
 fn header(payload: &[u8]) -> Result<InetResponseHeader, ParseError> {
     if payload.len() < INET_DIAG_MSG_LEN {
         return Err(ParseError::Truncated {

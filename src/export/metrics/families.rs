@@ -88,19 +88,19 @@ pub const PROCESS_TCP_SOCKETS: Family = family(
     "closewatch_process_tcp_sockets",
     IntGauge,
     PROC_STATE,
-    "CLOSE_WAIT and owned FIN_WAIT_2 sockets held by the process.",
+    "CLOSE_WAIT and owned FIN_WAIT_2 sockets held by the process, and dead ones: TCP sockets in no table (reset, or never connected), present once the scan could look for them.",
 );
 pub const PROCESS_STALE_TCP_SOCKETS: Family = family(
     "closewatch_process_stale_tcp_sockets",
     IntGauge,
     PROC_STATE,
-    "Of the process's CLOSE_WAIT / FIN_WAIT_2 sockets, those older than the configured age.",
+    "Of the process's CLOSE_WAIT / FIN_WAIT_2 / dead sockets, those older than the configured age.",
 );
 pub const PROCESS_OLDEST_TCP_SOCKET_AGE: Family = family(
     "closewatch_process_oldest_tcp_socket_age_seconds",
     Gauge,
     PROC_STATE,
-    "Age of the process's oldest CLOSE_WAIT / FIN_WAIT_2 socket (time since the peer's FIN, or since first seen).",
+    "Age of the process's oldest CLOSE_WAIT / FIN_WAIT_2 / dead socket (time since the peer's FIN, or since first seen).",
 );
 pub const PROCESS_UNACCEPTED_TCP_SOCKETS: Family = family(
     "closewatch_process_unaccepted_tcp_sockets",

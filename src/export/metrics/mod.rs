@@ -15,7 +15,7 @@ use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::analyse::{Analysis, ProcessAnalysis, Severity, Thresholds, Unattributed};
-use crate::model::{ProcessInfo, ScanError, Snapshot, Stage, TcpState};
+use crate::model::{DeadCheck, ProcessInfo, ScanError, Snapshot, Stage, TcpState};
 use families::{Family, Kind};
 
 /// The Content-Type Prometheus expects for the text format 0.0.4.
@@ -191,7 +191,7 @@ fn processes(m: &mut Metrics, view: &ScanView<'_>) -> Result<(), prometheus::Err
     for (i, p) in a.processes.iter().take(shown).enumerate() {
         if let Some(info) = snap.processes.get(p.index) {
             let unit = view.units.get(i).and_then(|u| u.as_deref()).unwrap_or("");
-            f.fill(p, info, unit);
+            f.fill(p, info, unit, snap.dead != DeadCheck::Unknown);
         }
     }
     Ok(())
@@ -213,26 +213,32 @@ struct ProcessFamilies {
 
 impl ProcessFamilies {
     /// The series of one process, labelled with its pid, comm and `unit`.
-    fn fill(&self, p: &ProcessAnalysis, info: &ProcessInfo, unit: &str) {
+    /// The series of one process, labelled with its pid, comm and `unit`;
+    /// its dead sockets only when the scan knows them (`dead_known`).
+    fn fill(&self, p: &ProcessAnalysis, info: &ProcessInfo, unit: &str, dead_known: bool) {
         let pid = info.key.pid.to_string();
         let labels = [pid.as_str(), info.comm.as_str(), unit];
         let with = |extra: &'static str| [labels[0], labels[1], labels[2], extra];
         let s = &p.sockets;
+        let dead = ("dead", s.dead, s.dead_stale, s.oldest_dead);
         for (state, total, n_stale, age) in [
             (
-                TcpState::CloseWait,
+                TcpState::CloseWait.name(),
                 s.close_wait,
                 s.close_wait_stale,
                 s.oldest_close_wait,
             ),
             (
-                TcpState::FinWait2,
+                TcpState::FinWait2.name(),
                 s.fin_wait2,
                 s.fin_wait2_stale,
                 s.oldest_fin_wait2,
             ),
-        ] {
-            let l = with(state.name());
+        ]
+        .into_iter()
+        .chain(dead_known.then_some(dead))
+        {
+            let l = with(state);
             self.held.with_label_values(&l).set(total as i64);
             self.stale.with_label_values(&l).set(n_stale as i64);
             if let Some(age) = age {
