@@ -6,7 +6,7 @@
 //! can never look like the same leak.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 /// A network namespace, named by the inode of its `/proc/PID/ns/net` link.
@@ -358,6 +358,48 @@ pub struct NetnsScan {
     pub states: StateCounts,
     /// Processes seen in it (0 for a namespace known only from /run/netns).
     pub processes: u64,
+    /// Local ports of its ephemeral range in use, by destination, when this
+    /// scan counted every socket (the all-states dump) and read the range.
+    pub ports: Option<PortUse>,
+}
+
+/// `net.ipv4.ip_local_port_range` of a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl PortRange {
+    /// Ports in the range (0 if it is inverted).
+    pub fn size(self) -> u64 {
+        u64::from(self.high.saturating_sub(self.low)) + u64::from(self.high >= self.low)
+    }
+
+    pub fn contains(self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port)
+    }
+}
+
+/// The sockets from one local address to one remote `ip:port` whose local
+/// port is in the ephemeral range: each needs a port of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    pub local_ip: IpAddr,
+    pub remote: SocketAddr,
+    /// Sockets in every state, TIME_WAIT included.
+    pub in_use: u64,
+    pub time_wait: u64,
+    /// The inodes of those a file refers to (to name their owners).
+    pub inodes: Vec<u64>,
+}
+
+/// A namespace's ephemeral ports in use: its range and its busiest
+/// destinations, most ports first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortUse {
+    pub range: PortRange,
+    pub destinations: Vec<Destination>,
 }
 
 /// A namespace that exists but could not be dumped.
@@ -423,6 +465,9 @@ pub struct Unread {
     /// fds whose link ends in " (deleted)" that could not be stat-ed: whether
     /// the file is deleted, and its size, are unknown.
     pub fd_stat: u64,
+    /// Namespaces whose `ip_local_port_range` could not be read: their
+    /// ephemeral ports are not judged.
+    pub port_range: u64,
 }
 
 /// Which part of a scan failed.

@@ -2,7 +2,7 @@
 //! per process (counts, ages, peers, how far the program read), and the
 //! sockets no process is blamed for. The checks judge what this gathers.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -93,6 +93,28 @@ impl ListenQueue {
     }
 }
 
+/// Ephemeral ports in use from one local address to one destination, and
+/// who holds them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortFact {
+    pub netns: NetnsId,
+    pub local_ip: IpAddr,
+    pub remote: SocketAddr,
+    /// Sockets in every state, TIME_WAIT included.
+    pub in_use: u64,
+    pub time_wait: u64,
+    /// The size of the namespace's `ip_local_port_range`.
+    pub range_size: u64,
+    /// `in_use / range_size`: at 1, connect() fails with EADDRNOTAVAIL.
+    pub ratio: f64,
+    /// (index into `Snapshot::processes`, sockets it holds), most first;
+    /// named only near exhaustion (`collect::OWNER_FLOOR`).
+    pub owners: Vec<(usize, u64)>,
+}
+
+/// How many destinations the analysis keeps: the busiest of the host.
+pub const MAX_PORT_FACTS: usize = 20;
+
 /// Sockets no process is blamed for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Unattributed {
@@ -137,6 +159,8 @@ pub struct Attribution {
     /// (process, port) for every listener a process holds.
     listening: FxHashSet<(usize, u16)>,
     pub unattributed: Unattributed,
+    /// The busiest destinations of the host, by share of their range.
+    pub ports: Vec<PortFact>,
 }
 
 impl Attribution {
@@ -172,6 +196,7 @@ pub fn attribute(
             .collect(),
         ..Attribution::default()
     };
+    out.ports = port_facts(snapshot, &owners);
     for l in snapshot.listeners.iter().filter(|l| l.queue > 0) {
         for &o in owners.get(&l.inode).into_iter().flatten() {
             out.by_process.entry(o).or_default().listening(l);
@@ -229,6 +254,54 @@ pub fn attribute(
         }
     }
     out
+}
+
+/// Every namespace's busiest destinations, fullest first, with their owners.
+fn port_facts(snapshot: &Snapshot, owners: &FxHashMap<u64, attribution::Owners>) -> Vec<PortFact> {
+    let mut facts: Vec<PortFact> = snapshot
+        .namespaces
+        .iter()
+        .filter_map(|ns| Some((ns.id, ns.ports.as_ref()?)))
+        .flat_map(|(netns, used)| {
+            let size = used.range.size();
+            used.destinations.iter().map(move |d| PortFact {
+                netns,
+                local_ip: d.local_ip,
+                remote: d.remote,
+                in_use: d.in_use,
+                time_wait: d.time_wait,
+                range_size: size,
+                ratio: d.in_use as f64 / size.max(1) as f64,
+                owners: Vec::new(),
+            })
+        })
+        .collect();
+    facts.sort_by(|a, b| b.ratio.total_cmp(&a.ratio).then(b.in_use.cmp(&a.in_use)));
+    facts.truncate(MAX_PORT_FACTS);
+    for f in &mut facts {
+        let Some(d) = snapshot
+            .namespaces
+            .iter()
+            .find(|ns| ns.id == f.netns)
+            .and_then(|ns| ns.ports.as_ref())
+            .and_then(|u| {
+                u.destinations
+                    .iter()
+                    .find(|d| d.local_ip == f.local_ip && d.remote == f.remote)
+            })
+        else {
+            continue;
+        };
+        let mut by_owner: FxHashMap<usize, u64> = FxHashMap::default();
+        for inode in &d.inodes {
+            for &o in owners.get(inode).into_iter().flatten() {
+                *by_owner.entry(o).or_default() += 1;
+            }
+        }
+        f.owners = by_owner.into_iter().collect();
+        f.owners.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+    facts
 }
 
 /// Accumulates one process's sockets.

@@ -22,7 +22,7 @@ use crate::model::{NetnsId, ProcessInfo, Snapshot, StateCounts};
 
 pub use checks::Check;
 pub use growth::{Growth, GrowthRule};
-pub use held::{ListenQueue, Peer, RecvQueueBreakdown, SocketSummary, Unattributed};
+pub use held::{ListenQueue, Peer, PortFact, RecvQueueBreakdown, SocketSummary, Unattributed};
 pub use history::History;
 pub use thresholds::{Amount, Levels, Severity, Thresholds, Unit};
 
@@ -149,6 +149,8 @@ pub struct Analysis {
     pub host_findings: Vec<Finding>,
     /// `only_pids` entries the snapshot does not hold.
     pub missing_pids: Vec<u32>,
+    /// The host's busiest destinations by ephemeral ports in use.
+    pub ports: Vec<PortFact>,
     /// False when stale sockets lack an owner *and* some processes could not
     /// be read: a leak may then go unnamed (owners shown are never wrong).
     /// Fresh sockets without an owner do not count: most were closed between
@@ -178,10 +180,13 @@ pub fn analyse(
     processes.sort_by(|a, b| worse(snapshot, a, b));
 
     let unattributed = attributed.unattributed;
+    let ports = std::mem::take(&mut attributed.ports);
     let host_findings = checks::judge_host(
         &checks::HostFacts {
             host: &snapshot.host,
             unattributed: &unattributed,
+            ports: &ports,
+            processes: &snapshot.processes,
         },
         settings,
     );
@@ -206,6 +211,7 @@ pub fn analyse(
         processes,
         host_findings,
         missing_pids,
+        ports,
         attribution_complete: unattributed.unknown_owner_stale() == 0
             || snapshot.skipped.permission_denied == 0,
     }

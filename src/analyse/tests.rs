@@ -852,3 +852,55 @@ fn dead_sockets_are_judged_by_how_long_they_have_been_held() {
     let a = analyse(&snap, &h, &Settings::default(), later);
     assert_eq!(by_pid(&a, &snap, 30).sockets.dead_stale, 0);
 }
+
+#[test]
+fn ephemeral_ports_near_the_end_of_the_range_are_a_host_finding_naming_the_owner() {
+    let inodes: Vec<u64> = (1000..1090).collect();
+    let mut snap = snapshot(
+        Vec::new(),
+        vec![
+            process(40, "client", 100, Some(1024), &inodes),
+            process(41, "server", 100, Some(1024), &[]),
+        ],
+    );
+    let destination = |remote: &str, in_use: u64, inodes: Vec<u64>| crate::model::Destination {
+        local_ip: addr("127.0.0.1:0").ip(),
+        remote: addr(remote),
+        in_use,
+        time_wait: 3,
+        inodes,
+    };
+    snap.namespaces = vec![crate::model::NetnsScan {
+        id: NS,
+        states: crate::model::StateCounts::default(),
+        processes: 2,
+        ports: Some(crate::model::PortUse {
+            range: crate::model::PortRange {
+                low: 40000,
+                high: 40099,
+            },
+            destinations: vec![
+                destination("127.0.0.1:8080", 90, inodes.clone()),
+                destination("127.0.0.1:9090", 2, Vec::new()),
+            ],
+        }),
+    }];
+    let a = run(&snap, &Settings::default());
+    assert_eq!(a.status, Status::Warning);
+    assert_eq!(a.ports.len(), 2);
+    assert_eq!(a.ports[0].ratio, 0.9);
+    assert_eq!(a.ports[0].owners, vec![(0, 90)]);
+    let f = &a.host_findings[0];
+    assert_eq!(
+        (f.check, f.severity),
+        (Check::PortExhaustion, Severity::Warning)
+    );
+    assert!(
+        f.message.starts_with(
+            "90 of 100 ephemeral ports (90%) in use from 127.0.0.1 to 127.0.0.1:8080 in netns"
+        ) && f.message.contains("held by pid 40 (client) ×90"),
+        "{}",
+        f.message
+    );
+    assert!(f.hint.contains("EADDRNOTAVAIL"), "{}", f.hint);
+}

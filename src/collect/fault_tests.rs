@@ -102,7 +102,7 @@ impl SocketSource for FaultySource {
                 received: if self.fault.is_some() { 0 } else { 2 },
             })
         };
-        sockdiag::dump_tables(netns, connect, counts)
+        sockdiag::dump_tables(netns, connect, counts, None)
     }
 
     fn every_namespace(&self) -> bool {

@@ -62,6 +62,11 @@ fn alive(tables: &[(NetnsScan, sockdiag::TcpTables)], snap: &Snapshot) -> Option
     Some(alive)
 }
 
+/// Destinations using at least this share of their namespace's ephemeral
+/// range have their sockets' owners named (looking them all up costs a
+/// readlink per socket at every scan that counts).
+pub const OWNER_FLOOR: f64 = 0.5;
+
 /// How many failures of one kind are spelled out before they are summarised.
 const MAX_LISTED_FAILURES: usize = 5;
 
@@ -124,6 +129,12 @@ impl Collector {
             wanted.reserve(t.flagged.len() + t.listeners.len());
             wanted.extend(t.flagged.iter().map(|s| s.inode).filter(|&i| i != 0));
             wanted.extend(t.listeners.iter().map(|l| l.inode).filter(|&i| i != 0));
+        }
+        // The owners of the ports to a destination near exhaustion.
+        for (_, t) in &tables {
+            if let Some(ports) = &t.ports {
+                wanted.extend(ports.owner_inodes(OWNER_FLOOR));
+            }
         }
         let alive = alive(&tables, &snap);
         for (scan, mut t) in tables {

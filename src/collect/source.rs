@@ -24,6 +24,9 @@ pub trait SocketSource: Send + Sync + std::fmt::Debug {
     fn every_namespace(&self) -> bool;
 }
 
+/// The ephemeral port range of the opener's network namespace.
+const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
 /// sock_diag netlink in the calling thread's network namespace.
 #[derive(Debug, Default)]
 pub struct Netlink;
@@ -38,7 +41,24 @@ impl SocketSource for Netlink {
         netns: NetnsId,
         counts: bool,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
-        sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open, counts)
+        // The calling thread's namespace answers: net sysctls follow the
+        // opener's namespace. Read only when every socket is counted.
+        let range = counts.then(|| {
+            std::fs::read(PORT_RANGE)
+                .map_err(|e| format!("{PORT_RANGE}: {e}"))
+                .and_then(|b| {
+                    sockdiag::ports::parse_range(&b)
+                        .ok_or_else(|| format!("{PORT_RANGE}: malformed"))
+                })
+        });
+        let (mut tables, errors) = sockdiag::dump_tables(
+            netns,
+            sockdiag::NetlinkTransport::open,
+            counts,
+            range.clone().and_then(Result::ok),
+        );
+        tables.port_range_error = range.and_then(Result::err);
+        (tables, errors)
     }
 
     fn every_namespace(&self) -> bool {
@@ -67,9 +87,18 @@ impl SocketSource for Recorded {
         netns: NetnsId,
         _counts: bool,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
-        // A recording holds the count dumps: replay them every time.
+        // A recording holds the count dumps: replay them every time, with
+        // the namespace's port range if it was recorded.
         let dir = self.dir.clone();
-        sockdiag::dump_tables(netns, move || Ok(sockdiag::replay::Replay::new(&dir)), true)
+        let range = std::fs::read(self.dir.join("port_range"))
+            .ok()
+            .and_then(|b| sockdiag::ports::parse_range(&b));
+        sockdiag::dump_tables(
+            netns,
+            move || Ok(sockdiag::replay::Replay::new(&dir)),
+            true,
+            range,
+        )
     }
 
     fn every_namespace(&self) -> bool {

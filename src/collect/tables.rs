@@ -133,7 +133,11 @@ fn record(
     result: DumpResult,
 ) {
     match result {
-        Ok((tables, errors)) => {
+        Ok((mut tables, errors)) => {
+            if let Some(e) = tables.port_range_error.take() {
+                log::debug!("netns {id}: {e}");
+                snap.unread.port_range += 1;
+            }
             for e in errors {
                 snap.errors.push(ScanError {
                     stage: Stage::Sockdiag,
@@ -144,6 +148,7 @@ fn record(
                 id,
                 states: tables.states,
                 processes,
+                ports: tables.ports.take().map(|p| p.finish()),
             };
             out.push((scan, tables));
         }

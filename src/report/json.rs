@@ -35,6 +35,8 @@ struct Json<'a> {
     /// Reads that failed without failing the scan, each leaving a figure
     /// unknown.
     read_failures: ReadFailures<'a>,
+    /// The busiest destinations by ephemeral ports in use (at most 20).
+    ports: Vec<Ports<'a>>,
     /// Whether dead sockets were looked for: "fresh" (this scan), "carried"
     /// (the agent's last check, between all-states dumps) or "unknown".
     dead_sockets_checked: &'static str,
@@ -46,6 +48,8 @@ struct ReadFailures<'a> {
     run_netns: Option<&'a str>,
     /// fds whose file may be deleted that could not be stat-ed.
     fd_stat: u64,
+    /// Namespaces whose ephemeral port range could not be read.
+    port_range: u64,
     /// Listed processes whose unit could not be read (`unit_error`).
     cgroup: u64,
 }
@@ -214,6 +218,26 @@ fn findings(findings: &[analyse::Finding]) -> Vec<Finding<'_>> {
 }
 
 #[derive(Serialize)]
+struct Ports<'a> {
+    netns: u64,
+    local_ip: String,
+    remote: String,
+    in_use: u64,
+    time_wait: u64,
+    range_size: u64,
+    ratio: f64,
+    /// Named near exhaustion only (at half the range or more).
+    owners: Vec<PortOwner<'a>>,
+}
+
+#[derive(Serialize)]
+struct PortOwner<'a> {
+    pid: u32,
+    comm: &'a str,
+    count: u64,
+}
+
+#[derive(Serialize)]
 struct Listening {
     local: String,
     queue: u32,
@@ -274,6 +298,31 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         },
         namespaces: namespaces(snap),
         netns_unknown_processes: snap.netns_unknown_processes,
+        ports: a
+            .ports
+            .iter()
+            .map(|p| Ports {
+                netns: p.netns.0,
+                local_ip: p.local_ip.to_string(),
+                remote: p.remote.to_string(),
+                in_use: p.in_use,
+                time_wait: p.time_wait,
+                range_size: p.range_size,
+                ratio: p.ratio,
+                owners: p
+                    .owners
+                    .iter()
+                    .filter_map(|&(i, count)| {
+                        let info = snap.processes.get(i)?;
+                        Some(PortOwner {
+                            pid: info.key.pid,
+                            comm: &info.comm,
+                            count,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect(),
         dead_sockets_checked: match snap.dead {
             DeadCheck::Fresh => "fresh",
             DeadCheck::Carried => "carried",
@@ -282,6 +331,7 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         read_failures: ReadFailures {
             run_netns: snap.unread.run_netns.as_deref(),
             fd_stat: snap.unread.fd_stat,
+            port_range: snap.unread.port_range,
             cgroup: report
                 .details
                 .iter()

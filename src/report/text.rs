@@ -204,6 +204,19 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
         )?;
     }
     labelled(out, "no owner", &unowned(a))?;
+    if let Some(p) = a.ports.first() {
+        let line = format!(
+            "busiest: {} → {} in netns {}: {} of {} ephemeral ports ({}), {} in TIME_WAIT",
+            p.local_ip,
+            p.remote,
+            p.netns,
+            p.in_use,
+            p.range_size,
+            pct(p.in_use, p.range_size),
+            p.time_wait
+        );
+        labelled(out, "ports", &[line])?;
+    }
     labelled(out, "skipped", &skipped(snap))?;
     labelled(out, "unread", &unread(report))?;
     if snap.dead == DeadCheck::Unknown {
@@ -359,6 +372,12 @@ fn unread(report: &Report<'_>) -> Vec<String> {
         parts.push(format!(
             "{} whose file may be deleted could not be stat-ed (size unknown)",
             count(u.fd_stat, "fd", "fds")
+        ));
+    }
+    if u.port_range > 0 {
+        parts.push(format!(
+            "the ephemeral port range of {} could not be read (ports not judged)",
+            count(u.port_range, "namespace", "namespaces")
         ));
     }
     let units = report

@@ -32,12 +32,13 @@ mod fd_exhaustion;
 mod fd_utilization;
 mod fin_wait2_stale;
 mod host_fd_utilization;
+mod port_exhaustion;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::held::{ListenQueue, Peer, SocketSummary, Unattributed};
+use super::held::{ListenQueue, Peer, PortFact, SocketSummary, Unattributed};
 use super::thresholds::{Amount, Levels, Severity, Unit};
 use super::{Finding, Growth, Settings};
 use crate::model::{HostInfo, ProcessInfo};
@@ -180,6 +181,10 @@ pub struct ProcessFacts<'a> {
 pub struct HostFacts<'a> {
     pub host: &'a HostInfo,
     pub unattributed: &'a Unattributed,
+    /// The busiest destinations by ephemeral ports in use, fullest first.
+    pub ports: &'a [PortFact],
+    /// Every process of the scan (owners are indexes into it).
+    pub processes: &'a [ProcessInfo],
 }
 
 /// Every process finding, in table order.
@@ -249,6 +254,7 @@ table! {
     HostFdUtilization => host_fd_utilization,
     AcceptQueueFull => accept_queue_full,
     DeadSockets => dead_sockets,
+    PortExhaustion => port_exhaustion,
 }
 
 impl Check {

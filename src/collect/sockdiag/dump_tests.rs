@@ -299,7 +299,7 @@ fn tables_fall_back_per_family_skip_a_missing_ipv6_but_report_an_ipv4_failure() 
         v4_ok(),
         vec![rewrite(NO_HANDLER, 1, 0)],
     ]);
-    let (tables, errors) = dump_tables(NetnsId(5), || scripts.connect(), true);
+    let (tables, errors) = dump_tables(NetnsId(5), || scripts.connect(), true, None);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(tables.flagged.len(), 4);
     assert_eq!(tables.states.get(TcpState::CloseWait), 2);
@@ -310,7 +310,7 @@ fn tables_fall_back_per_family_skip_a_missing_ipv6_but_report_an_ipv4_failure() 
     drop(sent);
 
     let mut scripts = Scripts::new(vec![refused(), vec![rewrite(NO_HANDLER, 1, 0)]]);
-    let (_, errors) = dump_tables(NetnsId(5), || scripts.connect(), true);
+    let (_, errors) = dump_tables(NetnsId(5), || scripts.connect(), true, None);
     assert_eq!(
         errors.len(),
         2,

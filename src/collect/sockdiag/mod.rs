@@ -17,6 +17,7 @@
 //! by captured datagrams in tests.
 
 pub mod parse;
+pub mod ports;
 pub mod replay;
 pub mod tcp_info;
 
@@ -30,7 +31,7 @@ use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_packet_sock_diag::SockDiagMessage;
 
-use crate::model::{Listener, NetnsId, StateCounts, TcpSocket, TcpState};
+use crate::model::{Listener, NetnsId, PortRange, StateCounts, TcpSocket, TcpState};
 
 pub use parse::ParseError;
 
@@ -373,6 +374,8 @@ pub struct TableSink {
     pub sockets: Vec<TcpSocket>,
     pub listeners: Vec<Listener>,
     pub inodes: Vec<u64>,
+    /// When given, the ephemeral ports every socket holds.
+    pub ports: Option<ports::PortTally>,
 }
 
 impl Sink for TableSink {
@@ -381,15 +384,22 @@ impl Sink for TableSink {
         self.sockets.clear();
         self.listeners.clear();
         self.inodes.clear();
+        if let Some(p) = &mut self.ports {
+            p.clear();
+        }
     }
 
     fn record(&mut self, payload: &[u8]) -> Result<(), ParseError> {
         let state = parse::peek_state(payload)?;
         self.states.add(state);
-        if self.keep_inodes {
-            match parse::peek_inode(payload)? {
-                0 => {}
-                inode => self.inodes.push(inode),
+        if self.keep_inodes || self.ports.is_some() {
+            let inode = parse::peek_inode(payload)?;
+            if self.keep_inodes && inode != 0 {
+                self.inodes.push(inode);
+            }
+            if let Some(ports) = &mut self.ports {
+                let (local, remote) = parse::endpoints(payload)?;
+                ports.add(state, local, remote, inode);
             }
         }
         if state == TcpState::Listen {
@@ -412,6 +422,10 @@ pub struct TcpTables {
     /// The inode of every socket of every state (when `counted`): a socket
     /// a process holds that is in none of these is in no TCP table.
     pub inodes: Vec<u64>,
+    /// Ephemeral ports in use (when `counted` and the range is known).
+    pub ports: Option<ports::PortTally>,
+    /// Why the namespace's port range could not be read, if it could not.
+    pub port_range_error: Option<String>,
     /// Whether the all-states count dump ran, and every dump succeeded.
     pub counted: bool,
 }
@@ -433,34 +447,46 @@ pub struct FamilyError {
 /// also asks for the listeners (which it walks a small table for): that
 /// dump emits every socket of the host, and is most of the cost of a scan
 /// whose /proc walk came from the cache.
+///
+/// With `counts` and a port `range`, the all-states dump also tallies the
+/// ephemeral ports in use.
 pub fn dump_tables<T: Transport>(
     netns: NetnsId,
     mut connect: impl FnMut() -> io::Result<T>,
     counts: bool,
+    range: Option<PortRange>,
 ) -> (TcpTables, Vec<FamilyError>) {
     let mut tables = TcpTables {
         counted: counts,
         ..TcpTables::default()
     };
-    match dump_family(netns, Family::Both, &mut connect, counts) {
+    match dump_family(netns, Family::Both, &mut connect, counts, range) {
         Ok(t) => return (t, Vec::new()),
         Err(e) => log::debug!("combined TCPDIAG_GETSOCK dump failed ({e}): one dump per family"),
     }
     let mut errors = Vec::new();
     for family in Family::ALL {
-        match dump_family(netns, family, &mut connect, counts) {
+        match dump_family(netns, family, &mut connect, counts, range) {
             Ok(t) => {
                 let TcpTables {
                     states,
                     mut flagged,
                     mut listeners,
                     mut inodes,
+                    ports,
                     ..
                 } = t;
                 tables.flagged.append(&mut flagged);
                 tables.states.merge(&states);
                 tables.listeners.append(&mut listeners);
                 tables.inodes.append(&mut inodes);
+                tables.ports = match (tables.ports.take(), ports) {
+                    (Some(mut mine), Some(p)) => {
+                        mine.merge(p);
+                        Some(mine)
+                    }
+                    (mine, p) => mine.or(p),
+                };
             }
             Err(DumpError::FamilyUnsupported) if family == Family::V6 => {
                 log::debug!("no IPv6 sock_diag handler: IPv6 not scanned");
@@ -480,6 +506,7 @@ fn dump_family<T: Transport>(
     family: Family,
     connect: &mut impl FnMut() -> io::Result<T>,
     counts: bool,
+    range: Option<PortRange>,
 ) -> Result<TcpTables, DumpError> {
     let mut flagged = TableSink {
         netns,
@@ -502,12 +529,15 @@ fn dump_family<T: Transport>(
             flagged: flagged.sockets,
             listeners: flagged.listeners,
             inodes: Vec::new(),
+            ports: None,
+            port_range_error: None,
             counted: false,
         });
     }
     let mut all = TableSink {
         netns,
         keep_inodes: true,
+        ports: range.map(ports::PortTally::new),
         ..TableSink::default()
     };
     let req = Request {
@@ -529,6 +559,8 @@ fn dump_family<T: Transport>(
         flagged: flagged.sockets,
         listeners: all.listeners,
         inodes,
+        ports: all.ports,
+        port_range_error: None,
         counted: true,
     })
 }

@@ -224,6 +224,15 @@ pub fn socket(payload: &[u8], netns: NetnsId) -> Result<TcpSocket, ParseError> {
     })
 }
 
+/// The local and remote address of an inet_diag record.
+pub fn endpoints(payload: &[u8]) -> Result<(SocketAddr, SocketAddr), ParseError> {
+    let id = header(payload)?.socket_id;
+    Ok((
+        SocketAddr::new(id.source_address, id.source_port),
+        SocketAddr::new(id.destination_address, id.destination_port),
+    ))
+}
+
 /// Parses a LISTEN record into what is needed to match its accept queue.
 pub fn listener(payload: &[u8], netns: NetnsId) -> Result<Listener, ParseError> {
     let h = header(payload)?;

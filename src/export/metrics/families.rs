@@ -76,6 +76,18 @@ pub const NETNS_UNKNOWN_PROCESSES: Family = family(
     &[],
     "Processes whose network namespace could not be read (needs CAP_SYS_PTRACE); namespaces only they are in are not scanned.",
 );
+pub const EPHEMERAL_PORTS_IN_USE: Family = family(
+    "closewatch_ephemeral_ports_in_use",
+    IntGauge,
+    &["netns", "local_ip", "remote"],
+    "Local ephemeral ports in use toward one remote ip:port (every state, TIME_WAIT included), for the 20 busiest destinations of the host; counted once a minute.",
+);
+pub const EPHEMERAL_PORT_RANGE_SIZE: Family = family(
+    "closewatch_ephemeral_port_range_size",
+    IntGauge,
+    &["netns"],
+    "Ports in the namespace's net.ipv4.ip_local_port_range.",
+);
 pub const UNATTRIBUTED_TCP_SOCKETS: Family = family(
     "closewatch_unattributed_tcp_sockets",
     IntGauge,
@@ -218,7 +230,7 @@ pub const READ_FAILURES: Family = family(
     "closewatch_read_failures",
     IntGauge,
     &["source"],
-    "Reads that failed in the last scan without failing it, by source, each leaving a figure unknown (run_netns: namespaces made by ip netns may be missing; fd_stat: files that may be deleted, of unknown size; cgroup: exported processes whose unit label is empty because their cgroup could not be read).",
+    "Reads that failed in the last scan without failing it, by source, each leaving a figure unknown (run_netns: namespaces made by ip netns may be missing; fd_stat: files that may be deleted, of unknown size; port_range: namespaces whose ephemeral port range is unknown; cgroup: exported processes whose unit label is empty because their cgroup could not be read).",
 );
 pub const ATTRIBUTION_COMPLETE: Family = family(
     "closewatch_attribution_complete",
@@ -253,6 +265,8 @@ pub const ALL: &[&Family] = &[
     &NETNS_SCANNED,
     &NETNS_UNSCANNED,
     &NETNS_UNKNOWN_PROCESSES,
+    &EPHEMERAL_PORTS_IN_USE,
+    &EPHEMERAL_PORT_RANGE_SIZE,
     &UNATTRIBUTED_TCP_SOCKETS,
     &PROCESS_TCP_SOCKETS,
     &PROCESS_STALE_TCP_SOCKETS,

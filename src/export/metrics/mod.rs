@@ -122,6 +122,7 @@ fn fill(view: &ScanView<'_>, stats: &AgentStats) -> Result<Metrics, prometheus::
         used: Vec::with_capacity(families::ALL.len()),
     };
     namespaces(&mut m, view.snapshot)?;
+    ports(&mut m, view.snapshot, view.analysis)?;
     unattributed(&mut m, &view.analysis.unattributed)?;
     processes(&mut m, view)?;
     host(&mut m, view.snapshot, view.thresholds)?;
@@ -151,6 +152,30 @@ fn namespaces(m: &mut Metrics, snap: &Snapshot) -> Result<(), prometheus::Error>
         &families::NETNS_UNKNOWN_PROCESSES,
         snap.netns_unknown_processes as i64,
     )
+}
+
+/// Ephemeral ports in use by the busiest destinations, and each
+/// namespace's range.
+fn ports(m: &mut Metrics, snap: &Snapshot, a: &Analysis) -> Result<(), prometheus::Error> {
+    let in_use = m.int_gauge(&families::EPHEMERAL_PORTS_IN_USE)?;
+    for p in &a.ports {
+        let (netns, local_ip, remote) = (
+            p.netns.to_string(),
+            p.local_ip.to_string(),
+            p.remote.to_string(),
+        );
+        in_use
+            .with_label_values(&[netns.as_str(), local_ip.as_str(), remote.as_str()])
+            .set(p.in_use as i64);
+    }
+    let size = m.int_gauge(&families::EPHEMERAL_PORT_RANGE_SIZE)?;
+    for ns in &snap.namespaces {
+        if let Some(used) = &ns.ports {
+            size.with_label_values(&[ns.id.to_string().as_str()])
+                .set(used.range.size() as i64);
+        }
+    }
+    Ok(())
 }
 
 /// Sockets no process is blamed for, by state and reason.
@@ -348,6 +373,7 @@ fn scan(m: &mut Metrics, view: &ScanView<'_>, stats: &AgentStats) -> Result<(), 
     for (source, n) in [
         ("run_netns", u64::from(snap.unread.run_netns.is_some())),
         ("fd_stat", snap.unread.fd_stat),
+        ("port_range", snap.unread.port_range),
         ("cgroup", view.units_unreadable),
     ] {
         unread.with_label_values(&[source]).set(n as i64);

@@ -51,6 +51,7 @@ fn scan() -> Snapshot {
             id: NetnsId(7),
             states,
             processes: 4,
+            ports: None,
         }],
         sockets: vec![close_wait(100, 5000), close_wait(101, 5001)],
         processes: vec![
