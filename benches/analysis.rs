@@ -38,6 +38,8 @@ fn snapshot(sockets: usize, processes: usize) -> Snapshot {
         };
         let inode = if unaccepted { 0 } else { 10_000_000 + i as u64 };
         socks.push(TcpSocket {
+            timer: 0,
+            peer: None,
             netns: NS,
             state: if unaccepted {
                 TcpState::CloseWait

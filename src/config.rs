@@ -70,7 +70,7 @@ impl Settings {
     /// from the kernel (or from a recording, with the hidden replay flag).
     pub fn collector(&self) -> crate::collect::Collector {
         use crate::collect::{Collector, ProcRoot, Recorded};
-        let c = Collector::new(ProcRoot::new(&self.proc_root));
+        let c = Collector::new(ProcRoot::new(&self.proc_root)).with_idle_floor(self.idle_age);
         match &self.replay_sockdiag {
             Some(dir) => c.with_sockets(std::sync::Arc::new(Recorded { dir: dir.clone() })),
             None => c,

@@ -202,6 +202,44 @@ pub struct TcpSocket {
     pub recv_q: u32,
     pub send_q: u32,
     pub info: Option<TcpInfo>,
+    /// `idiag_timer`: the timer armed on the socket (see [`Timer`]).
+    pub timer: u8,
+    /// The other end, when it is on this host and the scan looked for it.
+    pub peer: Option<LocalPeer>,
+}
+
+/// The timer armed on a socket, as inet_diag reports it (`idiag_timer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    None,
+    Retransmit,
+    KeepAlive,
+    TimeWait,
+    ZeroWindowProbe,
+    Other(u8),
+}
+
+impl Timer {
+    pub fn from_kernel(n: u8) -> Timer {
+        match n {
+            0 => Timer::None,
+            1 => Timer::Retransmit,
+            2 => Timer::KeepAlive,
+            3 => Timer::TimeWait,
+            4 => Timer::ZeroWindowProbe,
+            n => Timer::Other(n),
+        }
+    }
+}
+
+/// The other end of a connection whose remote address is on this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalPeer {
+    /// The socket with the reverse addresses, in the same namespace.
+    Socket { state: TcpState, inode: u64 },
+    /// No socket has the reverse addresses: the peer is gone (it closed, or
+    /// vanished without FIN or RST).
+    Gone,
 }
 
 /// Identity of a socket across scans.
@@ -438,18 +476,20 @@ pub struct WalkStats {
     pub fd_stat_failed: u64,
 }
 
-/// Whether a scan looked for dead sockets (TCP sockets a process holds that
-/// are in no TCP table): it needs every namespace's every socket, which the
-/// all-states dump gives (every scan of a report, once a minute in the agent).
+/// Whether a scan looked for something it looks for only now and then:
+/// dead sockets (it needs every namespace's every socket, which the
+/// all-states dump gives: every report, once a minute in the agent) and
+/// idle connections (the ESTABLISHED dump: every report, every 5 minutes
+/// in the agent).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DeadCheck {
-    /// Every fd table was compared with every namespace's tables.
+pub enum Freshness {
+    /// Looked for by this scan.
     Fresh,
-    /// This scan had no all-states dump: each process's dead sockets are
-    /// those of the last check that it still holds.
+    /// Not looked for by this scan: what the last look found stands (dead
+    /// sockets: those a process still holds).
     Carried,
-    /// Not looked for: a namespace could not be dumped (its sockets would
-    /// look dead), or no check has run yet.
+    /// Not looked for yet, or could not be (dead sockets: a namespace could
+    /// not be dumped, and its sockets would look dead).
     #[default]
     Unknown,
 }
@@ -525,7 +565,12 @@ pub struct Snapshot {
     /// Reads that failed without failing the scan.
     pub unread: Unread,
     /// Whether `ProcessInfo::dead` was looked for.
-    pub dead: DeadCheck,
+    pub dead: Freshness,
+    /// ESTABLISHED sockets that received nothing for at least the idle age
+    /// with no timer armed (no keepalive), with their local peer when there
+    /// is one; looked for now and then (`idle_check`).
+    pub idle: Vec<TcpSocket>,
+    pub idle_check: Freshness,
 }
 
 impl Default for Snapshot {
@@ -552,7 +597,9 @@ impl Snapshot {
             netns_unknown_processes: 0,
             walk: WalkStats::default(),
             unread: Unread::default(),
-            dead: DeadCheck::Unknown,
+            dead: Freshness::Unknown,
+            idle: Vec::new(),
+            idle_check: Freshness::Unknown,
         }
     }
 

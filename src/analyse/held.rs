@@ -9,7 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::attribution::{self, ListenerIndex};
 use super::{History, Settings};
-use crate::model::{Listener, NetnsId, Snapshot, TcpSocket, TcpState};
+use crate::model::{Listener, LocalPeer, NetnsId, Snapshot, TcpSocket, TcpState};
 
 /// How far the program read the CLOSE_WAIT sockets it keeps (stale ones).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,12 +48,22 @@ pub struct SocketSummary {
     pub dead: u64,
     pub dead_stale: u64,
     pub oldest_dead: Option<Duration>,
+    /// Half-open: ESTABLISHED connections that received nothing for at
+    /// least `idle_age`, with no keepalive, whose peer is not known alive.
+    pub idle_established: u64,
+    /// Of those, the ones whose peer was on this host and is gone.
+    pub idle_peer_gone: u64,
+    pub oldest_idle: Option<Duration>,
 }
 
 impl SocketSummary {
     /// Every flagged socket it holds or keeps waiting in its queues.
     pub fn flagged(&self) -> u64 {
-        self.close_wait + self.fin_wait2 + self.close_wait_unaccepted + self.dead
+        self.close_wait
+            + self.fin_wait2
+            + self.close_wait_unaccepted
+            + self.dead
+            + self.idle_established
     }
 
     /// Of those, the ones old enough to count as leaks.
@@ -62,6 +72,7 @@ impl SocketSummary {
             + self.fin_wait2_stale
             + self.close_wait_unaccepted_stale
             + self.dead_stale
+            + self.idle_established
     }
 }
 
@@ -73,6 +84,38 @@ pub struct Peer {
     pub count: u64,
     pub oldest: Duration,
     pub recv_q_bytes: u64,
+    /// The other end, when it is on this host (that of the first socket of
+    /// the group for which the scan could tell).
+    pub local: Option<PeerEnd>,
+}
+
+/// The other end of a connection on this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerEnd {
+    /// A socket held by a process (index into `Snapshot::processes`).
+    Owned { process: usize, state: TcpState },
+    /// A socket no file refers to: the peer closed it (a FIN_WAIT_2
+    /// orphan the kernel times out, or a connection never accepted).
+    Orphan { state: TcpState },
+    /// A socket no readable process holds.
+    Unowned { state: TcpState },
+    /// No socket has the reverse addresses: the peer closed, or vanished.
+    Gone,
+}
+
+impl PeerEnd {
+    fn of(peer: Option<LocalPeer>, owners: &FxHashMap<u64, attribution::Owners>) -> Option<Self> {
+        Some(match peer? {
+            LocalPeer::Gone => PeerEnd::Gone,
+            LocalPeer::Socket { state, inode: 0 } => PeerEnd::Orphan { state },
+            LocalPeer::Socket { state, inode } => {
+                match owners.get(&inode).and_then(|o| o.first()) {
+                    Some(&process) => PeerEnd::Owned { process, state },
+                    None => PeerEnd::Unowned { state },
+                }
+            }
+        })
+    }
 }
 
 /// A listener a process holds whose accept queue is not empty.
@@ -209,6 +252,17 @@ pub fn attribute(
             out.by_process.entry(i).or_default().dead(age, stale);
         }
     }
+    for s in &snapshot.idle {
+        let idle = history.idle_for(s, now);
+        let end = PeerEnd::of(s.peer, &owners);
+        let alive = matches!(s.peer, Some(LocalPeer::Socket { state, .. }) if state == TcpState::Established);
+        if idle < settings.idle_age || alive {
+            continue;
+        }
+        for &o in owners.get(&s.inode).into_iter().flatten() {
+            out.by_process.entry(o).or_default().half_open(s, idle, end);
+        }
+    }
     let un = &mut out.unattributed;
     for s in &snapshot.sockets {
         let age = history.age(s, now);
@@ -236,8 +290,12 @@ pub fn attribute(
                 let stale = age >= min_age;
                 match owners.get(&inode) {
                     Some(os) => {
+                        let end = PeerEnd::of(s.peer, &owners);
                         for &o in os {
-                            out.by_process.entry(o).or_default().owned(s, age, stale);
+                            out.by_process
+                                .entry(o)
+                                .or_default()
+                                .owned(s, age, stale, end);
                         }
                     }
                     None if close_wait => {
@@ -362,7 +420,34 @@ impl Acc {
         self.in_netns(s.netns);
     }
 
-    fn owned(&mut self, s: &TcpSocket, age: Duration, stale: bool) {
+    /// An ESTABLISHED connection idle `idle`, no keepalive, peer not known
+    /// alive.
+    fn half_open(&mut self, s: &TcpSocket, idle: Duration, end: Option<PeerEnd>) {
+        let sum = &mut self.summary;
+        sum.idle_established += 1;
+        sum.idle_peer_gone += u64::from(end == Some(PeerEnd::Gone));
+        sum.oldest_idle = older(sum.oldest_idle, idle);
+        self.peer(s, idle, end);
+        self.in_netns(s.netns);
+    }
+
+    /// Counts `s` in the group of its remote address and state.
+    fn peer(&mut self, s: &TcpSocket, age: Duration, end: Option<PeerEnd>) {
+        let peer = self.peers.entry((s.remote, s.state)).or_insert(Peer {
+            remote: s.remote,
+            state: s.state,
+            count: 0,
+            oldest: Duration::ZERO,
+            recv_q_bytes: 0,
+            local: None,
+        });
+        peer.count += 1;
+        peer.oldest = peer.oldest.max(age);
+        peer.recv_q_bytes += u64::from(s.recv_q);
+        peer.local = peer.local.or(end);
+    }
+
+    fn owned(&mut self, s: &TcpSocket, age: Duration, stale: bool, end: Option<PeerEnd>) {
         let sum = &mut self.summary;
         match s.state {
             TcpState::CloseWait => {
@@ -391,16 +476,7 @@ impl Acc {
                 }
             }
         }
-        let peer = self.peers.entry((s.remote, s.state)).or_insert(Peer {
-            remote: s.remote,
-            state: s.state,
-            count: 0,
-            oldest: Duration::ZERO,
-            recv_q_bytes: 0,
-        });
-        peer.count += 1;
-        peer.oldest = peer.oldest.max(age);
-        peer.recv_q_bytes += u64::from(s.recv_q);
+        self.peer(s, age, end);
         self.in_netns(s.netns);
     }
 

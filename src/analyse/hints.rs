@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use super::held::Peer;
-use crate::model::TcpState;
+use super::held::{Peer, PeerEnd};
+use crate::model::{ProcessInfo, TcpState};
 
 /// A duration as an operator reads it: `41m 2s`, `3h 5m`, `850ms`.
 pub fn human(d: Duration) -> String {
@@ -35,6 +35,17 @@ pub fn top_peer(peers: &[Peer], state: TcpState) -> Option<(&Peer, u64)> {
         .map(|p| p.count)
         .sum();
     peers.iter().find(|p| p.state == state).map(|p| (p, total))
+}
+
+/// `pid N (comm)` of a peer's owner, when it is a process of the scan.
+pub fn peer_process(end: Option<PeerEnd>, processes: &[ProcessInfo]) -> Option<(String, TcpState)> {
+    match end? {
+        PeerEnd::Owned { process, state } => {
+            let p = processes.get(process)?;
+            Some((format!("pid {} ({})", p.key.pid, p.comm), state))
+        }
+        _ => None,
+    }
 }
 
 /// Message and hint for `stale` sockets in `state` (as `ss` spells it)

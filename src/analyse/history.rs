@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use rustc_hash::FxHashMap;
 
 use super::growth::FdHistory;
-use crate::model::{ProcessKey, Snapshot, SocketKey, TcpSocket};
+use crate::model::{Freshness, ProcessKey, Snapshot, SocketKey, TcpSocket};
 
 /// When each socket of the last scan was first seen, keyed by (netns, cookie)
 /// (a reused inode never inherits an age), and fd samples per process.
@@ -24,6 +24,9 @@ pub struct History {
     /// holder and inode: the kernel keeps no time for it (a socket inode's
     /// timestamps read 0 on Linux 6.18).
     dead_first_seen: FxHashMap<(ProcessKey, u64), SystemTime>,
+    /// Since when each idle connection has received nothing: `now -
+    /// tcpi_last_data_recv` at each look (data resets it).
+    idle_since: FxHashMap<SocketKey, SystemTime>,
     pub fds: FdHistory,
 }
 
@@ -62,6 +65,33 @@ impl History {
             }
         }
         self.dead_first_seen = dead;
+        let mut idle = FxHashMap::default();
+        for s in &snapshot.idle {
+            let looked = || {
+                let since = s.info.map_or(0, |i| u64::from(i.last_data_recv_ms));
+                now.checked_sub(Duration::from_millis(since)).unwrap_or(now)
+            };
+            let since = match snapshot.idle_check {
+                Freshness::Fresh => looked(),
+                _ => self
+                    .idle_since
+                    .get(&s.key())
+                    .copied()
+                    .unwrap_or_else(looked),
+            };
+            idle.insert(s.key(), since);
+        }
+        self.idle_since = idle;
+    }
+
+    /// How long an idle connection has received nothing at `now`.
+    pub fn idle_for(&self, socket: &TcpSocket, now: SystemTime) -> Duration {
+        self.idle_since
+            .get(&socket.key())
+            .and_then(|since| now.duration_since(*since).ok())
+            .unwrap_or_else(|| {
+                Duration::from_millis(socket.info.map_or(0, |i| u64::from(i.last_data_recv_ms)))
+            })
     }
 
     /// How long `holder` has held the dead socket `inode` at `now`, as far
@@ -104,6 +134,8 @@ mod tests {
 
     fn sock(cookie: u64, last_ack_recv_ms: u32) -> TcpSocket {
         TcpSocket {
+            timer: 0,
+            peer: None,
             netns: NetnsId(1),
             state: TcpState::CloseWait,
             local: "127.0.0.1:80".parse().expect("addr"),

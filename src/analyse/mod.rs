@@ -173,7 +173,13 @@ pub fn analyse(
         .iter()
         .enumerate()
         .filter_map(|(index, info)| {
-            let p = judge_process(index, info, attributed.take(index), history, settings);
+            let p = judge_process(
+                index,
+                &snapshot.processes,
+                attributed.take(index),
+                history,
+                settings,
+            );
             listed(&p, info, settings).then_some(p)
         })
         .collect();
@@ -220,11 +226,12 @@ pub fn analyse(
 /// Runs every check on one process (index `index` of the snapshot).
 fn judge_process(
     index: usize,
-    info: &ProcessInfo,
+    processes: &[ProcessInfo],
     held: held::Held,
     history: &History,
     settings: &Settings,
 ) -> ProcessAnalysis {
+    let info = &processes[index];
     let growth = history.fds.growth(&info.key, &settings.growth);
     let fd_exhaustion = growth
         .zip(info.fds.limit)
@@ -238,6 +245,7 @@ fn judge_process(
             listeners: &held.listeners,
             growth,
             fd_exhaustion,
+            processes,
         },
         settings,
     );

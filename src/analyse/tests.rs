@@ -28,6 +28,8 @@ fn sock(
     recv_q: u32,
 ) -> TcpSocket {
     TcpSocket {
+        timer: 0,
+        peer: None,
         netns: NS,
         state,
         local: addr(local),
@@ -903,4 +905,136 @@ fn ephemeral_ports_near_the_end_of_the_range_are_a_host_finding_naming_the_owner
         f.message
     );
     assert!(f.hint.contains("EADDRNOTAVAIL"), "{}", f.hint);
+}
+
+#[test]
+fn idle_connections_without_keepalive_are_half_open_unless_their_local_peer_lives() {
+    use crate::model::{Freshness, LocalPeer};
+    let idle = |inode: u64, remote: &str, idle_s: u32, peer: Option<LocalPeer>| TcpSocket {
+        state: TcpState::Established,
+        info: Some(TcpInfo {
+            state: 1,
+            last_data_sent_ms: idle_s * 1000,
+            last_data_recv_ms: idle_s * 1000,
+            last_ack_recv_ms: idle_s * 1000,
+        }),
+        peer,
+        ..sock(
+            TcpState::Established,
+            inode,
+            "127.0.0.1:80",
+            remote,
+            idle_s,
+            0,
+        )
+    };
+    let mut snap = snapshot(
+        Vec::new(),
+        vec![
+            process(50, "server", 10, Some(1024), &[1, 2, 3, 4]),
+            process(51, "client", 10, Some(1024), &[9]),
+        ],
+    );
+    let alive = LocalPeer::Socket {
+        state: TcpState::Established,
+        inode: 9,
+    };
+    snap.idle = vec![
+        idle(1, "127.0.0.1:6000", 7200, Some(LocalPeer::Gone)),
+        idle(2, "10.9.9.9:6001", 7200, None),
+        idle(3, "127.0.0.1:6002", 7200, Some(alive)),
+        idle(4, "10.9.9.9:6003", 60, None), // idle, but not for an hour
+    ];
+    snap.idle_check = Freshness::Fresh;
+    let a = run(&snap, &Settings::default());
+    let p = by_pid(&a, &snap, 50);
+    assert_eq!(
+        (p.sockets.idle_established, p.sockets.idle_peer_gone),
+        (2, 1)
+    );
+    let f = &p.findings[0];
+    assert_eq!((f.check, f.severity), (Check::HalfOpen, Severity::Warning));
+    assert!(
+        f.message
+            .starts_with("2 ESTABLISHED connections received nothing for at least 1h"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.message
+            .contains("1 to a peer on this host that no longer exists"),
+        "{}",
+        f.message
+    );
+    let gone = p
+        .peers
+        .iter()
+        .find(|g| g.remote == addr("127.0.0.1:6000"))
+        .expect("peer");
+    assert_eq!(gone.local, Some(crate::analyse::held::PeerEnd::Gone));
+    assert!(
+        p.peers.iter().all(|g| g.remote != addr("127.0.0.1:6002")),
+        "a live peer is no concern"
+    );
+}
+
+#[test]
+fn a_half_close_pair_names_each_other_in_peers_and_hints() {
+    use crate::analyse::held::PeerEnd;
+    use crate::model::LocalPeer;
+    let mut fw2 = sock(
+        TcpState::FinWait2,
+        100,
+        "127.0.0.1:5000",
+        "127.0.0.1:80",
+        300,
+        0,
+    );
+    fw2.peer = Some(LocalPeer::Socket {
+        state: TcpState::CloseWait,
+        inode: 101,
+    });
+    let mut cw = sock(
+        TcpState::CloseWait,
+        101,
+        "127.0.0.1:80",
+        "127.0.0.1:5000",
+        300,
+        0,
+    );
+    cw.peer = Some(LocalPeer::Socket {
+        state: TcpState::FinWait2,
+        inode: 100,
+    });
+    let snap = snapshot(
+        vec![fw2, cw],
+        vec![
+            process(10, "halfcloser", 5, Some(1024), &[100]),
+            process(11, "reader", 5, Some(1024), &[101]),
+        ],
+    );
+    let a = run(&snap, &Settings::default());
+    let hc = by_pid(&a, &snap, 10);
+    assert_eq!(
+        hc.peers[0].local,
+        Some(PeerEnd::Owned {
+            process: 1,
+            state: TcpState::CloseWait
+        })
+    );
+    assert!(
+        hc.findings[0]
+            .hint
+            .contains("The other end is pid 11 (reader)"),
+        "{}",
+        hc.findings[0].hint
+    );
+    let reader = by_pid(&a, &snap, 11);
+    assert!(
+        reader.findings[0]
+            .hint
+            .starts_with("The peer is pid 10 (halfcloser), on this host"),
+        "{}",
+        reader.findings[0].hint
+    );
 }

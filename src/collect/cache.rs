@@ -16,7 +16,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::netns::PidNetns;
 use super::procfs::WalkCache;
-use crate::model::{DeadCheck, NetnsId, ProcessInfo, ProcessKey, StateCounts};
+use crate::model::{Freshness, NetnsId, ProcessInfo, ProcessKey, StateCounts, TcpSocket};
 
 /// How often a cached walk still reads every fd table, whatever the cache
 /// holds: it bounds how stale the fd breakdown and the deleted files of a
@@ -27,6 +27,11 @@ pub const FULL_WALK_EVERY: Duration = Duration::from_secs(300);
 /// dump emits every socket of the host, and is most of the cost of a scan
 /// whose /proc walk came from the cache.
 pub const STATE_COUNTS_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the agent looks for idle connections: the ESTABLISHED dump
+/// with tcp_info costs about 1 µs of kernel time per connection, and an
+/// idle age is an hour by default.
+pub const IDLE_EVERY: Duration = Duration::from_secs(300);
 
 /// How long the namespace read of a process is trusted: one that moves
 /// into another namespace (`unshare`, `ip netns exec`), or a PID reused by
@@ -66,6 +71,8 @@ pub struct ScanCache {
     last_full_walk: Option<Instant>,
     /// Whether a walk has looked for dead sockets since the cache began.
     dead_checked: bool,
+    /// The idle connections of the last ESTABLISHED dump, and when.
+    idle: Option<Stamped<Vec<TcpSocket>>>,
     /// Per namespace: the last all-states counts.
     states: FxHashMap<NetnsId, Stamped<StateCounts>>,
     netns: PidNamespaces,
@@ -86,13 +93,34 @@ impl ScanCache {
 
     /// What a walk's dead sockets are: fresh when it `checked` them, else
     /// carried from the last check (once there has been one).
-    pub(super) fn dead_check(&mut self, checked: bool) -> DeadCheck {
+    pub(super) fn dead_check(&mut self, checked: bool) -> Freshness {
         self.dead_checked |= checked;
         match (checked, self.dead_checked) {
-            (true, _) => DeadCheck::Fresh,
-            (false, true) => DeadCheck::Carried,
-            (false, false) => DeadCheck::Unknown,
+            (true, _) => Freshness::Fresh,
+            (false, true) => Freshness::Carried,
+            (false, false) => Freshness::Unknown,
         }
+    }
+
+    /// Whether the scan at `now` looks for idle connections (the
+    /// ESTABLISHED dump, with tcp_info for every connection): first, then
+    /// every [`IDLE_EVERY`].
+    pub(super) fn idle_due(&self, now: Instant) -> bool {
+        self.idle
+            .as_ref()
+            .is_none_or(|i| due(now.saturating_duration_since(i.at), IDLE_EVERY))
+    }
+
+    pub(super) fn remember_idle(&mut self, now: Instant, idle: &[TcpSocket]) {
+        self.idle = Some(Stamped {
+            at: now,
+            value: idle.to_vec(),
+        });
+    }
+
+    /// The idle connections of the last look, if there was one.
+    pub(super) fn idle(&self) -> Option<&[TcpSocket]> {
+        self.idle.as_ref().map(|i| i.value.as_slice())
     }
 
     /// Records that the walk of the scan at `now` read every fd table.

@@ -8,17 +8,20 @@
 
 pub mod cache;
 pub mod netns;
+mod peers;
 pub mod procfs;
 pub mod sockdiag;
 pub mod source;
 mod tables;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustc_hash::FxHashSet;
 
-use crate::model::{DeadCheck, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage};
+use crate::model::{
+    Freshness, LocalPeer, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage,
+};
 
 pub use cache::ScanCache;
 pub use procfs::{ProcRoot, Skip, WalkCache, Wanted};
@@ -76,6 +79,8 @@ pub struct Collector {
     root: ProcRoot,
     threads: usize,
     sockets: Arc<dyn SocketSource>,
+    /// ESTABLISHED sockets idle at least this long are looked at.
+    idle_floor: Duration,
 }
 
 impl Collector {
@@ -88,7 +93,14 @@ impl Collector {
             root,
             threads,
             sockets: Arc::new(Netlink),
+            idle_floor: crate::defaults::IDLE_AGE,
         }
+    }
+
+    /// Looks for ESTABLISHED sockets idle at least `floor` (the idle age).
+    pub fn with_idle_floor(mut self, floor: Duration) -> Collector {
+        self.idle_floor = floor;
+        self
     }
 
     /// Takes sockets from another source (a recording, in tests).
@@ -129,6 +141,19 @@ impl Collector {
             wanted.reserve(t.flagged.len() + t.listeners.len());
             wanted.extend(t.flagged.iter().map(|s| s.inode).filter(|&i| i != 0));
             wanted.extend(t.listeners.iter().map(|l| l.inode).filter(|&i| i != 0));
+        }
+        // Idle connections and the local peers of them and of the flagged
+        // sockets: their owners are named too.
+        let peer_inode = |s: &crate::model::TcpSocket| match s.peer {
+            Some(LocalPeer::Socket { inode, .. }) if inode != 0 => Some(inode),
+            _ => None,
+        };
+        for s in &snap.idle {
+            wanted.extend((s.inode != 0).then_some(s.inode));
+            wanted.extend(peer_inode(s));
+        }
+        for (_, t) in &tables {
+            wanted.extend(t.flagged.iter().filter_map(peer_inode));
         }
         // The owners of the ports to a destination near exhaustion.
         for (_, t) in &tables {
@@ -185,13 +210,21 @@ impl Collector {
             .as_deref()
             .map(|c| c.counted_recently(now))
             .unwrap_or_default();
+        let idle = match cache.as_deref() {
+            Some(c) => c.idle_due(now).then_some(self.idle_floor),
+            None => Some(self.idle_floor),
+        };
         let dumps = tables::Dumps {
             source: self.sockets.as_ref(),
             root: &self.root,
             threads: self.threads,
         };
         let known = cache.as_deref_mut().map(ScanCache::netns);
-        let mut tables = dumps.dump(pids, snap, &counted_recently, known, now);
+        let mut tables = dumps.dump(pids, snap, &counted_recently, idle, known, now);
+        for (_, t) in &mut tables {
+            peers::resolve(t);
+        }
+        self.idle(&mut tables, snap, cache.as_deref_mut(), now);
         if let Some(cache) = cache {
             let scans = tables
                 .iter_mut()
@@ -199,6 +232,38 @@ impl Collector {
             cache.merge_counts(now, scans, sockdiag::EVERY_SCAN_STATES);
         }
         tables
+    }
+
+    /// The idle connections into `snap`: this scan's, if it looked (and the
+    /// cache remembers them), else the cache's last.
+    fn idle(
+        &self,
+        tables: &mut [(NetnsScan, sockdiag::TcpTables)],
+        snap: &mut Snapshot,
+        cache: Option<&mut ScanCache>,
+        now: Instant,
+    ) {
+        let looked = tables.iter().any(|(_, t)| t.idle.is_some());
+        for (_, t) in tables.iter_mut() {
+            if let Some(idle) = t.idle.as_mut() {
+                snap.idle.append(&mut idle.candidates);
+            }
+        }
+        snap.idle_check = match cache {
+            Some(cache) if looked => {
+                cache.remember_idle(now, &snap.idle);
+                Freshness::Fresh
+            }
+            Some(cache) => match cache.idle() {
+                Some(last) => {
+                    snap.idle = last.to_vec();
+                    Freshness::Carried
+                }
+                None => Freshness::Unknown,
+            },
+            None if looked => Freshness::Fresh,
+            None => Freshness::Unknown,
+        };
     }
 
     /// The /proc walk (cached when `cache` is given), into `snap`.
@@ -225,9 +290,9 @@ impl Collector {
             }
             None => {
                 snap.dead = if checked {
-                    DeadCheck::Fresh
+                    Freshness::Fresh
                 } else {
-                    DeadCheck::Unknown
+                    Freshness::Unknown
                 };
                 self.root.walk_for(pids, wanted, self.threads)
             }

@@ -12,12 +12,13 @@ use crate::model::NetnsId;
 pub trait SocketSource: Send + Sync + std::fmt::Debug {
     /// The namespace the dumps describe.
     fn namespace(&self) -> io::Result<NetnsId>;
-    /// Dumps both families of the calling thread's namespace; without
-    /// `counts`, only the flagged sockets and the listeners.
+    /// Dumps both families of the calling thread's namespace: the flagged
+    /// sockets and the listeners, and what `wants` asks for besides (the
+    /// source fills in the namespace's port range).
     fn tables(
         &self,
         netns: NetnsId,
-        counts: bool,
+        wants: sockdiag::Wants,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>);
     /// Whether the other namespaces of the host can be entered and dumped
     /// (a recording holds only its own).
@@ -39,11 +40,11 @@ impl SocketSource for Netlink {
     fn tables(
         &self,
         netns: NetnsId,
-        counts: bool,
+        wants: sockdiag::Wants,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
         // The calling thread's namespace answers: net sysctls follow the
         // opener's namespace. Read only when every socket is counted.
-        let range = counts.then(|| {
+        let range = wants.counts.then(|| {
             std::fs::read(PORT_RANGE)
                 .map_err(|e| format!("{PORT_RANGE}: {e}"))
                 .and_then(|b| {
@@ -51,12 +52,12 @@ impl SocketSource for Netlink {
                         .ok_or_else(|| format!("{PORT_RANGE}: malformed"))
                 })
         });
-        let (mut tables, errors) = sockdiag::dump_tables(
-            netns,
-            sockdiag::NetlinkTransport::open,
-            counts,
-            range.clone().and_then(Result::ok),
-        );
+        let wants = sockdiag::Wants {
+            range: range.clone().and_then(Result::ok),
+            ..wants
+        };
+        let (mut tables, errors) =
+            sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open, wants);
         tables.port_range_error = range.and_then(Result::err);
         (tables, errors)
     }
@@ -85,19 +86,25 @@ impl SocketSource for Recorded {
     fn tables(
         &self,
         netns: NetnsId,
-        _counts: bool,
+        wants: sockdiag::Wants,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
         // A recording holds the count dumps: replay them every time, with
-        // the namespace's port range if it was recorded.
+        // the namespace's port range and its ESTABLISHED dump if they were
+        // recorded.
         let dir = self.dir.clone();
         let range = std::fs::read(self.dir.join("port_range"))
             .ok()
             .and_then(|b| sockdiag::ports::parse_range(&b));
+        let established = self.dir.join("any-established").is_dir();
+        let wants = sockdiag::Wants {
+            counts: true,
+            range,
+            idle: wants.idle.filter(|_| established),
+        };
         sockdiag::dump_tables(
             netns,
             move || Ok(sockdiag::replay::Replay::new(&dir)),
-            true,
-            range,
+            wants,
         )
     }
 

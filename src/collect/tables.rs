@@ -5,14 +5,14 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashSet;
 
 use super::cache::PidNamespaces;
 use super::netns::{self, Namespace};
 use super::procfs::ProcRoot;
-use super::sockdiag::{FamilyError, TcpTables};
+use super::sockdiag::{FamilyError, TcpTables, Wants};
 use super::source::SocketSource;
 use crate::model::{NetnsId, NetnsScan, ScanError, Snapshot, Stage, UnscannedNetns};
 
@@ -37,10 +37,15 @@ impl Dumps<'_> {
         pids: &[u32],
         snap: &mut Snapshot,
         counted_recently: &FxHashSet<NetnsId>,
+        idle: Option<Duration>,
         known: Option<&mut PidNamespaces>,
         now: Instant,
     ) -> Vec<(NetnsScan, TcpTables)> {
-        let counts = |id: NetnsId| !counted_recently.contains(&id);
+        let counts = |id: NetnsId| Wants {
+            counts: !counted_recently.contains(&id),
+            range: None,
+            idle,
+        };
         let own = match self.source.namespace() {
             Ok(id) => id,
             Err(e) => {

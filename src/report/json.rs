@@ -11,8 +11,9 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use super::Report;
+use crate::analyse::held::PeerEnd;
 use crate::analyse::{self, ProcessAnalysis, Unattributed};
-use crate::model::{DeadCheck, ProcessDetails, ProcessInfo, Snapshot, StateCounts};
+use crate::model::{Freshness, ProcessDetails, ProcessInfo, Snapshot, StateCounts};
 
 #[derive(Serialize)]
 struct Json<'a> {
@@ -37,6 +38,9 @@ struct Json<'a> {
     read_failures: ReadFailures<'a>,
     /// The busiest destinations by ephemeral ports in use (at most 20).
     ports: Vec<Ports<'a>>,
+    /// Whether idle connections were looked for (half_open), as for
+    /// dead sockets.
+    idle_checked: &'static str,
     /// Whether dead sockets were looked for: "fresh" (this scan), "carried"
     /// (the agent's last check, between all-states dumps) or "unknown".
     dead_sockets_checked: &'static str,
@@ -102,7 +106,7 @@ struct Process<'a> {
     netns: Vec<u64>,
     fds: Fds,
     sockets: Sockets,
-    peers: Vec<Peer>,
+    peers: Vec<Peer<'a>>,
     /// Listeners with connections waiting to be accepted.
     listeners: Vec<Listening>,
     findings: Vec<Finding<'a>>,
@@ -162,18 +166,28 @@ struct Sockets {
     /// TCP sockets in no table; null when the scan could not look.
     dead: Option<u64>,
     dead_stale: Option<u64>,
+    /// Half-open connections (the `half_open` count); null when the scan
+    /// could not look.
+    idle_established: Option<u64>,
     // Extensions.
     close_wait_unaccepted_stale: u64,
     oldest_dead_seconds: Option<f64>,
+    idle_peer_gone: u64,
+    oldest_idle_seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
-struct Peer {
+struct Peer<'a> {
     remote: String,
     state: &'static str,
     count: u64,
     oldest_seconds: f64,
     recv_q_bytes: u64,
+    /// The other end, when it is on this host: its owner (null when no
+    /// readable process holds it) and its state ("gone": no such socket).
+    peer_pid: Option<u32>,
+    peer_comm: Option<&'a str>,
+    peer_state: Option<&'static str>,
 }
 
 /// Sockets no process is blamed for.
@@ -258,14 +272,7 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         .processes
         .iter()
         .zip(report.details.iter().chain(std::iter::repeat(&None)))
-        .filter_map(|(p, d)| {
-            process(
-                p,
-                snap.processes.get(p.index)?,
-                d.as_ref(),
-                snap.dead != DeadCheck::Unknown,
-            )
-        })
+        .filter_map(|(p, d)| process(p, snap.processes.get(p.index)?, d.as_ref(), snap))
         .collect();
     let json = Json {
         schema_version: 1,
@@ -323,11 +330,8 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
                     .collect(),
             })
             .collect(),
-        dead_sockets_checked: match snap.dead {
-            DeadCheck::Fresh => "fresh",
-            DeadCheck::Carried => "carried",
-            DeadCheck::Unknown => "unknown",
-        },
+        dead_sockets_checked: freshness(snap.dead),
+        idle_checked: freshness(snap.idle_check),
         read_failures: ReadFailures {
             run_netns: snap.unread.run_netns.as_deref(),
             fd_stat: snap.unread.fd_stat,
@@ -351,8 +355,10 @@ fn process<'a>(
     p: &'a ProcessAnalysis,
     info: &'a ProcessInfo,
     details: Option<&'a ProcessDetails>,
-    dead_known: bool,
+    snap: &'a Snapshot,
 ) -> Option<Process<'a>> {
+    let dead_known = snap.dead != Freshness::Unknown;
+    let idle_known = snap.idle_check != Freshness::Unknown;
     let mut netns: Vec<u64> = p.netns.iter().map(|n| n.0).collect();
     if let Some(own) = details.and_then(|d| d.netns) {
         if !netns.contains(&own.0) {
@@ -390,18 +396,36 @@ fn process<'a>(
             dead: dead_known.then_some(s.dead),
             dead_stale: dead_known.then_some(s.dead_stale),
             oldest_dead_seconds: s.oldest_dead.map(secs),
+            idle_established: idle_known.then_some(s.idle_established),
+            idle_peer_gone: s.idle_peer_gone,
+            oldest_idle_seconds: s.oldest_idle.map(secs),
         },
         peers_omitted: p.peers.len().saturating_sub(MAX_PEERS),
         peers: p
             .peers
             .iter()
             .take(MAX_PEERS)
-            .map(|peer| Peer {
-                remote: peer.remote.to_string(),
-                state: peer.state.name(),
-                count: peer.count,
-                oldest_seconds: secs(peer.oldest),
-                recv_q_bytes: peer.recv_q_bytes,
+            .map(|peer| {
+                let (owner, state) = match peer.local {
+                    Some(PeerEnd::Owned { process, state }) => {
+                        (snap.processes.get(process), Some(state.name()))
+                    }
+                    Some(PeerEnd::Orphan { state } | PeerEnd::Unowned { state }) => {
+                        (None, Some(state.name()))
+                    }
+                    Some(PeerEnd::Gone) => (None, Some("gone")),
+                    None => (None, None),
+                };
+                Peer {
+                    remote: peer.remote.to_string(),
+                    state: peer.state.name(),
+                    count: peer.count,
+                    oldest_seconds: secs(peer.oldest),
+                    recv_q_bytes: peer.recv_q_bytes,
+                    peer_pid: owner.map(|o| o.key.pid),
+                    peer_comm: owner.map(|o| o.comm.as_str()),
+                    peer_state: state,
+                }
             })
             .collect(),
         listeners: p
@@ -425,6 +449,14 @@ fn process<'a>(
             exhaustion_seconds: p.fd_exhaustion.map(secs),
         }),
     })
+}
+
+fn freshness(f: Freshness) -> &'static str {
+    match f {
+        Freshness::Fresh => "fresh",
+        Freshness::Carried => "carried",
+        Freshness::Unknown => "unknown",
+    }
 }
 
 /// Every namespace: those scanned, with their counts, then those not.

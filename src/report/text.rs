@@ -5,9 +5,10 @@
 use std::io::{self, Write};
 
 use super::Report;
+use crate::analyse::held::PeerEnd;
 use crate::analyse::hints::{count, human};
 use crate::analyse::{Finding, ProcessAnalysis, Severity, Status};
-use crate::model::{DeadCheck, ProcessDetails, ProcessInfo};
+use crate::model::{Freshness, ProcessDetails, ProcessInfo};
 
 /// ANSI styling, or none.
 #[derive(Clone, Copy)]
@@ -219,7 +220,7 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
     }
     labelled(out, "skipped", &skipped(snap))?;
     labelled(out, "unread", &unread(report))?;
-    if snap.dead == DeadCheck::Unknown {
+    if snap.dead == Freshness::Unknown {
         labelled(
             out,
             "dead",
@@ -424,7 +425,15 @@ fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
             continue;
         }
         if let Some(info) = snap.processes.get(p.index) {
-            process(out, style, p, info, d.as_ref(), report.settings)?;
+            process(
+                out,
+                style,
+                p,
+                info,
+                d.as_ref(),
+                report.settings,
+                &snap.processes,
+            )?;
         }
     }
     Ok(())
@@ -438,6 +447,7 @@ fn process(
     info: &ProcessInfo,
     d: Option<&ProcessDetails>,
     settings: &crate::analyse::Settings,
+    processes: &[ProcessInfo],
 ) -> io::Result<()> {
     let sev = p.severity();
     let unit = match d {
@@ -491,6 +501,23 @@ fn process(
             g.per_second * 60.0
         )?;
     }
+    if p.sockets.idle_established > 0 {
+        let gone = match p.sockets.idle_peer_gone {
+            0 => String::new(),
+            n => format!(" ({n} to a local peer that is gone)"),
+        };
+        writeln!(
+            out,
+            "  idle   {} silent ≥ {}, no keepalive{gone}, longest {}",
+            count(
+                p.sockets.idle_established,
+                "ESTABLISHED connection",
+                "ESTABLISHED connections"
+            ),
+            human(settings.idle_age),
+            human(p.sockets.oldest_idle.unwrap_or_default()),
+        )?;
+    }
     if p.sockets.dead > 0 {
         writeln!(
             out,
@@ -511,16 +538,31 @@ fn process(
     for f in &p.findings {
         finding(out, style, f)?;
     }
-    peers(out, &p.peers)
+    peers(out, &p.peers, processes)
 }
 
-/// The top peers, and how many more there are.
-fn peers(out: &mut dyn Write, peers: &[crate::analyse::Peer]) -> io::Result<()> {
+/// The top peers (and their other end when it is on this host), and how
+/// many more there are.
+fn peers(
+    out: &mut dyn Write,
+    peers: &[crate::analyse::Peer],
+    processes: &[ProcessInfo],
+) -> io::Result<()> {
     const SHOWN: usize = 5;
     for peer in peers.iter().take(SHOWN) {
+        let local = match peer.local {
+            Some(PeerEnd::Owned { process, state }) => processes
+                .get(process)
+                .map(|o| format!(" ← pid {} ({}) in {state}", o.key.pid, o.comm))
+                .unwrap_or_default(),
+            Some(PeerEnd::Orphan { state }) => format!(" ← the peer closed ({state}, no owner)"),
+            Some(PeerEnd::Unowned { state }) => format!(" ← {state}, owner not readable"),
+            Some(PeerEnd::Gone) => " ← the peer is gone".to_string(),
+            None => String::new(),
+        };
         writeln!(
             out,
-            "  peer   {} {} ×{}, oldest {}, Recv-Q {} B",
+            "  peer   {} {} ×{}, oldest {}, Recv-Q {} B{local}",
             peer.remote,
             peer.state,
             peer.count,

@@ -3,7 +3,7 @@
 //! same for stale CLOSE_WAIT sockets whose owner could not be read.
 
 use super::{HostFacts, Judge, ProcessFacts, Rule, Spec, Verdict};
-use crate::analyse::hints::{count, human, top_peer, unknown_owner};
+use crate::analyse::hints::{count, human, peer_process, top_peer, unknown_owner};
 use crate::analyse::thresholds::Amount;
 use crate::model::TcpState;
 
@@ -49,6 +49,15 @@ fn hint(p: &ProcessFacts<'_>) -> String {
                 peer.count, total, peer.remote
             ));
         }
+    }
+    if let Some((who, TcpState::FinWait2)) = top_peer(p.peers, TcpState::CloseWait)
+        .and_then(|(peer, _)| peer_process(peer.local, p.processes))
+    {
+        hints.push(format!(
+            "The peer is {who}, on this host, which half-closed its end (shutdown, \
+             FIN_WAIT_2) and waits for this process to close: this process is the one that \
+             never closes."
+        ));
     }
     let pool = hints.len();
     if let (0, Some((port, n))) = (pool, s.close_wait_top_local_port) {

@@ -4,7 +4,7 @@
 //! closed FIN_WAIT_2 sockets the kernel times out, are never a finding.)
 
 use super::{HostFacts, Judge, ProcessFacts, Rule, Spec, Verdict};
-use crate::analyse::hints::{count, human, top_peer, unknown_owner};
+use crate::analyse::hints::{count, human, peer_process, top_peer, unknown_owner};
 use crate::analyse::thresholds::Amount;
 use crate::model::TcpState;
 
@@ -26,11 +26,19 @@ fn process(p: &ProcessFacts<'_>, judge: &Judge<'_>) -> Option<Verdict> {
          has not closed its side. Close the socket after shutdown, or bound the wait for the \
          peer's EOF with a read timeout.",
     );
+    let local = top_peer(p.peers, TcpState::FinWait2)
+        .and_then(|(peer, _)| peer_process(peer.local, p.processes));
     if s.fin_wait2_to_self > 0 {
         hint.push_str(&format!(
             " {} connected to this same process, which holds the other end in CLOSE_WAIT: \
              it closes neither end.",
             count(s.fin_wait2_to_self, "of them is", "of them are")
+        ));
+    } else if let Some((who, TcpState::CloseWait)) = local {
+        hint.push_str(&format!(
+            " The other end is {who}, which holds it in CLOSE_WAIT: it read the EOF this \
+             process sent and never closed its socket, so the two wait on each other; fix \
+             that program, or bound this wait."
         ));
     } else if let Some((peer, total)) = top_peer(p.peers, TcpState::FinWait2) {
         if total >= 2 && peer.count == total {

@@ -31,6 +31,7 @@ mod deleted_open_files;
 mod fd_exhaustion;
 mod fd_utilization;
 mod fin_wait2_stale;
+mod half_open;
 mod host_fd_utilization;
 mod port_exhaustion;
 
@@ -175,6 +176,8 @@ pub struct ProcessFacts<'a> {
     pub growth: Option<Growth>,
     /// When it reaches its fd limit at that rate.
     pub fd_exhaustion: Option<Duration>,
+    /// Every process of the scan (peers' owners are indexes into it).
+    pub processes: &'a [ProcessInfo],
 }
 
 /// What the checks know of the host.
@@ -255,6 +258,7 @@ table! {
     AcceptQueueFull => accept_queue_full,
     DeadSockets => dead_sockets,
     PortExhaustion => port_exhaustion,
+    HalfOpen => half_open,
 }
 
 impl Check {

@@ -299,7 +299,14 @@ fn tables_fall_back_per_family_skip_a_missing_ipv6_but_report_an_ipv4_failure() 
         v4_ok(),
         vec![rewrite(NO_HANDLER, 1, 0)],
     ]);
-    let (tables, errors) = dump_tables(NetnsId(5), || scripts.connect(), true, None);
+    let (tables, errors) = dump_tables(
+        NetnsId(5),
+        || scripts.connect(),
+        Wants {
+            counts: true,
+            ..Wants::default()
+        },
+    );
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(tables.flagged.len(), 4);
     assert_eq!(tables.states.get(TcpState::CloseWait), 2);
@@ -310,7 +317,14 @@ fn tables_fall_back_per_family_skip_a_missing_ipv6_but_report_an_ipv4_failure() 
     drop(sent);
 
     let mut scripts = Scripts::new(vec![refused(), vec![rewrite(NO_HANDLER, 1, 0)]]);
-    let (_, errors) = dump_tables(NetnsId(5), || scripts.connect(), true, None);
+    let (_, errors) = dump_tables(
+        NetnsId(5),
+        || scripts.connect(),
+        Wants {
+            counts: true,
+            ..Wants::default()
+        },
+    );
     assert_eq!(
         errors.len(),
         2,

@@ -22,6 +22,7 @@ pub mod replay;
 pub mod tcp_info;
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use netlink_packet_core::{
@@ -426,8 +427,86 @@ pub struct TcpTables {
     pub ports: Option<ports::PortTally>,
     /// Why the namespace's port range could not be read, if it could not.
     pub port_range_error: Option<String>,
+    /// ESTABLISHED sockets idle and without a timer, when asked for.
+    pub idle: Option<Idle>,
     /// Whether the all-states count dump ran, and every dump succeeded.
     pub counted: bool,
+}
+
+/// What one namespace's dumps are asked for, beyond the flagged sockets
+/// and the listeners.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// Every state counted (the all-states dump), with every socket's
+    /// inode, and the ephemeral ports in use when the `range` is known.
+    pub counts: bool,
+    pub range: Option<PortRange>,
+    /// ESTABLISHED sockets that have received nothing for at least this
+    /// long with no timer armed (the ESTABLISHED dump, with tcp_info).
+    pub idle: Option<std::time::Duration>,
+}
+
+/// What the ESTABLISHED dump found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Idle {
+    /// Idle for at least the floor asked for, no keepalive or other timer.
+    pub candidates: Vec<TcpSocket>,
+    /// (local, remote, inode) of every ESTABLISHED connection between two
+    /// addresses of this host (loopback, or a socket's own address): where
+    /// a local peer is looked for.
+    pub local: Vec<(SocketAddr, SocketAddr, u64)>,
+}
+
+impl Idle {
+    fn append(&mut self, mut other: Idle) {
+        self.candidates.append(&mut other.candidates);
+        self.local.append(&mut other.local);
+    }
+}
+
+/// Whether `remote` is an address of this host, as far as one socket tells:
+/// loopback, or its own local address.
+pub fn remote_is_local(local: SocketAddr, remote: SocketAddr) -> bool {
+    let canonical = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(std::net::IpAddr::V4)
+            .unwrap_or(std::net::IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    let r = canonical(remote.ip());
+    r.is_loopback() || r == canonical(local.ip())
+}
+
+/// Keeps, of the ESTABLISHED dump, the idle sockets and the local tuples.
+#[derive(Debug, Default)]
+struct IdleSink {
+    netns: NetnsId,
+    floor_ms: u64,
+    idle: Idle,
+}
+
+impl Sink for IdleSink {
+    fn reset(&mut self) {
+        self.idle = Idle::default();
+    }
+
+    fn record(&mut self, payload: &[u8]) -> Result<(), ParseError> {
+        let s = parse::socket(payload, self.netns)?;
+        if s.state != TcpState::Established {
+            return Ok(());
+        }
+        if remote_is_local(s.local, s.remote) {
+            self.idle.local.push((s.local, s.remote, s.inode));
+        }
+        let idle = s
+            .info
+            .is_some_and(|i| u64::from(i.last_data_recv_ms) >= self.floor_ms);
+        if idle && s.timer == 0 {
+            self.idle.candidates.push(s);
+        }
+        Ok(())
+    }
 }
 
 /// A dump that failed, and for which family.
@@ -449,24 +528,25 @@ pub struct FamilyError {
 /// whose /proc walk came from the cache.
 ///
 /// With `counts` and a port `range`, the all-states dump also tallies the
-/// ephemeral ports in use.
+/// ephemeral ports in use; with `idle`, an ESTABLISHED dump finds the idle
+/// connections (see [`Wants`]).
 pub fn dump_tables<T: Transport>(
     netns: NetnsId,
     mut connect: impl FnMut() -> io::Result<T>,
-    counts: bool,
-    range: Option<PortRange>,
+    wants: Wants,
 ) -> (TcpTables, Vec<FamilyError>) {
+    let counts = wants.counts;
     let mut tables = TcpTables {
         counted: counts,
         ..TcpTables::default()
     };
-    match dump_family(netns, Family::Both, &mut connect, counts, range) {
+    match dump_family(netns, Family::Both, &mut connect, wants) {
         Ok(t) => return (t, Vec::new()),
         Err(e) => log::debug!("combined TCPDIAG_GETSOCK dump failed ({e}): one dump per family"),
     }
     let mut errors = Vec::new();
     for family in Family::ALL {
-        match dump_family(netns, family, &mut connect, counts, range) {
+        match dump_family(netns, family, &mut connect, wants) {
             Ok(t) => {
                 let TcpTables {
                     states,
@@ -474,8 +554,16 @@ pub fn dump_tables<T: Transport>(
                     mut listeners,
                     mut inodes,
                     ports,
+                    idle,
                     ..
                 } = t;
+                tables.idle = match (tables.idle.take(), idle) {
+                    (Some(mut mine), Some(i)) => {
+                        mine.append(i);
+                        Some(mine)
+                    }
+                    (mine, i) => mine.or(i),
+                };
                 tables.flagged.append(&mut flagged);
                 tables.states.merge(&states);
                 tables.listeners.append(&mut listeners);
@@ -505,9 +593,13 @@ fn dump_family<T: Transport>(
     netns: NetnsId,
     family: Family,
     connect: &mut impl FnMut() -> io::Result<T>,
-    counts: bool,
-    range: Option<PortRange>,
+    wants: Wants,
 ) -> Result<TcpTables, DumpError> {
+    let Wants {
+        counts,
+        range,
+        idle,
+    } = wants;
     let mut flagged = TableSink {
         netns,
         keep_sockets: true,
@@ -523,6 +615,23 @@ fn dump_family<T: Transport>(
         tcp_info: true,
     };
     dump(&mut *connect, &req, &mut flagged)?;
+    let idle = match idle {
+        Some(floor) => {
+            let mut sink = IdleSink {
+                netns,
+                floor_ms: floor.as_millis().try_into().unwrap_or(u64::MAX),
+                idle: Idle::default(),
+            };
+            let req = Request {
+                family,
+                states: TcpState::Established.mask(),
+                tcp_info: true,
+            };
+            dump(&mut *connect, &req, &mut sink)?;
+            Some(sink.idle)
+        }
+        None => None,
+    };
     if !counts {
         return Ok(TcpTables {
             states: flagged.states,
@@ -531,6 +640,7 @@ fn dump_family<T: Transport>(
             inodes: Vec::new(),
             ports: None,
             port_range_error: None,
+            idle,
             counted: false,
         });
     }
@@ -561,6 +671,7 @@ fn dump_family<T: Transport>(
         inodes,
         ports: all.ports,
         port_range_error: None,
+        idle,
         counted: true,
     })
 }

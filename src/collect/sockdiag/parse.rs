@@ -221,6 +221,9 @@ pub fn socket(payload: &[u8], netns: NetnsId) -> Result<TcpSocket, ParseError> {
         recv_q: h.recv_queue,
         send_q: h.send_queue,
         info,
+        // idiag_timer, the byte after idiag_state (header() checked the length).
+        timer: payload.get(2).copied().unwrap_or(0),
+        peer: None,
     })
 }
 

@@ -545,6 +545,8 @@ impl Record {
             }
         };
         TcpSocket {
+            timer: 0,
+            peer: None,
             netns: NETNS,
             state: TcpState::from_kernel(self.state),
             local: SocketAddr::new(ip(&self.src), self.ports.0),

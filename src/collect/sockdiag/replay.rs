@@ -22,6 +22,8 @@ pub fn recording_name(family: Family, states: u32) -> String {
     };
     let kind = if states == ALL_STATES {
         "all"
+    } else if states == crate::model::TcpState::Established.mask() {
+        "established"
     } else {
         "flagged"
     };

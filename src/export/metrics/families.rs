@@ -120,6 +120,12 @@ pub const PROCESS_UNACCEPTED_TCP_SOCKETS: Family = family(
     PROC,
     "CLOSE_WAIT connections waiting, never accepted, in the process's listen queues.",
 );
+pub const PROCESS_IDLE_TCP_SOCKETS: Family = family(
+    "closewatch_process_idle_tcp_sockets",
+    IntGauge,
+    PROC,
+    "Half-open candidates: ESTABLISHED connections of the process that received nothing for at least idle_age with no keepalive, whose peer is not known alive (looked for every 5 minutes).",
+);
 pub const PROCESS_OPEN_FDS: Family = family(
     "closewatch_process_open_fds",
     IntGauge,
@@ -272,6 +278,7 @@ pub const ALL: &[&Family] = &[
     &PROCESS_STALE_TCP_SOCKETS,
     &PROCESS_OLDEST_TCP_SOCKET_AGE,
     &PROCESS_UNACCEPTED_TCP_SOCKETS,
+    &PROCESS_IDLE_TCP_SOCKETS,
     &PROCESS_OPEN_FDS,
     &PROCESS_MAX_FDS,
     &PROCESS_FD_EXHAUSTION,

@@ -15,7 +15,7 @@ use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::analyse::{Analysis, ProcessAnalysis, Severity, Thresholds, Unattributed};
-use crate::model::{DeadCheck, ProcessInfo, ScanError, Snapshot, Stage, TcpState};
+use crate::model::{Freshness, ProcessInfo, ScanError, Snapshot, Stage, TcpState};
 use families::{Family, Kind};
 
 /// The Content-Type Prometheus expects for the text format 0.0.4.
@@ -205,6 +205,7 @@ fn processes(m: &mut Metrics, view: &ScanView<'_>) -> Result<(), prometheus::Err
         exhaustion: m.gauge(&families::PROCESS_FD_EXHAUSTION)?,
         deleted: m.int_gauge(&families::PROCESS_DELETED_OPEN_BYTES)?,
         listen_queue: m.gauge(&families::PROCESS_LISTEN_QUEUE_RATIO)?,
+        idle: m.int_gauge(&families::PROCESS_IDLE_TCP_SOCKETS)?,
         finding: m.int_gauge(&families::PROCESS_FINDING)?,
     };
     let (snap, a) = (view.snapshot, view.analysis);
@@ -216,7 +217,7 @@ fn processes(m: &mut Metrics, view: &ScanView<'_>) -> Result<(), prometheus::Err
     for (i, p) in a.processes.iter().take(shown).enumerate() {
         if let Some(info) = snap.processes.get(p.index) {
             let unit = view.units.get(i).and_then(|u| u.as_deref()).unwrap_or("");
-            f.fill(p, info, unit, snap.dead != DeadCheck::Unknown);
+            f.fill(p, info, unit, snap);
         }
     }
     Ok(())
@@ -233,6 +234,7 @@ struct ProcessFamilies {
     exhaustion: GaugeVec,
     deleted: IntGaugeVec,
     listen_queue: GaugeVec,
+    idle: IntGaugeVec,
     finding: IntGaugeVec,
 }
 
@@ -240,7 +242,8 @@ impl ProcessFamilies {
     /// The series of one process, labelled with its pid, comm and `unit`.
     /// The series of one process, labelled with its pid, comm and `unit`;
     /// its dead sockets only when the scan knows them (`dead_known`).
-    fn fill(&self, p: &ProcessAnalysis, info: &ProcessInfo, unit: &str, dead_known: bool) {
+    fn fill(&self, p: &ProcessAnalysis, info: &ProcessInfo, unit: &str, snap: &Snapshot) {
+        let dead_known = snap.dead != Freshness::Unknown;
         let pid = info.key.pid.to_string();
         let labels = [pid.as_str(), info.comm.as_str(), unit];
         let with = |extra: &'static str| [labels[0], labels[1], labels[2], extra];
@@ -269,6 +272,11 @@ impl ProcessFamilies {
             if let Some(age) = age {
                 self.oldest.with_label_values(&l).set(age.as_secs_f64());
             }
+        }
+        if snap.idle_check != Freshness::Unknown {
+            self.idle
+                .with_label_values(&labels)
+                .set(s.idle_established as i64);
         }
         if s.close_wait_unaccepted > 0 {
             self.unaccepted

@@ -21,6 +21,8 @@ fn proc(pid: u32, comm: &str, open: u64, inodes: &[u64]) -> ProcessInfo {
 
 fn close_wait(inode: u64, port: u16) -> TcpSocket {
     TcpSocket {
+        timer: 0,
+        peer: None,
         netns: NetnsId(7),
         state: TcpState::CloseWait,
         local: "127.0.0.1:80".parse().expect("addr"),
