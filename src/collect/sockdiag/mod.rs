@@ -14,7 +14,8 @@
 //! dump: it is redone, a bounded number of times).
 //!
 //! The socket itself sits behind [`Transport`] so that the loop can be driven
-//! by captured datagrams in tests.
+//! by captured datagrams in tests. The loop sends any [`DumpRequest`], not
+//! only inet_diag's.
 
 pub mod parse;
 pub mod ports;
@@ -154,6 +155,23 @@ fn encode_legacy_request(req: &Request, seq: u32) -> Vec<u8> {
     buf
 }
 
+/// What [`dump`] sends: a request it can encode with any sequence number
+/// (each attempt has its own), and a name for its log lines.
+pub trait DumpRequest {
+    fn encode(&self, seq: u32) -> Vec<u8>;
+    fn name(&self) -> &'static str;
+}
+
+impl DumpRequest for Request {
+    fn encode(&self, seq: u32) -> Vec<u8> {
+        encode_request(self, seq)
+    }
+
+    fn name(&self) -> &'static str {
+        self.family.name()
+    }
+}
+
 /// A netlink socket, or a recording of one.
 pub trait Transport {
     fn send(&mut self, request: &[u8]) -> io::Result<()>;
@@ -256,14 +274,14 @@ enum Attempt {
     Interrupted,
 }
 
-fn dump_once<T: Transport, S: Sink>(
+fn dump_once<T: Transport, S: Sink, R: DumpRequest + ?Sized>(
     transport: &mut T,
-    req: &Request,
+    req: &R,
     seq: u32,
     sink: &mut S,
     buf: &mut Vec<u8>,
 ) -> Result<Attempt, DumpError> {
-    transport.send(&encode_request(req, seq))?;
+    transport.send(&req.encode(seq))?;
     let mut interrupted = false;
     loop {
         let len = transport.recv(buf)?;
@@ -306,9 +324,9 @@ fn dump_once<T: Transport, S: Sink>(
 
 /// Runs a dump to completion: a fresh socket per attempt, the sink reset
 /// before each, NLM_F_DUMP_INTR and truncation retried up to [`MAX_ATTEMPTS`].
-pub fn dump<T: Transport, S: Sink>(
+pub fn dump<T: Transport, S: Sink, R: DumpRequest + ?Sized>(
     mut connect: impl FnMut() -> io::Result<T>,
-    req: &Request,
+    req: &R,
     sink: &mut S,
 ) -> Result<(), DumpError> {
     let mut buf = Vec::with_capacity(RECV_BUFFER);
@@ -321,7 +339,7 @@ pub fn dump<T: Transport, S: Sink>(
             Ok(Attempt::Interrupted) => {
                 log::debug!(
                     "{} dump interrupted (attempt {attempt}), retrying",
-                    req.family.name()
+                    req.name()
                 );
                 last_error = Some(DumpError::Interrupted { attempts: attempt });
             }
@@ -333,7 +351,7 @@ pub fn dump<T: Transport, S: Sink>(
             Err(e) if e.retryable() => {
                 log::debug!(
                     "{} dump failed (attempt {attempt}): {e}, retrying",
-                    req.family.name()
+                    req.name()
                 );
                 last_error = Some(e);
             }
