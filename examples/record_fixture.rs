@@ -4,8 +4,8 @@
 //!
 //!     cargo run --example record_fixture -- OUT_DIR PID...
 //!
-//! writes OUT_DIR/sockdiag/{v4,v6}-{flagged,all}/NNN.bin (+ request.bin and a
-//! `netns` file) and OUT_DIR/proc/{sys/...,PID/{stat,limits,cgroup,cmdline,
+//! writes OUT_DIR/sockdiag/{any,v4,v6}-{flagged,all}/NNN.bin and
+//! OUT_DIR/sockdiag/unix/NNN.bin (+ request.bin and a `netns` file) and OUT_DIR/proc/{sys/...,PID/{stat,limits,cgroup,cmdline,
 //! exe,ns/net,fd/N}} (links recreated as symlinks with the same targets).
 //! Replay with `closewatch --report --proc-root OUT_DIR/proc
 //! --replay-sockdiag OUT_DIR/sockdiag`.
@@ -15,6 +15,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use closewatch::collect::procfs::own_netns;
+use closewatch::collect::sockdiag::unix::{UnixRequest, UnixSink};
 use closewatch::collect::sockdiag::{
     self, replay, Family, NetlinkTransport, Request, SocketSink, Transport,
 };
@@ -74,6 +75,31 @@ fn record_sockdiag(out: &Path) -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("{}: {} sockets", dir.display(), sink.sockets.len());
         }
     }
+    record_unix(&out.join(replay::UNIX_RECORDING))
+}
+
+/// The UNIX_DIAG dump of the connected sockets, as closewatch asks for it.
+fn record_unix(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let mut sink = UnixSink::default();
+    let d = dir.to_path_buf();
+    sockdiag::dump(
+        move || {
+            Ok(Recorder {
+                inner: NetlinkTransport::open()?,
+                dir: d.clone(),
+                n: 0,
+            })
+        },
+        &UnixRequest::CONNECTED,
+        &mut sink,
+    )?;
+    eprintln!(
+        "{}: {} connected UNIX sockets, {} with their peer closed",
+        dir.display(),
+        sink.connected,
+        sink.peer_closed.len()
+    );
     Ok(())
 }
 

@@ -14,13 +14,14 @@
 //! dump: it is redone, a bounded number of times).
 //!
 //! The socket itself sits behind [`Transport`] so that the loop can be driven
-//! by captured datagrams in tests. The loop sends any [`DumpRequest`], not
-//! only inet_diag's.
+//! by captured datagrams in tests. The same loop dumps UNIX sockets
+//! ([`unix`]): a request is anything that is a [`DumpRequest`].
 
 pub mod parse;
 pub mod ports;
 pub mod replay;
 pub mod tcp_info;
+pub mod unix;
 
 use std::io;
 use std::net::SocketAddr;

@@ -1,8 +1,9 @@
 //! Replays recorded sock_diag dumps: the fixture side of [`Transport`].
 //!
 //! A recording is a directory with one subdirectory per request,
-//! `{v4,v6,any}-{flagged,all}` (`any`: the combined TCPDIAG_GETSOCK request),
-//! each holding the datagrams the kernel sent, in
+//! `{v4,v6,any}-{flagged,all}` (`any`: the combined TCPDIAG_GETSOCK request)
+//! and `unix` (the UNIX_DIAG dump), each holding the datagrams the kernel
+//! sent, in
 //! order, as `NNN.bin` (see `examples/record_fixture.rs`). A request with no
 //! recording is answered as a kernel without that protocol answers:
 //! NLMSG_DONE carrying -ENOENT. Recordings without `any-*` therefore drive
@@ -11,7 +12,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{parse, Family, Transport, ALL_STATES};
+use super::{parse, unix, Family, Transport, ALL_STATES};
+
+/// The subdirectory the UNIX_DIAG dump is recorded under.
+pub const UNIX_RECORDING: &str = "unix";
 
 /// The subdirectory a request is recorded under.
 pub fn recording_name(family: Family, states: u32) -> String {
@@ -88,20 +92,29 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 
 impl Transport for Replay {
     fn send(&mut self, request: &[u8]) -> io::Result<()> {
-        let bad = || io::Error::new(io::ErrorKind::InvalidInput, "not an inet_diag request");
+        let bad = || io::Error::new(io::ErrorKind::InvalidInput, "not a sock_diag request");
         let seq = u32_at(request, 8).ok_or_else(bad)?;
         let legacy = request.get(4..6) == Some(&super::TCPDIAG_GETSOCK.to_ne_bytes()[..]);
         let family = match request.get(parse::NETLINK_HEADER_LEN) {
-            Some(0) if legacy => Family::Both,
-            Some(2) if !legacy => Family::V4,
-            Some(10) if !legacy => Family::V6,
+            Some(&unix::AF_UNIX) if !legacy => None,
+            Some(0) if legacy => Some(Family::Both),
+            Some(2) if !legacy => Some(Family::V4),
+            Some(10) if !legacy => Some(Family::V6),
             _ => return Err(bad()),
         };
-        // inet_diag_req_v2 has the states after 4 bytes, inet_diag_req after
-        // the 52 of family, lengths, ext and socket id.
-        let states_at = if legacy { 52 } else { 4 };
-        let states = u32_at(request, parse::NETLINK_HEADER_LEN + states_at).ok_or_else(bad)?;
-        let mut datagrams = self.load(&recording_name(family, states), seq)?;
+        let name = match family {
+            None => UNIX_RECORDING.to_string(),
+            Some(family) => {
+                // inet_diag_req_v2 has the states after 4 bytes,
+                // inet_diag_req after the 52 of family, lengths, ext and
+                // socket id.
+                let states_at = if legacy { 52 } else { 4 };
+                let states =
+                    u32_at(request, parse::NETLINK_HEADER_LEN + states_at).ok_or_else(bad)?;
+                recording_name(family, states)
+            }
+        };
+        let mut datagrams = self.load(&name, seq)?;
         datagrams.reverse();
         self.queue = datagrams;
         Ok(())
