@@ -124,6 +124,79 @@ pub fn file_nr(text: &[u8]) -> Result<FileNr, ParseError> {
     })
 }
 
+/// The listen-queue counters of /proc/net/netstat (`TcpExt:`), since the
+/// namespace was created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenCounters {
+    /// ListenOverflows: SYNs (first ones and retransmissions alike) and
+    /// handshake ACKs a listener dropped because its accept queue was full.
+    pub overflows: u64,
+    /// ListenDrops: every drop at a listener, the overflows included.
+    pub drops: u64,
+}
+
+const TCP_EXT: &[u8] = b"TcpExt:";
+
+/// Parses /proc/net/netstat, which is per network namespace (read it as
+/// /proc/thread-self/net/netstat from a thread inside the namespace). The
+/// file is pairs of lines, a line of names and a line of values, each
+/// starting with the same prefix (`TcpExt:`, `IpExt:`, `MPTcpExt:`). Newer
+/// kernels add columns, so the two counters are found by name in the first
+/// `TcpExt:` pair; the two lines must have as many fields as each other.
+pub fn listen_counters(text: &[u8]) -> Result<ListenCounters, ParseError> {
+    let mut lines = text.split(|&b| b == b'\n');
+    let names = lines
+        .by_ref()
+        .find_map(|l| l.strip_prefix(TCP_EXT))
+        .ok_or_else(|| malformed("netstat", "no TcpExt: line"))?;
+    let values = lines
+        .next()
+        .and_then(|l| l.strip_prefix(TCP_EXT))
+        .ok_or_else(|| malformed("netstat", "no TcpExt: values after the names"))?;
+    let (names, values) = (words(names), words(values));
+    if names.len() != values.len() {
+        return Err(malformed(
+            "netstat",
+            format!("TcpExt: {} names but {} values", names.len(), values.len()),
+        ));
+    }
+    let counter = |name: &str| {
+        let at = names
+            .iter()
+            .position(|n| *n == name.as_bytes())
+            .ok_or_else(|| malformed("netstat", format!("no {name} in TcpExt:")))?;
+        decimal(values[at]).ok_or_else(|| {
+            malformed(
+                "netstat",
+                format!("{name} is {:?}", String::from_utf8_lossy(values[at])),
+            )
+        })
+    };
+    Ok(ListenCounters {
+        overflows: counter("ListenOverflows")?,
+        drops: counter("ListenDrops")?,
+    })
+}
+
+fn words(line: &[u8]) -> Vec<&[u8]> {
+    line.split(u8::is_ascii_whitespace)
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// A decimal u64 of ASCII digits only (no sign, no spaces), as the kernel
+/// prints counters.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
+}
+
 /// What an fd link (readlink of /proc/PID/fd/N) points at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FdTarget {

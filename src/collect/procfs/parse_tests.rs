@@ -1,8 +1,9 @@
 //! The /proc parsers read text captured from Linux 6.18 (this machine) and the
 //! edge cases the kernel allows (comm with spaces, parentheses or bytes that
 //! are not UTF-8, zombies, kernel threads, unlimited limits) as the kernel
-//! means them, name the unit, container or pod of each cgroup layout, and
-//! turn malformed text into an error, never a panic.
+//! means them, name the unit, container or pod of each cgroup layout, find
+//! netstat's listen counters by column name, and turn malformed text into
+//! an error, never a panic.
 
 use super::*;
 
@@ -307,4 +308,127 @@ fn systemd_units_on_cgroup_v1_and_user_services() {
     );
     let slice_only = b"0::/system.slice\n";
     assert_eq!(unit_from_cgroup(slice_only), Ok(None));
+}
+
+/// /proc/thread-self/net/netstat of a scratch network namespace, 2.5 s after
+/// 20 clients connected to a backlog-1 listener that never accepts: 2 got
+/// into the accept queue, the SYNs of the other 18 were dropped three times
+/// each (at 0, 1 and 2 s), and each drop counted once in ListenOverflows and
+/// once in ListenDrops.
+pub(super) const NETSTAT_OVERFLOWED: &[u8] = b"TcpExt: SyncookiesSent SyncookiesRecv SyncookiesFailed EmbryonicRsts PruneCalled RcvPruned OfoPruned OutOfWindowIcmps LockDroppedIcmps ArpFilter TW TWRecycled TWKilled PAWSActive PAWSEstab BeyondWindow TSEcrRejected PAWSOldAck PAWSTimewait DelayedACKs DelayedACKLocked DelayedACKLost ListenOverflows ListenDrops TCPHPHits TCPPureAcks TCPHPAcks TCPRenoRecovery TCPSackRecovery TCPSACKReneging TCPSACKReorder TCPRenoReorder TCPTSReorder TCPFullUndo TCPPartialUndo TCPDSACKUndo TCPLossUndo TCPLostRetransmit TCPRenoFailures TCPSackFailures TCPLossFailures TCPFastRetrans TCPSlowStartRetrans TCPTimeouts TCPLossProbes TCPLossProbeRecovery TCPRenoRecoveryFail TCPSackRecoveryFail TCPRcvCollapsed TCPBacklogCoalesce TCPDSACKOldSent TCPDSACKOfoSent TCPDSACKRecv TCPDSACKOfoRecv TCPAbortOnData TCPAbortOnClose TCPAbortOnMemory TCPAbortOnTimeout TCPAbortOnLinger TCPAbortFailed TCPMemoryPressures TCPMemoryPressuresChrono TCPSACKDiscard TCPDSACKIgnoredOld TCPDSACKIgnoredNoUndo TCPSpuriousRTOs TCPMD5NotFound TCPMD5Unexpected TCPMD5Failure TCPSackShifted TCPSackMerged TCPSackShiftFallback TCPBacklogDrop PFMemallocDrop TCPMinTTLDrop TCPDeferAcceptDrop IPReversePathFilter TCPTimeWaitOverflow TCPReqQFullDoCookies TCPReqQFullDrop TCPRetransFail TCPRcvCoalesce TCPOFOQueue TCPOFODrop TCPOFOMerge TCPChallengeACK TCPSYNChallenge TCPFastOpenActive TCPFastOpenActiveFail TCPFastOpenPassive TCPFastOpenPassiveFail TCPFastOpenListenOverflow TCPFastOpenCookieReqd TCPFastOpenBlackhole TCPSpuriousRtxHostQueues BusyPollRxPackets TCPAutoCorking TCPFromZeroWindowAdv TCPToZeroWindowAdv TCPWantZeroWindowAdv TCPSynRetrans TCPOrigDataSent TCPHystartTrainDetect TCPHystartTrainCwnd TCPHystartDelayDetect TCPHystartDelayCwnd TCPACKSkippedSynRecv TCPACKSkippedPAWS TCPACKSkippedSeq TCPACKSkippedFinWait2 TCPACKSkippedTimeWait TCPACKSkippedChallenge TCPWinProbe TCPKeepAlive TCPMTUPFail TCPMTUPSuccess TCPDelivered TCPDeliveredCE TCPAckCompressed TCPZeroWindowDrop TCPRcvQDrop TCPWqueueTooBig TCPFastOpenPassiveAltKey TcpTimeoutRehash TcpDuplicateDataRehash TCPDSACKRecvSegs TCPDSACKIgnoredDubious TCPMigrateReqSuccess TCPMigrateReqFailure TCPPLBRehash TCPAORequired TCPAOBad TCPAOKeyNotFound TCPAOGood TCPAODroppedIcmps\n\
+TcpExt: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 54 54 0 2 0 0 0 0 0 0 0 0 0 0 0 18 0 0 0 0 0 36 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 36 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 2 0 0 0 0 0 0 36 0 0 0 0 0 0 0 0 0 0 0\n\
+IpExt: InNoRoutes InTruncatedPkts InMcastPkts OutMcastPkts InBcastPkts OutBcastPkts InOctets OutOctets InMcastOctets OutMcastOctets InBcastOctets OutBcastOctets InCsumErrors InNoECTPkts InECT1Pkts InECT0Pkts InCEPkts ReasmOverlaps\n\
+IpExt: 0 0 0 0 0 0 3584 3584 0 0 0 0 0 60 0 0 0 0\n\
+MPTcpExt: MPCapableSYNRX MPCapableSYNTX MPCapableSYNACKRX MPCapableACKRX MPCapableFallbackACK MPCapableFallbackSYNACK MPCapableSYNTXDrop MPCapableSYNTXDisabled MPCapableEndpAttempt MPFallbackTokenInit MPTCPRetrans MPJoinNoTokenFound MPJoinSynRx MPJoinSynBackupRx MPJoinSynAckRx MPJoinSynAckBackupRx MPJoinSynAckHMacFailure MPJoinAckRx MPJoinAckHMacFailure MPJoinRejected MPJoinSynTx MPJoinSynTxCreatSkErr MPJoinSynTxBindErr MPJoinSynTxConnectErr DSSNotMatching DSSCorruptionFallback DSSCorruptionReset InfiniteMapTx InfiniteMapRx DSSNoMatchTCP DataCsumErr OFOQueueTail OFOQueue OFOMerge NoDSSInWindow DuplicateData AddAddr AddAddrTx AddAddrTxDrop EchoAdd EchoAddTx EchoAddTxDrop PortAdd AddAddrDrop MPJoinPortSynRx MPJoinPortSynAckRx MPJoinPortAckRx MismatchPortSynRx MismatchPortAckRx RmAddr RmAddrDrop RmAddrTx RmAddrTxDrop RmSubflow MPPrioTx MPPrioRx MPFailTx MPFailRx MPFastcloseTx MPFastcloseRx MPRstTx MPRstRx SubflowStale SubflowRecover SndWndShared RcvWndShared RcvWndConflictUpdate RcvWndConflict MPCurrEstab Blackhole MPCapableDataFallback MD5SigFallback DssFallback SimultConnectFallback FallbackFailed WinProbe\n\
+MPTcpExt: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+
+#[test]
+fn listen_counters_of_a_namespace_whose_listener_overflowed() {
+    assert_eq!(
+        listen_counters(NETSTAT_OVERFLOWED),
+        Ok(ListenCounters {
+            overflows: 54,
+            drops: 54,
+        })
+    );
+}
+
+/// The captured file with its lines rewritten by `edit` (prefix, words).
+fn netstat_edited(mut edit: impl FnMut(&str, &mut Vec<String>)) -> Vec<u8> {
+    let text = String::from_utf8_lossy(NETSTAT_OVERFLOWED);
+    let mut out = String::new();
+    for line in text.lines() {
+        let (prefix, rest) = line.split_once(' ').expect("prefix");
+        let mut words: Vec<String> = rest.split(' ').map(str::to_string).collect();
+        edit(prefix, &mut words);
+        out.push_str(&format!("{prefix} {}\n", words.join(" ")));
+    }
+    out.into_bytes()
+}
+
+#[test]
+fn listen_counters_are_found_by_name_wherever_the_kernel_puts_them() {
+    // A newer kernel's column before them, and the two swapped.
+    let mut at = None;
+    let text = netstat_edited(|prefix, words| {
+        if prefix != "TcpExt:" {
+            return;
+        }
+        match at {
+            None => {
+                words.insert(0, "TCPNewThing".into());
+                let a = words.iter().position(|w| w == "ListenOverflows");
+                let a = a.expect("the column");
+                words.swap(a, a + 1);
+                at = Some(a);
+            }
+            Some(a) => {
+                words.insert(0, "7".into());
+                words[a] = "22".into(); // under ListenDrops
+                words[a + 1] = "11".into(); // under ListenOverflows
+            }
+        }
+    });
+    assert_eq!(
+        listen_counters(&text),
+        Ok(ListenCounters {
+            overflows: 11,
+            drops: 22,
+        })
+    );
+    // An older kernel's short TcpExt:, other sections before it.
+    let old = b"IpExt: InNoRoutes InTruncatedPkts\nIpExt: 0 0\n\
+TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPPrequeued\n\
+TcpExt: 1 18446744073709551615 3 4\n";
+    assert_eq!(
+        listen_counters(old),
+        Ok(ListenCounters {
+            overflows: u64::MAX,
+            drops: 3,
+        })
+    );
+}
+
+#[test]
+fn netstat_without_the_pair_or_the_columns_is_an_error() {
+    let missing = |what: &str, text: &[u8]| {
+        let err = listen_counters(text).expect_err(what);
+        assert_eq!(err.what, "netstat");
+        assert!(err.detail.contains(what), "{err}");
+    };
+    missing("no TcpExt: line", b"");
+    missing("no TcpExt: line", b"IpExt: InNoRoutes\nIpExt: 0\n");
+    // The names line cut off before its values.
+    let cut = NETSTAT_OVERFLOWED
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("a line");
+    missing("no TcpExt: values", &NETSTAT_OVERFLOWED[..cut + 1]);
+    missing(
+        "no TcpExt: values",
+        b"TcpExt: ListenOverflows ListenDrops\nIpExt: 1 2\n",
+    );
+    missing(
+        "2 names but 1 values",
+        b"TcpExt: ListenOverflows ListenDrops\nTcpExt: 1\n",
+    );
+    missing(
+        "no ListenDrops",
+        b"TcpExt: ListenOverflows X\nTcpExt: 1 2\n",
+    );
+    missing(
+        "ListenOverflows is \"-1\"",
+        b"TcpExt: ListenOverflows ListenDrops\nTcpExt: -1 2\n",
+    );
+    missing(
+        "ListenDrops is \"18446744073709551616\"",
+        b"TcpExt: ListenOverflows ListenDrops\nTcpExt: 1 18446744073709551616\n",
+    );
+    missing(
+        "ListenOverflows is \"+1\"",
+        b"TcpExt: ListenOverflows ListenDrops\nTcpExt: +1 2\n",
+    );
+    for len in 0..NETSTAT_OVERFLOWED.len() {
+        let _ = listen_counters(&NETSTAT_OVERFLOWED[..len]);
+    }
 }

@@ -1,7 +1,7 @@
 //! Property tests: no text a process can put in /proc (its comm, its
-//! cmdline, its cgroup path) or a kernel can write there makes the /proc
-//! parsers panic, and what they return is what the format says the bytes
-//! hold.
+//! cmdline, its cgroup path) or a kernel can write there (netstat's
+//! counters too) makes the /proc parsers panic, and what they return is
+//! what the format says the bytes hold.
 //!
 //! Each parser is checked against an oracle written from the format (field
 //! numbers, prefixes) rather than from the code, on arbitrary bytes, on
@@ -17,7 +17,8 @@ use crate::byte_edits::{self, Edit};
 
 // Samples captured on Linux 6.18, shared with the unit tests.
 use super::tests::{
-    CGROUP_HYBRID_ROOT, LIMITS, STAT_CAT, STAT_KTHREAD, STAT_NON_UTF8_COMM, STAT_WEIRD_COMM,
+    CGROUP_HYBRID_ROOT, LIMITS, NETSTAT_OVERFLOWED, STAT_CAT, STAT_KTHREAD, STAT_NON_UTF8_COMM,
+    STAT_WEIRD_COMM,
 };
 const STATS: [&[u8]; 4] = [STAT_CAT, STAT_WEIRD_COMM, STAT_KTHREAD, STAT_NON_UTF8_COMM];
 const CGROUP_DOCKER_V1: &[u8] = b"12:pids:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n1:name=systemd:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n0::/system.slice/containerd.service\n";
@@ -42,7 +43,7 @@ const FILE_NR: &[u8] = b"342\t0\t2466170\n";
 const CMDLINE: &[u8] = b"python3\0-m\0http.server\08080\0";
 
 /// Pieces /proc text is made of, and a few that make parsers stumble.
-const TOKENS: [&[u8]; 26] = [
+const TOKENS: [&[u8]; 30] = [
     b" ",
     b"\t",
     b"\n",
@@ -69,6 +70,10 @@ const TOKENS: [&[u8]; 26] = [
     b"\xe2\x80\xa6",
     b"\xff",
     b"\xc3",
+    b"TcpExt:",
+    b"TcpExt: ",
+    b"ListenOverflows",
+    b"ListenDrops",
 ];
 
 fn token() -> impl Strategy<Value = Vec<u8>> {
@@ -275,6 +280,43 @@ fn check_file_nr(b: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// /proc/net/netstat as the kernel writes it: the first line that starts
+/// "TcpExt:" names the columns, the line right after it must start
+/// "TcpExt:" too and hold as many space-separated values; each counter is
+/// the value under the first column of its name, digits only, within u64.
+fn netstat_oracle(b: &[u8]) -> Option<ListenCounters> {
+    let lines: Vec<&[u8]> = b.split(|&c| c == b'\n').collect();
+    let i = lines.iter().position(|l| l.starts_with(b"TcpExt:"))?;
+    let next = lines.get(i + 1).filter(|l| l.starts_with(b"TcpExt:"))?;
+    let cols = |l: &[u8]| -> Vec<Vec<u8>> {
+        l[7..]
+            .split(|c| c.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let (names, values) = (cols(lines[i]), cols(next));
+    if names.len() != values.len() {
+        return None;
+    }
+    let get = |name: &[u8]| -> Option<u64> {
+        let v = &values[names.iter().position(|n| n == name)?];
+        if !v.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(v).ok()?.parse().ok()
+    };
+    Some(ListenCounters {
+        overflows: get(b"ListenOverflows")?,
+        drops: get(b"ListenDrops")?,
+    })
+}
+
+fn check_netstat(b: &[u8]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(listen_counters(b).ok(), netstat_oracle(b));
+    Ok(())
+}
+
 #[test]
 fn the_oracles_agree_with_the_samples() {
     // The oracles are not idle: each sample parses, to what parse_tests says.
@@ -292,6 +334,14 @@ fn the_oracles_agree_with_the_samples() {
         check_stat(s).expect("agrees");
     }
     check_limits(LIMITS).expect("agrees");
+    assert_eq!(
+        netstat_oracle(NETSTAT_OVERFLOWED),
+        Some(ListenCounters {
+            overflows: 54,
+            drops: 54
+        })
+    );
+    check_netstat(NETSTAT_OVERFLOWED).expect("agrees");
     check_file_nr(FILE_NR).expect("agrees");
     check_cmdline(CMDLINE, 4096).expect("agrees");
     check_cmdline(CMDLINE, 9).expect("agrees");
@@ -320,6 +370,10 @@ fn every_truncation_of_every_sample() {
     }
     for len in 0..=FILE_NR.len() {
         check_file_nr(&FILE_NR[..len]).unwrap_or_else(|e| panic!("file-nr cut to {len}: {e}"));
+    }
+    for len in 0..=NETSTAT_OVERFLOWED.len() {
+        check_netstat(&NETSTAT_OVERFLOWED[..len])
+            .unwrap_or_else(|e| panic!("netstat cut to {len}: {e}"));
     }
     for len in 0..=CMDLINE.len() {
         for max in 0..=CMDLINE.len() + 1 {
@@ -435,6 +489,52 @@ fn special_component() -> impl Strategy<Value = (String, Option<String>, u8)> {
     ]
 }
 
+/// A netstat file: other sections around a TcpExt: pair whose columns are
+/// the two counters among others, in any order, with any values.
+fn netstat_text() -> impl Strategy<Value = (String, ListenCounters)> {
+    let section = (
+        "[A-Z][A-Za-z]{1,8}",
+        vec(("[A-Z][A-Za-z0-9]{0,12}", any::<u64>()), 0..4),
+    );
+    (
+        vec(section.clone(), 0..3),
+        vec(("TCP[A-Za-z]{1,12}", any::<u64>()), 0..20),
+        (any::<Index>(), any::<Index>()),
+        (any::<u64>(), any::<u64>()),
+        vec(section, 0..3),
+    )
+        .prop_map(|(before, mut cols, (at_o, at_d), (o, d), after)| {
+            // A column of the same name earlier would win.
+            cols.retain(|(n, _)| n != "ListenOverflows" && n != "ListenDrops");
+            cols.insert(at_o.index(cols.len() + 1), ("ListenOverflows".into(), o));
+            cols.insert(at_d.index(cols.len() + 1), ("ListenDrops".into(), d));
+            let pair = |prefix: &str, cols: &[(String, u64)]| {
+                let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+                let values: Vec<String> = cols.iter().map(|(_, v)| v.to_string()).collect();
+                format!(
+                    "{prefix}: {}\n{prefix}: {}\n",
+                    names.join(" "),
+                    values.join(" ")
+                )
+            };
+            let mut text = String::new();
+            for (prefix, cols) in before.iter().filter(|(p, _)| p != "TcpExt") {
+                text.push_str(&pair(prefix, cols));
+            }
+            text.push_str(&pair("TcpExt", &cols));
+            for (prefix, cols) in &after {
+                text.push_str(&pair(prefix, cols));
+            }
+            (
+                text,
+                ListenCounters {
+                    overflows: o,
+                    drops: d,
+                },
+            )
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -472,6 +572,18 @@ proptest! {
     #[test]
     fn generated_limits_round_trip((text, soft) in limits_text()) {
         prop_assert_eq!(max_open_files(text.as_bytes()), Ok(soft), "{}", text);
+    }
+
+    #[test]
+    fn netstat_of_arbitrary_and_edited_bytes(
+        b in prop_oneof![bytes(), edited(&[NETSTAT_OVERFLOWED])],
+    ) {
+        check_netstat(&b)?;
+    }
+
+    #[test]
+    fn generated_netstat_round_trips((text, counters) in netstat_text()) {
+        prop_assert_eq!(listen_counters(text.as_bytes()), Ok(counters), "{}", text);
     }
 
     #[test]
