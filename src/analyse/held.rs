@@ -54,6 +54,11 @@ pub struct SocketSummary {
     /// Of those, the ones whose peer was on this host and is gone.
     pub idle_peer_gone: u64,
     pub oldest_idle: Option<Duration>,
+    /// Connected UNIX stream/seqpacket sockets whose peer closed, and of
+    /// those the ones seen so for at least `dead_socket_age`.
+    pub unix_close_wait: u64,
+    pub unix_close_wait_stale: u64,
+    pub oldest_unix_close_wait: Option<Duration>,
 }
 
 impl SocketSummary {
@@ -64,6 +69,7 @@ impl SocketSummary {
             + self.close_wait_unaccepted
             + self.dead
             + self.idle_established
+            + self.unix_close_wait
     }
 
     /// Of those, the ones old enough to count as leaks.
@@ -73,6 +79,7 @@ impl SocketSummary {
             + self.close_wait_unaccepted_stale
             + self.dead_stale
             + self.idle_established
+            + self.unix_close_wait_stale
     }
 }
 
@@ -250,6 +257,16 @@ pub fn attribute(
             let age = history.dead_age(p.key, s.inode, now);
             let stale = age >= settings.dead_socket_age;
             out.by_process.entry(i).or_default().dead(age, stale);
+        }
+    }
+    for s in &snapshot.unix {
+        let age = history.unix_age(s, now);
+        let stale = age >= settings.dead_socket_age;
+        for &o in owners.get(&s.inode).into_iter().flatten() {
+            let sum = &mut out.by_process.entry(o).or_default().summary;
+            sum.unix_close_wait += 1;
+            sum.unix_close_wait_stale += u64::from(stale);
+            sum.oldest_unix_close_wait = older(sum.oldest_unix_close_wait, age);
         }
     }
     for s in &snapshot.idle {

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use rustc_hash::FxHashMap;
 
 use super::growth::FdHistory;
-use crate::model::{Freshness, ProcessKey, Snapshot, SocketKey, TcpSocket};
+use crate::model::{Freshness, ProcessKey, Snapshot, SocketKey, TcpSocket, UnixSocket};
 
 /// When each socket of the last scan was first seen, keyed by (netns, cookie)
 /// (a reused inode never inherits an age), and fd samples per process.
@@ -27,6 +27,9 @@ pub struct History {
     /// Since when each idle connection has received nothing: `now -
     /// tcpi_last_data_recv` at each look (data resets it).
     idle_since: FxHashMap<SocketKey, SystemTime>,
+    /// When each UNIX socket whose peer closed was first seen so (no time
+    /// from the kernel for it either).
+    unix_first_seen: FxHashMap<SocketKey, SystemTime>,
     pub fds: FdHistory,
 }
 
@@ -82,6 +85,28 @@ impl History {
             idle.insert(s.key(), since);
         }
         self.idle_since = idle;
+        let mut unix = FxHashMap::default();
+        for s in &snapshot.unix {
+            let key = SocketKey {
+                netns: s.netns,
+                cookie: s.cookie,
+            };
+            let seen = self.unix_first_seen.get(&key).copied().unwrap_or(now);
+            unix.insert(key, seen);
+        }
+        self.unix_first_seen = unix;
+    }
+
+    /// How long a UNIX socket has been seen with its peer closed, at `now`.
+    pub fn unix_age(&self, socket: &UnixSocket, now: SystemTime) -> Duration {
+        let key = SocketKey {
+            netns: socket.netns,
+            cookie: socket.cookie,
+        };
+        self.unix_first_seen
+            .get(&key)
+            .and_then(|seen| now.duration_since(*seen).ok())
+            .unwrap_or_default()
     }
 
     /// How long an idle connection has received nothing at `now`.

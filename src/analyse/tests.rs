@@ -876,6 +876,8 @@ fn ephemeral_ports_near_the_end_of_the_range_are_a_host_finding_naming_the_owner
         id: NS,
         states: crate::model::StateCounts::default(),
         processes: 2,
+        listen_overflows: None,
+        listen_drops: None,
         ports: Some(crate::model::PortUse {
             range: crate::model::PortRange {
                 low: 40000,

@@ -152,6 +152,7 @@ impl Collector {
             wanted.extend((s.inode != 0).then_some(s.inode));
             wanted.extend(peer_inode(s));
         }
+        wanted.extend(snap.unix.iter().map(|s| s.inode).filter(|&i| i != 0));
         for (_, t) in &tables {
             wanted.extend(t.flagged.iter().filter_map(peer_inode));
         }

@@ -25,6 +25,9 @@ pub trait SocketSource: Send + Sync + std::fmt::Debug {
     fn every_namespace(&self) -> bool;
 }
 
+/// The TCP counters of the calling thread's network namespace.
+const NETSTAT: &str = "/proc/thread-self/net/netstat";
+
 /// The ephemeral port range of the opener's network namespace.
 const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 
@@ -59,6 +62,17 @@ impl SocketSource for Netlink {
         let (mut tables, errors) =
             sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open, wants);
         tables.port_range_error = range.and_then(Result::err);
+        match sockdiag::unix::dump_unix(netns, sockdiag::NetlinkTransport::open) {
+            Ok(unix) => tables.unix = unix,
+            Err(e) => tables.unix_error = Some(e),
+        }
+        tables.listen = Some(
+            std::fs::read(NETSTAT)
+                .map_err(|e| format!("{NETSTAT}: {e}"))
+                .and_then(|b| {
+                    procfs::parse::listen_counters(&b).map_err(|e| format!("{NETSTAT}: {e}"))
+                }),
+        );
         (tables, errors)
     }
 

@@ -14,7 +14,7 @@ use super::netns::{self, Namespace};
 use super::procfs::ProcRoot;
 use super::sockdiag::{FamilyError, TcpTables, Wants};
 use super::source::SocketSource;
-use crate::model::{NetnsId, NetnsScan, ScanError, Snapshot, Stage, UnscannedNetns};
+use crate::model::{Freshness, NetnsId, NetnsScan, ScanError, Snapshot, Stage, UnscannedNetns};
 
 /// The TCP tables of one namespace, or why it could not be dumped.
 type DumpResult = Result<(TcpTables, Vec<FamilyError>), netns::Unscanned>;
@@ -65,6 +65,8 @@ impl Dumps<'_> {
         snap.netns_unknown_processes = discovery.unreadable_processes;
         snap.unread.run_netns = discovery.run_netns_error.clone();
         let namespaces = &discovery.namespaces;
+        // Every namespace's UNIX dump must answer for the check to be fresh.
+        snap.unix_check = Freshness::Fresh;
         let mut out = Vec::with_capacity(namespaces.len().max(1));
         if !namespaces.iter().any(|ns| ns.id == own) {
             let result = Ok(self.source.tables(own, counts(own)));
@@ -143,6 +145,26 @@ fn record(
                 log::debug!("netns {id}: {e}");
                 snap.unread.port_range += 1;
             }
+            if let Some(e) = tables.unix_error.take() {
+                snap.errors.push(ScanError {
+                    stage: Stage::Sockdiag,
+                    message: format!("netns {id}: UNIX dump: {e}"),
+                });
+            }
+            if !tables.unix.diag_available {
+                snap.unix_check = Freshness::Unknown;
+            }
+            snap.unix_connected += tables.unix.connected;
+            snap.unix.append(&mut tables.unix.peer_closed);
+            let listen = match tables.listen.take() {
+                Some(Ok(c)) => Some(c),
+                Some(Err(e)) => {
+                    log::debug!("netns {id}: {e}");
+                    snap.unread.netstat += 1;
+                    None
+                }
+                None => None,
+            };
             for e in errors {
                 snap.errors.push(ScanError {
                     stage: Stage::Sockdiag,
@@ -154,6 +176,8 @@ fn record(
                 states: tables.states,
                 processes,
                 ports: tables.ports.take().map(|p| p.finish()),
+                listen_overflows: listen.map(|c| c.overflows),
+                listen_drops: listen.map(|c| c.drops),
             };
             out.push((scan, tables));
         }

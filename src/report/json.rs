@@ -41,6 +41,8 @@ struct Json<'a> {
     /// Whether idle connections were looked for (half_open), as for
     /// dead sockets.
     idle_checked: &'static str,
+    /// "fresh" when every namespace's UNIX sockets were dumped, else "unknown".
+    unix_checked: &'static str,
     /// Whether dead sockets were looked for: "fresh" (this scan), "carried"
     /// (the agent's last check, between all-states dumps) or "unknown".
     dead_sockets_checked: &'static str,
@@ -54,6 +56,8 @@ struct ReadFailures<'a> {
     fd_stat: u64,
     /// Namespaces whose ephemeral port range could not be read.
     port_range: u64,
+    /// Namespaces whose /proc/net/netstat could not be read.
+    netstat: u64,
     /// Listed processes whose unit could not be read (`unit_error`).
     cgroup: u64,
 }
@@ -169,6 +173,10 @@ struct Sockets {
     /// Half-open connections (the `half_open` count); null when the scan
     /// could not look.
     idle_established: Option<u64>,
+    /// Connected UNIX stream sockets whose peer closed; null when the scan
+    /// could not dump UNIX sockets.
+    unix_close_wait: Option<u64>,
+    unix_close_wait_stale: Option<u64>,
     // Extensions.
     close_wait_unaccepted_stale: u64,
     oldest_dead_seconds: Option<f64>,
@@ -332,10 +340,12 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
             .collect(),
         dead_sockets_checked: freshness(snap.dead),
         idle_checked: freshness(snap.idle_check),
+        unix_checked: freshness(snap.unix_check),
         read_failures: ReadFailures {
             run_netns: snap.unread.run_netns.as_deref(),
             fd_stat: snap.unread.fd_stat,
             port_range: snap.unread.port_range,
+            netstat: snap.unread.netstat,
             cgroup: report
                 .details
                 .iter()
@@ -359,6 +369,7 @@ fn process<'a>(
 ) -> Option<Process<'a>> {
     let dead_known = snap.dead != Freshness::Unknown;
     let idle_known = snap.idle_check != Freshness::Unknown;
+    let unix_known = snap.unix_check != Freshness::Unknown;
     let mut netns: Vec<u64> = p.netns.iter().map(|n| n.0).collect();
     if let Some(own) = details.and_then(|d| d.netns) {
         if !netns.contains(&own.0) {
@@ -397,6 +408,8 @@ fn process<'a>(
             dead_stale: dead_known.then_some(s.dead_stale),
             oldest_dead_seconds: s.oldest_dead.map(secs),
             idle_established: idle_known.then_some(s.idle_established),
+            unix_close_wait: unix_known.then_some(s.unix_close_wait),
+            unix_close_wait_stale: unix_known.then_some(s.unix_close_wait_stale),
             idle_peer_gone: s.idle_peer_gone,
             oldest_idle_seconds: s.oldest_idle.map(secs),
         },

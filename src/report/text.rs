@@ -220,6 +220,13 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
     }
     labelled(out, "skipped", &skipped(snap))?;
     labelled(out, "unread", &unread(report))?;
+    if snap.unix_check == Freshness::Unknown {
+        labelled(
+            out,
+            "unix",
+            &["not dumped: no UNIX_DIAG answer in a namespace".to_string()],
+        )?;
+    }
     if snap.dead == Freshness::Unknown {
         labelled(
             out,
@@ -381,6 +388,12 @@ fn unread(report: &Report<'_>) -> Vec<String> {
             count(u.port_range, "namespace", "namespaces")
         ));
     }
+    if u.netstat > 0 {
+        parts.push(format!(
+            "the listen counters of {} could not be read",
+            count(u.netstat, "namespace", "namespaces")
+        ));
+    }
     let units = report
         .details
         .iter()
@@ -516,6 +529,20 @@ fn process(
             ),
             human(settings.idle_age),
             human(p.sockets.oldest_idle.unwrap_or_default()),
+        )?;
+    }
+    if p.sockets.unix_close_wait > 0 {
+        writeln!(
+            out,
+            "  unix   {} whose peer closed, {} held ≥ {}, oldest {}",
+            count(
+                p.sockets.unix_close_wait,
+                "UNIX stream socket",
+                "UNIX stream sockets"
+            ),
+            p.sockets.unix_close_wait_stale,
+            human(settings.dead_socket_age),
+            human(p.sockets.oldest_unix_close_wait.unwrap_or_default()),
         )?;
     }
     if p.sockets.dead > 0 {

@@ -34,6 +34,7 @@ mod fin_wait2_stale;
 mod half_open;
 mod host_fd_utilization;
 mod port_exhaustion;
+mod unix_close_wait;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -259,6 +260,7 @@ table! {
     DeadSockets => dead_sockets,
     PortExhaustion => port_exhaustion,
     HalfOpen => half_open,
+    UnixCloseWait => unix_close_wait,
 }
 
 impl Check {

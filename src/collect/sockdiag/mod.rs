@@ -448,6 +448,13 @@ pub struct TcpTables {
     pub port_range_error: Option<String>,
     /// ESTABLISHED sockets idle and without a timer, when asked for.
     pub idle: Option<Idle>,
+    /// The namespace's connected UNIX sockets (a source fills it in).
+    pub unix: unix::UnixTable,
+    /// Why the UNIX dump failed, if it did.
+    pub unix_error: Option<DumpError>,
+    /// The namespace's listen overflow and drop counters (a source fills
+    /// them in), or why they could not be read.
+    pub listen: Option<Result<crate::collect::procfs::parse::ListenCounters, String>>,
     /// Whether the all-states count dump ran, and every dump succeeded.
     pub counted: bool,
 }
@@ -661,6 +668,7 @@ fn dump_family<T: Transport>(
             port_range_error: None,
             idle,
             counted: false,
+            ..TcpTables::default()
         });
     }
     let mut all = TableSink {
@@ -692,6 +700,7 @@ fn dump_family<T: Transport>(
         port_range_error: None,
         idle,
         counted: true,
+        ..TcpTables::default()
     })
 }
 

@@ -30,15 +30,13 @@ use netlink_packet_sock_diag::unix::{ShowFlags, StateFlags, UnixRequest as WireR
 use netlink_packet_sock_diag::SockDiagMessage;
 
 use crate::model::NetnsId;
+pub use crate::model::{UnixKind, UnixSocket, SHUTDOWN_MASK, UNIX_ESTABLISHED};
 
 use super::parse::{ParseError, NETLINK_HEADER_LEN};
 use super::{dump, DumpError, DumpRequest, Sink, Transport};
 
 /// AF_UNIX, the `sdiag_family` of the request and `udiag_family` of replies.
 pub const AF_UNIX: u8 = 1;
-/// TCP_ESTABLISHED: the state of a connected UNIX socket (and of a datagram
-/// socket after connect()).
-pub const UNIX_ESTABLISHED: u8 = 1;
 /// TCP_LISTEN: a listening UNIX socket.
 pub const UNIX_LISTEN: u8 = 10;
 /// The `udiag_states` of a dump of the connected sockets.
@@ -64,8 +62,6 @@ pub const UNIX_DIAG_SHUTDOWN: u16 = 6;
 pub const UNIX_DIAG_MSG_LEN: usize = 16;
 /// `struct unix_diag_req`: family, protocol, pad, states, ino, show, cookie[2].
 pub const UNIX_DIAG_REQ_LEN: usize = 24;
-/// RCV_SHUTDOWN | SEND_SHUTDOWN: neither end can send any more.
-pub const SHUTDOWN_MASK: u8 = 3;
 
 /// One UNIX_DIAG dump request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,89 +119,6 @@ impl DumpRequest for UnixRequest {
 
     fn name(&self) -> &'static str {
         "UNIX"
-    }
-}
-
-/// `udiag_type`: the socket type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum UnixKind {
-    /// SOCK_STREAM (1).
-    Stream,
-    /// SOCK_DGRAM (2).
-    Dgram,
-    /// SOCK_SEQPACKET (5).
-    SeqPacket,
-    /// Any other value, kept as sent.
-    Other(u8),
-}
-
-impl UnixKind {
-    pub fn from_kernel(n: u8) -> UnixKind {
-        match n {
-            1 => UnixKind::Stream,
-            2 => UnixKind::Dgram,
-            5 => UnixKind::SeqPacket,
-            n => UnixKind::Other(n),
-        }
-    }
-
-    pub fn kernel_number(self) -> u8 {
-        match self {
-            UnixKind::Stream => 1,
-            UnixKind::Dgram => 2,
-            UnixKind::SeqPacket => 5,
-            UnixKind::Other(n) => n,
-        }
-    }
-
-    /// Stream and seqpacket sockets are connections: one peer, for life.
-    pub fn is_connection(self) -> bool {
-        matches!(self, UnixKind::Stream | UnixKind::SeqPacket)
-    }
-}
-
-/// A UNIX socket as one UNIX_DIAG record describes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnixSocket {
-    pub netns: NetnsId,
-    /// The socket's inode: `socket:[INODE]` in /proc/PID/fd.
-    pub inode: u64,
-    /// The kernel's socket cookie: unique for the life of the host.
-    pub cookie: u64,
-    pub kind: UnixKind,
-    /// `udiag_state`: 1 connected, 10 listening, 7 unconnected.
-    pub state: u8,
-    /// UNIX_DIAG_PEER: the peer's inode, `Some(0)` when the peer has none
-    /// (it was released, or still waits in a listener's accept queue);
-    /// `None` when the kernel sent no peer (not connected, or not asked).
-    pub peer: Option<u64>,
-    /// UNIX_DIAG_SHUTDOWN: `sk_shutdown`, 1 RCV_SHUTDOWN, 2 SEND_SHUTDOWN.
-    pub shutdown: Option<u8>,
-    /// UNIX_DIAG_RQLEN's `udiag_rqueue`: bytes (stream) or messages not yet
-    /// read; for a listener, the connections not yet accepted.
-    pub recv_q: Option<u32>,
-    /// UNIX_DIAG_NAME: the bound address as the kernel holds it. A path ends
-    /// in its NUL terminator; an abstract name starts with a NUL and is kept
-    /// byte for byte. Only bound sockets (and those accepted from a bound
-    /// listener) have one.
-    pub name: Option<Vec<u8>>,
-}
-
-impl UnixSocket {
-    /// A connected stream or seqpacket socket whose connection is over in
-    /// both directions: `sk_shutdown` is SHUTDOWN_MASK, which the kernel sets
-    /// on the survivor when its peer is released (and which a peer's
-    /// shutdown(SHUT_RDWR) sets too: nothing can pass either way). Without
-    /// the shutdown attribute (kernels before 3.10), a peer inode of 0 is
-    /// taken instead — which a connection not yet accepted also shows.
-    pub fn peer_closed(&self) -> bool {
-        if !self.kind.is_connection() || self.state != UNIX_ESTABLISHED {
-            return false;
-        }
-        match self.shutdown {
-            Some(s) => s & SHUTDOWN_MASK == SHUTDOWN_MASK,
-            None => self.peer == Some(0),
-        }
     }
 }
 

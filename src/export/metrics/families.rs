@@ -88,6 +88,18 @@ pub const EPHEMERAL_PORT_RANGE_SIZE: Family = family(
     &["netns"],
     "Ports in the namespace's net.ipv4.ip_local_port_range.",
 );
+pub const LISTEN_OVERFLOWS: Family = family(
+    "closewatch_listen_overflows_total",
+    IntCounter,
+    &["netns"],
+    "The namespace's ListenOverflows (/proc/net/netstat): connections a listener dropped because its accept queue was full.",
+);
+pub const LISTEN_DROPS: Family = family(
+    "closewatch_listen_drops_total",
+    IntCounter,
+    &["netns"],
+    "The namespace's ListenDrops (/proc/net/netstat): every drop at a listener, the overflows included.",
+);
 pub const UNATTRIBUTED_TCP_SOCKETS: Family = family(
     "closewatch_unattributed_tcp_sockets",
     IntGauge,
@@ -125,6 +137,18 @@ pub const PROCESS_IDLE_TCP_SOCKETS: Family = family(
     IntGauge,
     PROC,
     "Half-open candidates: ESTABLISHED connections of the process that received nothing for at least idle_age with no keepalive, whose peer is not known alive (looked for every 5 minutes).",
+);
+pub const PROCESS_UNIX_SOCKETS: Family = family(
+    "closewatch_process_unix_sockets",
+    IntGauge,
+    PROC_STATE,
+    "Connected UNIX stream sockets of the process by state; close_wait: its peer closed and the process keeps it.",
+);
+pub const PROCESS_STALE_UNIX_SOCKETS: Family = family(
+    "closewatch_process_stale_unix_sockets",
+    IntGauge,
+    PROC_STATE,
+    "Of the process's UNIX sockets whose peer closed, those held at least dead_socket_age.",
 );
 pub const PROCESS_OPEN_FDS: Family = family(
     "closewatch_process_open_fds",
@@ -236,7 +260,7 @@ pub const READ_FAILURES: Family = family(
     "closewatch_read_failures",
     IntGauge,
     &["source"],
-    "Reads that failed in the last scan without failing it, by source, each leaving a figure unknown (run_netns: namespaces made by ip netns may be missing; fd_stat: files that may be deleted, of unknown size; port_range: namespaces whose ephemeral port range is unknown; cgroup: exported processes whose unit label is empty because their cgroup could not be read).",
+    "Reads that failed in the last scan without failing it, by source, each leaving a figure unknown (run_netns: namespaces made by ip netns may be missing; fd_stat: files that may be deleted, of unknown size; port_range: namespaces whose ephemeral port range is unknown; netstat: namespaces whose listen counters are unknown; cgroup: exported processes whose unit label is empty because their cgroup could not be read).",
 );
 pub const ATTRIBUTION_COMPLETE: Family = family(
     "closewatch_attribution_complete",
@@ -273,12 +297,16 @@ pub const ALL: &[&Family] = &[
     &NETNS_UNKNOWN_PROCESSES,
     &EPHEMERAL_PORTS_IN_USE,
     &EPHEMERAL_PORT_RANGE_SIZE,
+    &LISTEN_OVERFLOWS,
+    &LISTEN_DROPS,
     &UNATTRIBUTED_TCP_SOCKETS,
     &PROCESS_TCP_SOCKETS,
     &PROCESS_STALE_TCP_SOCKETS,
     &PROCESS_OLDEST_TCP_SOCKET_AGE,
     &PROCESS_UNACCEPTED_TCP_SOCKETS,
     &PROCESS_IDLE_TCP_SOCKETS,
+    &PROCESS_UNIX_SOCKETS,
+    &PROCESS_STALE_UNIX_SOCKETS,
     &PROCESS_OPEN_FDS,
     &PROCESS_MAX_FDS,
     &PROCESS_FD_EXHAUSTION,

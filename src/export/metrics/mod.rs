@@ -142,6 +142,17 @@ fn namespaces(m: &mut Metrics, snap: &Snapshot) -> Result<(), prometheus::Error>
         }
     }
     m.set(&families::NETNS_SCANNED, snap.namespaces.len() as i64)?;
+    let overflows = m.counter(&families::LISTEN_OVERFLOWS)?;
+    let drops = m.counter(&families::LISTEN_DROPS)?;
+    for ns in &snap.namespaces {
+        let netns = ns.id.to_string();
+        if let Some(n) = ns.listen_overflows {
+            overflows.with_label_values(&[netns.as_str()]).inc_by(n);
+        }
+        if let Some(n) = ns.listen_drops {
+            drops.with_label_values(&[netns.as_str()]).inc_by(n);
+        }
+    }
     let unscanned = m.int_gauge(&families::NETNS_UNSCANNED)?;
     for u in &snap.unscanned_netns {
         unscanned
@@ -206,6 +217,8 @@ fn processes(m: &mut Metrics, view: &ScanView<'_>) -> Result<(), prometheus::Err
         deleted: m.int_gauge(&families::PROCESS_DELETED_OPEN_BYTES)?,
         listen_queue: m.gauge(&families::PROCESS_LISTEN_QUEUE_RATIO)?,
         idle: m.int_gauge(&families::PROCESS_IDLE_TCP_SOCKETS)?,
+        unix: m.int_gauge(&families::PROCESS_UNIX_SOCKETS)?,
+        unix_stale: m.int_gauge(&families::PROCESS_STALE_UNIX_SOCKETS)?,
         finding: m.int_gauge(&families::PROCESS_FINDING)?,
     };
     let (snap, a) = (view.snapshot, view.analysis);
@@ -235,6 +248,8 @@ struct ProcessFamilies {
     deleted: IntGaugeVec,
     listen_queue: GaugeVec,
     idle: IntGaugeVec,
+    unix: IntGaugeVec,
+    unix_stale: IntGaugeVec,
     finding: IntGaugeVec,
 }
 
@@ -272,6 +287,15 @@ impl ProcessFamilies {
             if let Some(age) = age {
                 self.oldest.with_label_values(&l).set(age.as_secs_f64());
             }
+        }
+        if snap.unix_check != Freshness::Unknown {
+            let l = with("close_wait");
+            self.unix
+                .with_label_values(&l)
+                .set(s.unix_close_wait as i64);
+            self.unix_stale
+                .with_label_values(&l)
+                .set(s.unix_close_wait_stale as i64);
         }
         if snap.idle_check != Freshness::Unknown {
             self.idle
@@ -382,6 +406,7 @@ fn scan(m: &mut Metrics, view: &ScanView<'_>, stats: &AgentStats) -> Result<(), 
         ("run_netns", u64::from(snap.unread.run_netns.is_some())),
         ("fd_stat", snap.unread.fd_stat),
         ("port_range", snap.unread.port_range),
+        ("netstat", snap.unread.netstat),
         ("cgroup", view.units_unreadable),
     ] {
         unread.with_label_values(&[source]).set(n as i64);

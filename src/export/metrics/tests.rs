@@ -53,6 +53,8 @@ fn scan() -> Snapshot {
             id: NetnsId(7),
             states,
             processes: 4,
+            listen_overflows: None,
+            listen_drops: None,
             ports: None,
         }],
         sockets: vec![close_wait(100, 5000), close_wait(101, 5001)],
