@@ -2,7 +2,9 @@
 //! a leak gets its series, gone once the process exits; methods and paths
 //! answer as HTTP says, /healthz 503 once scans stop; SIGTERM and SIGINT exit 0
 //! promptly; SIGHUP reloads a good config, keeps the running one on a bad one;
-//! `promtool check metrics` and a real Prometheus accept its scrape.
+//! `promtool check metrics` and a real Prometheus accept its scrape; dead
+//! and half-open sockets found by the scans that look are carried by those
+//! between.
 
 mod common;
 
@@ -412,4 +414,58 @@ fn a_real_prometheus_scrapes_the_leak() {
     assert_eq!(answer["metric"]["job"], "closewatch");
     assert_eq!(answer["metric"]["comm"], "fixture");
     assert_eq!(answer["value"][1], "3", "{answer}");
+}
+
+/// The agent looks for dead sockets once a minute (the all-states dump) and
+/// for idle connections every 5 minutes; the scans between carry what was
+/// found: a holder of reset sockets and a server with half-open connections
+/// keep their series, which turn stale, over scans that did not look.
+#[test]
+fn dead_and_half_open_sockets_are_carried_between_the_scans_that_look() {
+    let reset = Fixture::start("reset", Some(3));
+    let holder = reset.info.role("holder").pids[0].to_string();
+    let half_open = Fixture::start("half-open", Some(2));
+    let server = half_open.info.role("server").pids[0].to_string();
+    let config = empty_config();
+    let agent = Agent::start(
+        config.path(),
+        &[
+            "--interval",
+            "300ms",
+            "--dead-socket-age",
+            "1s",
+            "--idle-age",
+            "0s",
+        ],
+    );
+    let dead = [("pid", holder.as_str()), ("state", "dead")];
+    let idle = [("pid", server.as_str())];
+    // Past the dead socket age, a few scans in: none of them looked again.
+    let text = wait_for(Duration::from_secs(30), || {
+        let text = agent
+            .request("GET", "/metrics")
+            .filter(|r| r.status == 200)?
+            .body;
+        let scans = sample(&text, "closewatch_scans_total", &[])?;
+        let stale = sample(&text, "closewatch_process_stale_tcp_sockets", &dead)?;
+        (scans >= 5.0 && stale == 3.0).then_some(text)
+    })
+    .expect("3 stale dead sockets after 5 scans");
+    assert_eq!(
+        sample(&text, "closewatch_process_tcp_sockets", &dead),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(&text, "closewatch_process_idle_tcp_sockets", &idle),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "closewatch_process_finding",
+            &[("pid", holder.as_str()), ("check", "dead_sockets")]
+        ),
+        Some(1.0)
+    );
 }
