@@ -230,105 +230,144 @@ pub fn attribute(
     settings: &Settings,
     now: SystemTime,
 ) -> Attribution {
-    let owners = attribution::owners_by_inode(snapshot);
-    let listeners = ListenerIndex::new(&snapshot.listeners);
+    let pass = Pass {
+        snapshot,
+        history,
+        settings,
+        now,
+        owners: attribution::owners_by_inode(snapshot),
+    };
     let mut out = Attribution {
         listening: snapshot
             .listeners
             .iter()
-            .flat_map(|l| {
-                owners
-                    .get(&l.inode)
-                    .into_iter()
-                    .flatten()
-                    .map(move |&o| (o, l.local.port()))
-            })
+            .flat_map(|l| pass.holders(l.inode).map(move |o| (o, l.local.port())))
             .collect(),
         ..Attribution::default()
     };
-    out.ports = port_facts(snapshot, &owners);
-    for l in snapshot.listeners.iter().filter(|l| l.queue > 0) {
-        for &o in owners.get(&l.inode).into_iter().flatten() {
-            out.by_process.entry(o).or_default().listening(l);
-        }
-    }
-    for (i, p) in snapshot.processes.iter().enumerate() {
-        for s in &p.dead {
-            let age = history.dead_age(p.key, s.inode, now);
-            let stale = age >= settings.dead_socket_age;
-            out.by_process.entry(i).or_default().dead(age, stale);
-        }
-    }
-    for s in &snapshot.unix {
-        let age = history.unix_age(s, now);
-        let stale = age >= settings.dead_socket_age;
-        for &o in owners.get(&s.inode).into_iter().flatten() {
-            let sum = &mut out.by_process.entry(o).or_default().summary;
-            sum.unix_close_wait += 1;
-            sum.unix_close_wait_stale += u64::from(stale);
-            sum.oldest_unix_close_wait = older(sum.oldest_unix_close_wait, age);
-        }
-    }
-    for s in &snapshot.idle {
-        let idle = history.idle_for(s, now);
-        let end = PeerEnd::of(s.peer, &owners);
-        let alive = matches!(s.peer, Some(LocalPeer::Socket { state, .. }) if state == TcpState::Established);
-        if idle < settings.idle_age || alive {
-            continue;
-        }
-        for &o in owners.get(&s.inode).into_iter().flatten() {
-            out.by_process.entry(o).or_default().half_open(s, idle, end);
-        }
-    }
-    let un = &mut out.unattributed;
-    for s in &snapshot.sockets {
-        let age = history.age(s, now);
-        match (s.state, s.inode) {
-            (TcpState::CloseWait, 0) => {
-                un.close_wait_unaccepted += 1;
-                let matching = listeners.matching(s.netns, s.local);
-                let stale = age >= settings.close_wait_age;
-                for o in attribution::queue_owners(&matching, &owners).unwrap_or_default() {
-                    let listening = matching.iter().map(|l| l.local);
-                    out.by_process
-                        .entry(o)
-                        .or_default()
-                        .queued(s, stale, listening);
-                }
-            }
-            (TcpState::FinWait2, 0) => un.fin_wait2_orphans += 1,
-            (state @ (TcpState::CloseWait | TcpState::FinWait2), inode) => {
-                let close_wait = state == TcpState::CloseWait;
-                let min_age = if close_wait {
-                    settings.close_wait_age
-                } else {
-                    settings.fin_wait2_age
-                };
-                let stale = age >= min_age;
-                match owners.get(&inode) {
-                    Some(os) => {
-                        let end = PeerEnd::of(s.peer, &owners);
-                        for &o in os {
-                            out.by_process
-                                .entry(o)
-                                .or_default()
-                                .owned(s, age, stale, end);
-                        }
-                    }
-                    None if close_wait => {
-                        un.close_wait_unknown_owner += 1;
-                        un.close_wait_unknown_owner_stale += u64::from(stale);
-                    }
-                    None => {
-                        un.fin_wait2_unknown_owner += 1;
-                        un.fin_wait2_unknown_owner_stale += u64::from(stale);
-                    }
-                }
-            }
-            _ => {} // the filtered dump holds only the two states above
-        }
-    }
+    out.ports = port_facts(snapshot, &pass.owners);
+    pass.queues(&mut out);
+    pass.dead(&mut out);
+    pass.unix(&mut out);
+    pass.idle(&mut out);
+    pass.flagged(&mut out);
     out
+}
+
+/// What the attribution pass reads.
+struct Pass<'a> {
+    snapshot: &'a Snapshot,
+    history: &'a History,
+    settings: &'a Settings,
+    now: SystemTime,
+    owners: FxHashMap<u64, attribution::Owners>,
+}
+
+impl Pass<'_> {
+    /// The processes holding socket `inode`.
+    fn holders(&self, inode: u64) -> impl Iterator<Item = usize> + '_ {
+        self.owners.get(&inode).into_iter().flatten().copied()
+    }
+
+    /// Listeners with connections waiting, to their owners.
+    fn queues(&self, out: &mut Attribution) {
+        for l in self.snapshot.listeners.iter().filter(|l| l.queue > 0) {
+            for o in self.holders(l.inode) {
+                out.by_process.entry(o).or_default().listening(l);
+            }
+        }
+    }
+
+    /// Each process's dead sockets, aged from first sight.
+    fn dead(&self, out: &mut Attribution) {
+        for (i, p) in self.snapshot.processes.iter().enumerate() {
+            for s in &p.dead {
+                let age = self.history.dead_age(p.key, s.inode, self.now);
+                let stale = age >= self.settings.dead_socket_age;
+                out.by_process.entry(i).or_default().dead(age, stale);
+            }
+        }
+    }
+
+    /// UNIX sockets whose peer closed, to their owners.
+    fn unix(&self, out: &mut Attribution) {
+        for s in &self.snapshot.unix {
+            let age = self.history.unix_age(s, self.now);
+            let stale = age >= self.settings.dead_socket_age;
+            for o in self.holders(s.inode) {
+                out.by_process.entry(o).or_default().unix(age, stale);
+            }
+        }
+    }
+
+    /// Idle connections whose peer is not known alive, to their owners.
+    fn idle(&self, out: &mut Attribution) {
+        for s in &self.snapshot.idle {
+            let idle = self.history.idle_for(s, self.now);
+            let alive = matches!(
+                s.peer,
+                Some(LocalPeer::Socket {
+                    state: TcpState::Established,
+                    ..
+                })
+            );
+            if idle < self.settings.idle_age || alive {
+                continue;
+            }
+            let end = PeerEnd::of(s.peer, &self.owners);
+            for o in self.holders(s.inode) {
+                out.by_process.entry(o).or_default().half_open(s, idle, end);
+            }
+        }
+    }
+
+    /// CLOSE_WAIT and FIN_WAIT_2 sockets: to their owners, to the owner of
+    /// the listener whose queue holds them, or counted as no one's.
+    fn flagged(&self, out: &mut Attribution) {
+        let listeners = ListenerIndex::new(&self.snapshot.listeners);
+        let settings = self.settings;
+        for s in &self.snapshot.sockets {
+            let age = self.history.age(s, self.now);
+            let un = &mut out.unattributed;
+            match (s.state, s.inode) {
+                (TcpState::CloseWait, 0) => {
+                    un.close_wait_unaccepted += 1;
+                    let matching = listeners.matching(s.netns, s.local);
+                    let stale = age >= settings.close_wait_age;
+                    let owners = attribution::queue_owners(&matching, &self.owners);
+                    for o in owners.unwrap_or_default() {
+                        let listening = matching.iter().map(|l| l.local);
+                        out.by_process
+                            .entry(o)
+                            .or_default()
+                            .queued(s, stale, listening);
+                    }
+                }
+                (TcpState::FinWait2, 0) => un.fin_wait2_orphans += 1,
+                (TcpState::CloseWait, inode) if self.owners.get(&inode).is_none() => {
+                    un.close_wait_unknown_owner += 1;
+                    un.close_wait_unknown_owner_stale += u64::from(age >= settings.close_wait_age);
+                }
+                (TcpState::FinWait2, inode) if self.owners.get(&inode).is_none() => {
+                    un.fin_wait2_unknown_owner += 1;
+                    un.fin_wait2_unknown_owner_stale += u64::from(age >= settings.fin_wait2_age);
+                }
+                (state @ (TcpState::CloseWait | TcpState::FinWait2), inode) => {
+                    let min_age = if state == TcpState::CloseWait {
+                        settings.close_wait_age
+                    } else {
+                        settings.fin_wait2_age
+                    };
+                    let end = PeerEnd::of(s.peer, &self.owners);
+                    for o in self.holders(inode) {
+                        let acc = out.by_process.entry(o).or_default();
+                        acc.owned(s, age, age >= min_age, end);
+                    }
+                }
+                _ => {} // the filtered dump holds only the two states above
+            }
+        }
+    }
 }
 
 /// Every namespace's busiest destinations, fullest first, with their owners.
@@ -402,6 +441,14 @@ impl Acc {
         if !self.netns.contains(&netns) {
             self.netns.push(netns);
         }
+    }
+
+    /// A UNIX socket of this process whose peer closed, seen so `age`.
+    fn unix(&mut self, age: Duration, stale: bool) {
+        let sum = &mut self.summary;
+        sum.unix_close_wait += 1;
+        sum.unix_close_wait_stale += u64::from(stale);
+        sum.oldest_unix_close_wait = older(sum.oldest_unix_close_wait, age);
     }
 
     /// A TCP socket of this process in no table, held `age`.
