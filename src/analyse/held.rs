@@ -344,11 +344,11 @@ impl Pass<'_> {
                     }
                 }
                 (TcpState::FinWait2, 0) => un.fin_wait2_orphans += 1,
-                (TcpState::CloseWait, inode) if self.owners.get(&inode).is_none() => {
+                (TcpState::CloseWait, inode) if !self.owners.contains_key(&inode) => {
                     un.close_wait_unknown_owner += 1;
                     un.close_wait_unknown_owner_stale += u64::from(age >= settings.close_wait_age);
                 }
-                (TcpState::FinWait2, inode) if self.owners.get(&inode).is_none() => {
+                (TcpState::FinWait2, inode) if !self.owners.contains_key(&inode) => {
                     un.fin_wait2_unknown_owner += 1;
                     un.fin_wait2_unknown_owner_stale += u64::from(age >= settings.fin_wait2_age);
                 }
