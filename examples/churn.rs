@@ -27,7 +27,7 @@
 //! - `churn-sharer` (the sharer trap, a thread of the parent, ~8 a second):
 //!   the parent makes a connected pair on the keeping listener, client end
 //!   c and accepted end s both its own, and puts c at a fixed fd slot A and
-//!   s at a fixed slot S (`dup3` over placeholder sockets, so its fd count
+//!   s at a fixed slot S (`dup3` over placeholder UDP sockets, so its fd count
 //!   is the same before, during and after). It forks a sharer, which keeps
 //!   only A; holds both ends 0–150 ms (a scan in that time caches c at
 //!   slot A); puts a fresh placeholder over A (the parent no longer holds
@@ -407,10 +407,16 @@ fn move_to_slot(fd: RawFd, slot: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// An unconnected TCP socket: a socket fd that no TCP dump lists.
+/// A UDP socket: a socket fd that no TCP dump lists, and not a dead TCP
+/// socket either (an unconnected TCP socket would be one).
 fn placeholder() -> io::Result<OwnedFd> {
+    socket(libc::SOCK_DGRAM)
+}
+
+/// A new IPv4 socket of `kind`.
+fn socket(kind: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; the fd is owned right below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -550,7 +556,7 @@ fn finished(c: &Live, role: &'static str, status: i32) -> Proc {
 // --------------------------------------------------------------- the run
 
 fn listen_loopback() -> Result<TcpListener, String> {
-    let fd = placeholder().map_err(|e| format!("socket: {e}"))?;
+    let fd = socket(libc::SOCK_STREAM).map_err(|e| format!("socket: {e}"))?;
     let addr = loopback(0);
     let len = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: plain syscalls on an fd we own, with a sockaddr of that size.

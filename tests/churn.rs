@@ -10,7 +10,9 @@
 //!   `closewatch_process_tcp_sockets` sample (scraped every ~25 ms) and every
 //!   `processes[].sockets` of `closewatch --report` (run a few times during
 //!   the churn) for a process churn made is at most what churn's own record
-//!   allows for that pid at that time (the churn parent: none, ever);
+//!   allows for that pid at that time (the churn parent: none, ever; dead
+//!   sockets: none, ever, as churn's placeholders are UDP sockets and every
+//!   TCP socket it makes connects at once);
 //! - the agent never crashes, counts no scan error and logs no warning for
 //!   the processes and fds that vanish under it (vanished processes are
 //!   counted in `closewatch_processes_skipped{reason="vanished"}`, which is

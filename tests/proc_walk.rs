@@ -341,3 +341,94 @@ fn held_tcp_sockets_in_no_table_are_dead_and_others_are_not() {
     assert!(walk.processes[0].dead.is_empty());
     drop((udp, unix));
 }
+
+/// Sockets as the kernel dumps them, but for `hidden`, which the first
+/// all-states dump of each scan leaves out (as if made after it), and the
+/// second too when `twice`; `closing` is closed before the second.
+#[derive(Debug)]
+struct Hiding {
+    hidden: u64,
+    twice: bool,
+    closing: std::sync::Mutex<Option<std::net::TcpStream>>,
+}
+
+impl closewatch::collect::source::SocketSource for Hiding {
+    fn namespace(&self) -> std::io::Result<closewatch::model::NetnsId> {
+        closewatch::collect::source::Netlink.namespace()
+    }
+
+    fn tables(
+        &self,
+        netns: closewatch::model::NetnsId,
+        wants: closewatch::collect::sockdiag::Wants,
+    ) -> (
+        closewatch::collect::sockdiag::TcpTables,
+        Vec<closewatch::collect::sockdiag::FamilyError>,
+    ) {
+        let (mut t, errors) = closewatch::collect::source::Netlink.tables(netns, wants);
+        t.inodes.retain(|&i| i != self.hidden);
+        (t, errors)
+    }
+
+    fn every_namespace(&self) -> bool {
+        false
+    }
+
+    fn inodes(&self, netns: closewatch::model::NetnsId) -> Option<Vec<u64>> {
+        drop(self.closing.lock().expect("lock").take());
+        let mut inodes = closewatch::collect::source::Netlink.inodes(netns)?;
+        if self.twice {
+            inodes.retain(|&i| i != self.hidden);
+        }
+        Some(inodes)
+    }
+}
+
+/// A connection made after the all-states dump, and connected by the time
+/// the walk reads its fd, is in none of the dump's tables: the scan dumps
+/// again before calling it dead. Left out of both dumps, it is dead (the
+/// check can fail), unless it was closed before the second.
+#[test]
+fn a_socket_missing_from_the_dump_is_dumped_again_before_it_is_dead() {
+    use closewatch::collect::{Collector, ScanTime};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+    let ino = |fd: &dyn std::os::fd::AsFd| rustix::fs::fstat(fd).expect("fstat").st_ino;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let late = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    let (_peer, _) = listener.accept().expect("accept");
+    let me = std::process::id();
+    let dead_of_mine = |hidden: u64, twice: bool, closing: Option<TcpStream>| -> Vec<u64> {
+        let collector = Collector::new(ProcRoot::new("/proc")).with_sockets(Arc::new(Hiding {
+            hidden,
+            twice,
+            closing: std::sync::Mutex::new(closing),
+        }));
+        let snap = collector.scan(ScanTime::now());
+        assert_eq!(
+            snap.dead,
+            closewatch::model::Freshness::Fresh,
+            "{:?}",
+            snap.errors
+        );
+        let p = snap
+            .processes
+            .iter()
+            .find(|p| p.key.pid == me)
+            .expect("this test process is walked");
+        p.dead.iter().map(|s| s.inode).collect()
+    };
+    let late_ino = ino(&late);
+    assert!(
+        !dead_of_mine(late_ino, false, None).contains(&late_ino),
+        "found by the second dump"
+    );
+    assert!(
+        dead_of_mine(late_ino, true, None).contains(&late_ino),
+        "in neither dump: dead"
+    );
+    assert!(
+        !dead_of_mine(late_ino, true, Some(late)).contains(&late_ino),
+        "closed before the second dump: not held, not dead"
+    );
+}

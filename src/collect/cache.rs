@@ -91,6 +91,11 @@ impl ScanCache {
         (&mut self.walk, full)
     }
 
+    /// Keeps of the remembered dead sockets only those `confirmed`.
+    pub(super) fn keep_dead(&mut self, confirmed: &FxHashSet<u64>) {
+        self.walk.keep_dead(confirmed);
+    }
+
     /// What a walk's dead sockets are: fresh when it `checked` them, else
     /// carried from the last check (once there has been one).
     pub(super) fn dead_check(&mut self, checked: bool) -> Freshness {

@@ -135,7 +135,7 @@ impl Collector {
                 Vec::new()
             }
         };
-        let tables = self.tables(&pids, &mut snap, cache.as_deref_mut(), at.mono);
+        let (tables, namespaces) = self.tables(&pids, &mut snap, cache.as_deref_mut(), at.mono);
         let mut wanted: FxHashSet<u64> = FxHashSet::default();
         for (_, t) in &tables {
             wanted.reserve(t.flagged.len() + t.listeners.len());
@@ -173,11 +173,51 @@ impl Collector {
             alive: alive.as_ref(),
         };
         self.walk(&pids, &wanted, &mut snap, cache.as_deref_mut(), at.mono);
+        if alive.is_some() && snap.processes.iter().any(|p| !p.dead.is_empty()) {
+            self.confirm_dead(&namespaces, &mut snap, cache.as_deref_mut());
+        }
         if let Some(cache) = cache {
             cache.keep_units_of(&snap.processes);
         }
         snap.duration = at.mono.elapsed();
         snap
+    }
+
+    /// A socket made after the all-states dump is in none of its tables
+    /// even if it connected before the walk read it: the namespaces are
+    /// dumped again, and a socket is dead only if it is in no table of that
+    /// dump either and its fd still holds it after (so it existed during
+    /// the dump). Only when the walk found dead sockets, at most once per
+    /// all-states dump. If the second dump fails the first one's verdict
+    /// stands.
+    fn confirm_dead(
+        &self,
+        namespaces: &[netns::Namespace],
+        snap: &mut Snapshot,
+        cache: Option<&mut ScanCache>,
+    ) {
+        let Some(alive) = self.dumps().inodes_again(namespaces) else {
+            log::debug!("the second all-states dump failed: dead sockets unconfirmed");
+            return;
+        };
+        let mut confirmed = FxHashSet::default();
+        for p in &mut snap.processes {
+            p.dead.retain(|s| {
+                !alive.contains(&s.inode) && self.root.still_holds(p.key.pid, s.fd, s.inode)
+            });
+            confirmed.extend(p.dead.iter().map(|s| s.inode));
+        }
+        if let Some(cache) = cache {
+            cache.keep_dead(&confirmed);
+        }
+    }
+
+    fn dumps(&self) -> tables::Dumps<'_> {
+        tables::Dumps {
+            source: self.sockets.as_ref(),
+            root: &self.root,
+            threads: self.threads,
+        }
     }
 
     /// The host name, the kernel release (a cached scan re-reads them once
@@ -206,7 +246,7 @@ impl Collector {
         snap: &mut Snapshot,
         mut cache: Option<&mut ScanCache>,
         now: Instant,
-    ) -> Vec<(NetnsScan, sockdiag::TcpTables)> {
+    ) -> (Vec<(NetnsScan, sockdiag::TcpTables)>, Vec<netns::Namespace>) {
         let counted_recently = cache
             .as_deref()
             .map(|c| c.counted_recently(now))
@@ -215,13 +255,9 @@ impl Collector {
             Some(c) => c.idle_due(now).then_some(self.idle_floor),
             None => Some(self.idle_floor),
         };
-        let dumps = tables::Dumps {
-            source: self.sockets.as_ref(),
-            root: &self.root,
-            threads: self.threads,
-        };
+        let dumps = self.dumps();
         let known = cache.as_deref_mut().map(ScanCache::netns);
-        let mut tables = dumps.dump(pids, snap, &counted_recently, idle, known, now);
+        let (mut tables, namespaces) = dumps.dump(pids, snap, &counted_recently, idle, known, now);
         for (_, t) in &mut tables {
             peers::resolve(t);
         }
@@ -232,7 +268,7 @@ impl Collector {
                 .map(|(scan, t)| (scan.id, &mut scan.states, t.counted));
             cache.merge_counts(now, scans, sockdiag::EVERY_SCAN_STATES);
         }
-        tables
+        (tables, namespaces)
     }
 
     /// The idle connections into `snap`: this scan's, if it looked (and the

@@ -23,7 +23,21 @@ pub trait SocketSource: Send + Sync + std::fmt::Debug {
     /// Whether the other namespaces of the host can be entered and dumped
     /// (a recording holds only its own).
     fn every_namespace(&self) -> bool;
+    /// The inode of every TCP socket of the calling thread's namespace, in
+    /// every state: a second look for the sockets a walk found in no
+    /// table. `None` if a family could not be dumped.
+    fn inodes(&self, netns: NetnsId) -> Option<Vec<u64>> {
+        let (t, errors) = self.tables(netns, ALL_STATES);
+        (t.counted && errors.is_empty()).then_some(t.inodes)
+    }
 }
+
+/// The all-states dump alone.
+const ALL_STATES: sockdiag::Wants = sockdiag::Wants {
+    counts: true,
+    range: None,
+    idle: None,
+};
 
 /// The TCP counters of the calling thread's network namespace.
 const NETSTAT: &str = "/proc/thread-self/net/netstat";
@@ -78,6 +92,12 @@ impl SocketSource for Netlink {
 
     fn every_namespace(&self) -> bool {
         true
+    }
+
+    fn inodes(&self, netns: NetnsId) -> Option<Vec<u64>> {
+        let (t, errors) =
+            sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open, ALL_STATES);
+        (t.counted && errors.is_empty()).then_some(t.inodes)
     }
 }
 

@@ -40,7 +40,7 @@ impl Dumps<'_> {
         idle: Option<Duration>,
         known: Option<&mut PidNamespaces>,
         now: Instant,
-    ) -> Vec<(NetnsScan, TcpTables)> {
+    ) -> (Vec<(NetnsScan, TcpTables)>, Vec<Namespace>) {
         let counts = |id: NetnsId| Wants {
             counts: !counted_recently.contains(&id),
             range: None,
@@ -64,7 +64,7 @@ impl Dumps<'_> {
         };
         snap.netns_unknown_processes = discovery.unreadable_processes;
         snap.unread.run_netns = discovery.run_netns_error.clone();
-        let namespaces = &discovery.namespaces;
+        let namespaces = discovery.namespaces;
         // Every namespace's UNIX dump must answer for the check to be fresh.
         snap.unix_check = Freshness::Fresh;
         let mut out = Vec::with_capacity(namespaces.len().max(1));
@@ -72,7 +72,7 @@ impl Dumps<'_> {
             let result = Ok(self.source.tables(own, counts(own)));
             record(&mut out, snap, own, 0, result);
         }
-        let results = self.on_pool(namespaces, |ns| {
+        let results = self.on_pool(&namespaces, |ns| {
             if ns.id == own {
                 Ok(self.source.tables(own, counts(own)))
             } else {
@@ -82,19 +82,40 @@ impl Dumps<'_> {
         for (ns, result) in namespaces.iter().zip(results) {
             record(&mut out, snap, ns.id, ns.processes, result);
         }
-        out
+        (out, namespaces)
+    }
+
+    /// The inode of every TCP socket in `namespaces` (and the source's own),
+    /// dumped again: `None` if one could not be.
+    pub(super) fn inodes_again(&self, namespaces: &[Namespace]) -> Option<FxHashSet<u64>> {
+        let own = self.source.namespace().ok()?;
+        let mut alive = FxHashSet::default();
+        if !namespaces.iter().any(|ns| ns.id == own) {
+            alive.extend(self.source.inodes(own)?);
+        }
+        let results = self.on_pool(namespaces, |ns| {
+            if ns.id == own {
+                Ok(self.source.inodes(own))
+            } else {
+                netns::run_in(ns, || self.source.inodes(ns.id))
+            }
+        });
+        for inodes in results {
+            alive.extend(inodes.ok().flatten()?);
+        }
+        Some(alive)
     }
 
     /// Runs `dump` for each namespace, on up to `threads` threads. Each
     /// dump walks the kernel's TCP hash table, which namespaces share unless
     /// net.ipv4.tcp_child_ehash_entries gives them their own: with many
     /// namespaces that is most of the cost (measured: benches/netns.sh).
-    fn on_pool(
+    fn on_pool<R: Send>(
         &self,
         namespaces: &[Namespace],
-        dump: impl Fn(&Namespace) -> DumpResult + Sync,
-    ) -> Vec<DumpResult> {
-        let results: Vec<Mutex<Option<DumpResult>>> =
+        dump: impl Fn(&Namespace) -> Result<R, netns::Unscanned> + Sync,
+    ) -> Vec<Result<R, netns::Unscanned>> {
+        let results: Vec<Mutex<Option<Result<R, netns::Unscanned>>>> =
             namespaces.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         let dump_next = || loop {

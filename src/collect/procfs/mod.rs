@@ -74,6 +74,15 @@ impl ProcRoot {
         &self.path
     }
 
+    /// Whether `pid`'s fd `fd` still is the socket `inode`.
+    pub fn still_holds(&self, pid: u32, fd: u32, inode: u64) -> bool {
+        let link = self.path.join(format!("{pid}/fd/{fd}"));
+        std::fs::read_link(link).is_ok_and(|target| {
+            parse::fd_target(target.as_os_str().as_encoded_bytes())
+                == parse::FdTarget::Socket(inode)
+        })
+    }
+
     fn open_root(&self) -> Result<OwnedFd, ProcError> {
         rustix::fs::open(
             &self.path,

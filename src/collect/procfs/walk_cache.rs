@@ -48,6 +48,13 @@ impl WalkCache {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Keeps of each table's dead sockets only those `confirmed`.
+    pub(crate) fn keep_dead(&mut self, confirmed: &FxHashSet<u64>) {
+        for c in self.entries.values_mut() {
+            c.dead.retain(|(inode, _)| confirmed.contains(inode));
+        }
+    }
 }
 
 /// One process's fd table as last walked.
