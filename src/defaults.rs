@@ -19,6 +19,10 @@ pub const FIN_WAIT2_AGE: Duration = Duration::from_secs(60);
 pub const DEAD_SOCKET_AGE: Duration = Duration::from_secs(60);
 pub const IDLE_AGE: Duration = Duration::from_secs(3600);
 pub const MAX_PROCESSES: usize = 100;
+/// Destinations using at least this share of their namespace's ephemeral
+/// range have their sockets' owners named (looking them all up costs a
+/// readlink per socket at every scan that counts).
+pub const PORT_OWNER_FLOOR: f64 = 0.5;
 pub const FD_GROWTH_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const PROC_ROOT: &str = "/proc";
 pub const LOG_LEVEL: &str = "info";

@@ -158,7 +158,8 @@ pub struct PortFact {
     /// `in_use / range_size`: at 1, connect() fails with EADDRNOTAVAIL.
     pub ratio: f64,
     /// (index into `Snapshot::processes`, sockets it holds), most first;
-    /// named only near exhaustion (`collect::OWNER_FLOOR`).
+    /// named only near exhaustion (`defaults::PORT_OWNER_FLOOR`): below it,
+    /// only the sockets looked up for another check would be named.
     pub owners: Vec<(usize, u64)>,
 }
 
@@ -392,7 +393,10 @@ fn port_facts(snapshot: &Snapshot, owners: &FxHashMap<u64, attribution::Owners>)
         .collect();
     facts.sort_by(|a, b| b.ratio.total_cmp(&a.ratio).then(b.in_use.cmp(&a.in_use)));
     facts.truncate(MAX_PORT_FACTS);
-    for f in &mut facts {
+    for f in facts
+        .iter_mut()
+        .filter(|f| f.ratio >= crate::defaults::PORT_OWNER_FLOOR)
+    {
         let Some(d) = snapshot
             .namespaces
             .iter()

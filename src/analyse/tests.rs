@@ -862,7 +862,8 @@ fn ephemeral_ports_near_the_end_of_the_range_are_a_host_finding_naming_the_owner
         Vec::new(),
         vec![
             process(40, "client", 100, Some(1024), &inodes),
-            process(41, "server", 100, Some(1024), &[]),
+            // Holds the two sockets to :9090, looked up for another check.
+            process(41, "server", 100, Some(1024), &[2000, 2001]),
         ],
     );
     let destination = |remote: &str, in_use: u64, inodes: Vec<u64>| crate::model::Destination {
@@ -885,7 +886,7 @@ fn ephemeral_ports_near_the_end_of_the_range_are_a_host_finding_naming_the_owner
             },
             destinations: vec![
                 destination("127.0.0.1:8080", 90, inodes.clone()),
-                destination("127.0.0.1:9090", 2, Vec::new()),
+                destination("127.0.0.1:9090", 2, vec![2000, 2001]),
             ],
         }),
     }];
@@ -894,6 +895,10 @@ fn ephemeral_ports_near_the_end_of_the_range_are_a_host_finding_naming_the_owner
     assert_eq!(a.ports.len(), 2);
     assert_eq!(a.ports[0].ratio, 0.9);
     assert_eq!(a.ports[0].owners, vec![(0, 90)]);
+    assert!(
+        a.ports[1].owners.is_empty(),
+        "2% of the range: owners not named"
+    );
     let f = &a.host_findings[0];
     assert_eq!(
         (f.check, f.severity),

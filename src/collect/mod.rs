@@ -65,10 +65,7 @@ fn alive(tables: &[(NetnsScan, sockdiag::TcpTables)], snap: &Snapshot) -> Option
     Some(alive)
 }
 
-/// Destinations using at least this share of their namespace's ephemeral
-/// range have their sockets' owners named (looking them all up costs a
-/// readlink per socket at every scan that counts).
-pub const OWNER_FLOOR: f64 = 0.5;
+pub use crate::defaults::PORT_OWNER_FLOOR as OWNER_FLOOR;
 
 /// How many failures of one kind are spelled out before they are summarised.
 const MAX_LISTED_FAILURES: usize = 5;
