@@ -374,13 +374,17 @@ impl closewatch::collect::source::SocketSource for Hiding {
         false
     }
 
-    fn inodes(&self, netns: closewatch::model::NetnsId) -> Option<Vec<u64>> {
+    fn found_among(
+        &self,
+        netns: closewatch::model::NetnsId,
+        candidates: &FxHashSet<u64>,
+    ) -> Option<FxHashSet<u64>> {
         drop(self.closing.lock().expect("lock").take());
-        let mut inodes = closewatch::collect::source::Netlink.inodes(netns)?;
+        let mut found = closewatch::collect::source::Netlink.found_among(netns, candidates)?;
         if self.twice {
-            inodes.retain(|&i| i != self.hidden);
+            found.remove(&self.hidden);
         }
-        Some(inodes)
+        Some(found)
     }
 }
 

@@ -193,7 +193,12 @@ impl Collector {
         snap: &mut Snapshot,
         cache: Option<&mut ScanCache>,
     ) {
-        let Some(alive) = self.dumps().inodes_again(namespaces) else {
+        let candidates: FxHashSet<u64> = snap
+            .processes
+            .iter()
+            .flat_map(|p| p.dead.iter().map(|s| s.inode))
+            .collect();
+        let Some(alive) = self.dumps().found_again(namespaces, &candidates) else {
             log::debug!("the second all-states dump failed: dead sockets unconfirmed");
             return;
         };

@@ -5,6 +5,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use rustc_hash::FxHashSet;
+
 use super::{procfs, sockdiag};
 use crate::model::NetnsId;
 
@@ -23,12 +25,17 @@ pub trait SocketSource: Send + Sync + std::fmt::Debug {
     /// Whether the other namespaces of the host can be entered and dumped
     /// (a recording holds only its own).
     fn every_namespace(&self) -> bool;
-    /// The inode of every TCP socket of the calling thread's namespace, in
-    /// every state: a second look for the sockets a walk found in no
-    /// table. `None` if a family could not be dumped.
-    fn inodes(&self, netns: NetnsId) -> Option<Vec<u64>> {
+    /// Which of `candidates` are in a TCP table of the calling thread's
+    /// namespace, in any state: a second look at the sockets a walk found
+    /// in no table. `None` if a family could not be dumped.
+    fn found_among(&self, netns: NetnsId, candidates: &FxHashSet<u64>) -> Option<FxHashSet<u64>> {
         let (t, errors) = self.tables(netns, ALL_STATES);
-        (t.counted && errors.is_empty()).then_some(t.inodes)
+        (t.counted && errors.is_empty()).then(|| {
+            t.inodes
+                .into_iter()
+                .filter(|i| candidates.contains(i))
+                .collect()
+        })
     }
 }
 
@@ -94,10 +101,14 @@ impl SocketSource for Netlink {
         true
     }
 
-    fn inodes(&self, netns: NetnsId) -> Option<Vec<u64>> {
-        let (t, errors) =
-            sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open, ALL_STATES);
-        (t.counted && errors.is_empty()).then_some(t.inodes)
+    fn found_among(&self, netns: NetnsId, candidates: &FxHashSet<u64>) -> Option<FxHashSet<u64>> {
+        match sockdiag::found_among(sockdiag::NetlinkTransport::open, candidates) {
+            Ok(found) => Some(found),
+            Err(e) => {
+                log::debug!("netns {netns}: second all-states dump: {e}");
+                None
+            }
+        }
     }
 }
 

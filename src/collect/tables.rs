@@ -85,25 +85,29 @@ impl Dumps<'_> {
         (out, namespaces)
     }
 
-    /// The inode of every TCP socket in `namespaces` (and the source's own),
-    /// dumped again: `None` if one could not be.
-    pub(super) fn inodes_again(&self, namespaces: &[Namespace]) -> Option<FxHashSet<u64>> {
+    /// Which of `candidates` are in a TCP table of `namespaces` (or of the
+    /// source's own), dumped again: `None` if one could not be.
+    pub(super) fn found_again(
+        &self,
+        namespaces: &[Namespace],
+        candidates: &FxHashSet<u64>,
+    ) -> Option<FxHashSet<u64>> {
         let own = self.source.namespace().ok()?;
-        let mut alive = FxHashSet::default();
+        let mut found = FxHashSet::default();
         if !namespaces.iter().any(|ns| ns.id == own) {
-            alive.extend(self.source.inodes(own)?);
+            found.extend(self.source.found_among(own, candidates)?);
         }
         let results = self.on_pool(namespaces, |ns| {
             if ns.id == own {
-                Ok(self.source.inodes(own))
+                Ok(self.source.found_among(own, candidates))
             } else {
-                netns::run_in(ns, || self.source.inodes(ns.id))
+                netns::run_in(ns, || self.source.found_among(ns.id, candidates))
             }
         });
-        for inodes in results {
-            alive.extend(inodes.ok().flatten()?);
+        for r in results {
+            found.extend(r.ok().flatten()?);
         }
-        Some(alive)
+        Some(found)
     }
 
     /// Runs `dump` for each namespace, on up to `threads` threads. Each

@@ -34,6 +34,8 @@ use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
 use netlink_packet_sock_diag::SockDiagMessage;
 
+use rustc_hash::FxHashSet;
+
 use crate::model::{Listener, NetnsId, PortRange, StateCounts, TcpSocket, TcpState};
 
 pub use parse::ParseError;
@@ -642,20 +644,7 @@ fn dump_family<T: Transport>(
     };
     dump(&mut *connect, &req, &mut flagged)?;
     let idle = match idle {
-        Some(floor) => {
-            let mut sink = IdleSink {
-                netns,
-                floor_ms: floor.as_millis().try_into().unwrap_or(u64::MAX),
-                idle: Idle::default(),
-            };
-            let req = Request {
-                family,
-                states: TcpState::Established.mask(),
-                tcp_info: true,
-            };
-            dump(&mut *connect, &req, &mut sink)?;
-            Some(sink.idle)
-        }
+        Some(floor) => Some(dump_idle(netns, family, connect, floor)?),
         None => None,
     };
     if !counts {
@@ -671,18 +660,7 @@ fn dump_family<T: Transport>(
             ..TcpTables::default()
         });
     }
-    let mut all = TableSink {
-        netns,
-        keep_inodes: true,
-        ports: range.map(ports::PortTally::new),
-        ..TableSink::default()
-    };
-    let req = Request {
-        family,
-        states: ALL_STATES,
-        tcp_info: false,
-    };
-    dump(&mut *connect, &req, &mut all)?;
+    let all = dump_all_states(netns, family, connect, range)?;
     // The two dumps are moments apart; CLOSE_WAIT and FIN_WAIT_2 are counted
     // from the dump the per-socket analysis uses, so a report never has more
     // unattributed sockets of a state than sockets of that state.
@@ -702,6 +680,99 @@ fn dump_family<T: Transport>(
         counted: true,
         ..TcpTables::default()
     })
+}
+
+/// The all-states dump: every state counted, every inode, the listeners,
+/// and the ephemeral ports in use when the `range` is known.
+fn dump_all_states<T: Transport>(
+    netns: NetnsId,
+    family: Family,
+    connect: &mut impl FnMut() -> io::Result<T>,
+    range: Option<PortRange>,
+) -> Result<TableSink, DumpError> {
+    let mut all = TableSink {
+        netns,
+        keep_inodes: true,
+        ports: range.map(ports::PortTally::new),
+        ..TableSink::default()
+    };
+    let req = Request {
+        family,
+        states: ALL_STATES,
+        tcp_info: false,
+    };
+    dump(&mut *connect, &req, &mut all)?;
+    Ok(all)
+}
+
+/// The ESTABLISHED dump with tcp_info: the connections idle at least
+/// `floor` with no timer armed.
+fn dump_idle<T: Transport>(
+    netns: NetnsId,
+    family: Family,
+    connect: &mut impl FnMut() -> io::Result<T>,
+    floor: Duration,
+) -> Result<Idle, DumpError> {
+    let mut sink = IdleSink {
+        netns,
+        floor_ms: floor.as_millis().try_into().unwrap_or(u64::MAX),
+        idle: Idle::default(),
+    };
+    let req = Request {
+        family,
+        states: TcpState::Established.mask(),
+        tcp_info: true,
+    };
+    dump(&mut *connect, &req, &mut sink)?;
+    Ok(sink.idle)
+}
+
+/// Keeps the inodes of a dump that are among `candidates`.
+struct FoundSink<'a> {
+    candidates: &'a FxHashSet<u64>,
+    found: FxHashSet<u64>,
+}
+
+impl Sink for FoundSink<'_> {
+    fn reset(&mut self) {
+        self.found.clear();
+    }
+
+    fn record(&mut self, payload: &[u8]) -> Result<(), ParseError> {
+        let inode = parse::peek_inode(payload)?;
+        if self.candidates.contains(&inode) {
+            self.found.insert(inode);
+        }
+        Ok(())
+    }
+}
+
+/// Which of `candidates` are in a TCP table of the calling thread's
+/// namespace, in any state: one all-states dump (both families at once, or
+/// one per family where the legacy request is refused), keeping nothing
+/// else.
+pub fn found_among<T: Transport>(
+    mut connect: impl FnMut() -> io::Result<T>,
+    candidates: &FxHashSet<u64>,
+) -> Result<FxHashSet<u64>, DumpError> {
+    let mut sink = FoundSink {
+        candidates,
+        found: FxHashSet::default(),
+    };
+    let req = |family| Request {
+        family,
+        states: ALL_STATES,
+        tcp_info: false,
+    };
+    if dump(&mut connect, &req(Family::Both), &mut sink).is_ok() {
+        return Ok(sink.found);
+    }
+    let mut found = FxHashSet::default();
+    for family in Family::ALL {
+        dump(&mut connect, &req(family), &mut sink)?;
+        found.extend(sink.found.drain());
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
