@@ -226,3 +226,36 @@ fn each_end_of_a_half_close_pair_names_the_other() {
     assert_eq!(u(&close_wait["peer_pid"], "peer_pid"), u64::from(closer));
     assert_eq!(close_wait["peer_state"], "fin_wait2");
 }
+
+/// The text report gives each kind its own line under the process.
+#[test]
+fn the_text_report_has_a_line_for_dead_and_unix_sockets() {
+    let reset = Fixture::start("reset", Some(2));
+    let unix = Fixture::start("unix-close", Some(3));
+    let (a, b) = (
+        reset.info.role("holder").pids[0],
+        unix.info.role("holder").pids[0],
+    );
+    let (a, b) = (a.to_string(), b.to_string());
+    let run = common::closewatch(&[
+        "--report",
+        "--dead-socket-age",
+        "0s",
+        "--pid",
+        a.as_str(),
+        "--pid",
+        b.as_str(),
+    ]);
+    assert!(matches!(run.code, Some(0..=2)), "{}", run.stderr);
+    let has_line = |start: &str| run.stdout.lines().any(|l| l.starts_with(start));
+    assert!(
+        has_line("  dead   2 TCP sockets in no TCP table (reset or never connected), 2 held ≥ 0ms, oldest "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        has_line("  unix   3 UNIX stream sockets whose peer closed, 3 held ≥ 0ms, oldest "),
+        "{}",
+        run.stdout
+    );
+}

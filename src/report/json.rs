@@ -313,31 +313,7 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         },
         namespaces: namespaces(snap),
         netns_unknown_processes: snap.netns_unknown_processes,
-        ports: a
-            .ports
-            .iter()
-            .map(|p| Ports {
-                netns: p.netns.0,
-                local_ip: p.local_ip.to_string(),
-                remote: p.remote.to_string(),
-                in_use: p.in_use,
-                time_wait: p.time_wait,
-                range_size: p.range_size,
-                ratio: p.ratio,
-                owners: p
-                    .owners
-                    .iter()
-                    .filter_map(|&(i, count)| {
-                        let info = snap.processes.get(i)?;
-                        Some(PortOwner {
-                            pid: info.key.pid,
-                            comm: &info.comm,
-                            count,
-                        })
-                    })
-                    .collect(),
-            })
-            .collect(),
+        ports: a.ports.iter().map(|p| ports(p, snap)).collect(),
         dead_sockets_checked: freshness(snap.dead),
         idle_checked: freshness(snap.idle_check),
         unix_checked: freshness(snap.unix_check),
@@ -367,16 +343,12 @@ fn process<'a>(
     details: Option<&'a ProcessDetails>,
     snap: &'a Snapshot,
 ) -> Option<Process<'a>> {
-    let dead_known = snap.dead != Freshness::Unknown;
-    let idle_known = snap.idle_check != Freshness::Unknown;
-    let unix_known = snap.unix_check != Freshness::Unknown;
     let mut netns: Vec<u64> = p.netns.iter().map(|n| n.0).collect();
     if let Some(own) = details.and_then(|d| d.netns) {
         if !netns.contains(&own.0) {
             netns.insert(0, own.0);
         }
     }
-    let s = &p.sockets;
     Some(Process {
         pid: info.key.pid,
         comm: &info.comm,
@@ -384,62 +356,14 @@ fn process<'a>(
         cmdline: details.map(|d| d.cmdline.as_str()),
         unit: details.and_then(|d| d.unit.as_deref()),
         netns,
-        fds: Fds {
-            open: info.fds.open,
-            limit: info.fds.limit,
-            sockets: info.fds.sockets,
-            deleted_files: info.fds.deleted_files,
-            deleted_bytes: info.fds.deleted_bytes,
-            pipes: info.fds.pipes,
-            files: info.fds.files,
-            anon_inodes: info.fds.anon_inodes,
-            readable: info.fds_walked,
-        },
-        sockets: Sockets {
-            close_wait: s.close_wait,
-            close_wait_stale: s.close_wait_stale,
-            close_wait_unaccepted: s.close_wait_unaccepted,
-            fin_wait2: s.fin_wait2,
-            fin_wait2_stale: s.fin_wait2_stale,
-            oldest_close_wait_seconds: s.oldest_close_wait.map(secs),
-            oldest_fin_wait2_seconds: s.oldest_fin_wait2.map(secs),
-            close_wait_unaccepted_stale: s.close_wait_unaccepted_stale,
-            dead: dead_known.then_some(s.dead),
-            dead_stale: dead_known.then_some(s.dead_stale),
-            oldest_dead_seconds: s.oldest_dead.map(secs),
-            idle_established: idle_known.then_some(s.idle_established),
-            unix_close_wait: unix_known.then_some(s.unix_close_wait),
-            unix_close_wait_stale: unix_known.then_some(s.unix_close_wait_stale),
-            idle_peer_gone: s.idle_peer_gone,
-            oldest_idle_seconds: s.oldest_idle.map(secs),
-        },
+        fds: fds(info),
+        sockets: sockets(&p.sockets, snap),
         peers_omitted: p.peers.len().saturating_sub(MAX_PEERS),
         peers: p
             .peers
             .iter()
             .take(MAX_PEERS)
-            .map(|peer| {
-                let (owner, state) = match peer.local {
-                    Some(PeerEnd::Owned { process, state }) => {
-                        (snap.processes.get(process), Some(state.name()))
-                    }
-                    Some(PeerEnd::Orphan { state } | PeerEnd::Unowned { state }) => {
-                        (None, Some(state.name()))
-                    }
-                    Some(PeerEnd::Gone) => (None, Some("gone")),
-                    None => (None, None),
-                };
-                Peer {
-                    remote: peer.remote.to_string(),
-                    state: peer.state.name(),
-                    count: peer.count,
-                    oldest_seconds: secs(peer.oldest),
-                    recv_q_bytes: peer.recv_q_bytes,
-                    peer_pid: owner.map(|o| o.key.pid),
-                    peer_comm: owner.map(|o| o.comm.as_str()),
-                    peer_state: state,
-                }
-            })
+            .map(|peer| peer_of(peer, snap))
             .collect(),
         listeners: p
             .listeners
@@ -462,6 +386,92 @@ fn process<'a>(
             exhaustion_seconds: p.fd_exhaustion.map(secs),
         }),
     })
+}
+
+/// One destination's ephemeral ports, its owners named.
+fn ports<'a>(p: &'a crate::analyse::PortFact, snap: &'a Snapshot) -> Ports<'a> {
+    Ports {
+        netns: p.netns.0,
+        local_ip: p.local_ip.to_string(),
+        remote: p.remote.to_string(),
+        in_use: p.in_use,
+        time_wait: p.time_wait,
+        range_size: p.range_size,
+        ratio: p.ratio,
+        owners: p
+            .owners
+            .iter()
+            .filter_map(|&(i, count)| {
+                let info = snap.processes.get(i)?;
+                Some(PortOwner {
+                    pid: info.key.pid,
+                    comm: &info.comm,
+                    count,
+                })
+            })
+            .collect(),
+    }
+}
+
+fn fds(info: &ProcessInfo) -> Fds {
+    Fds {
+        open: info.fds.open,
+        limit: info.fds.limit,
+        sockets: info.fds.sockets,
+        deleted_files: info.fds.deleted_files,
+        deleted_bytes: info.fds.deleted_bytes,
+        pipes: info.fds.pipes,
+        files: info.fds.files,
+        anon_inodes: info.fds.anon_inodes,
+        readable: info.fds_walked,
+    }
+}
+
+/// The socket counts; those a scan did not look for are null.
+fn sockets(s: &crate::analyse::SocketSummary, snap: &Snapshot) -> Sockets {
+    let dead_known = snap.dead != Freshness::Unknown;
+    let idle_known = snap.idle_check != Freshness::Unknown;
+    let unix_known = snap.unix_check != Freshness::Unknown;
+    Sockets {
+        close_wait: s.close_wait,
+        close_wait_stale: s.close_wait_stale,
+        close_wait_unaccepted: s.close_wait_unaccepted,
+        fin_wait2: s.fin_wait2,
+        fin_wait2_stale: s.fin_wait2_stale,
+        oldest_close_wait_seconds: s.oldest_close_wait.map(secs),
+        oldest_fin_wait2_seconds: s.oldest_fin_wait2.map(secs),
+        close_wait_unaccepted_stale: s.close_wait_unaccepted_stale,
+        dead: dead_known.then_some(s.dead),
+        dead_stale: dead_known.then_some(s.dead_stale),
+        oldest_dead_seconds: s.oldest_dead.map(secs),
+        idle_established: idle_known.then_some(s.idle_established),
+        unix_close_wait: unix_known.then_some(s.unix_close_wait),
+        unix_close_wait_stale: unix_known.then_some(s.unix_close_wait_stale),
+        idle_peer_gone: s.idle_peer_gone,
+        oldest_idle_seconds: s.oldest_idle.map(secs),
+    }
+}
+
+/// One peer, and its other end when it is on this host.
+fn peer_of<'a>(peer: &crate::analyse::Peer, snap: &'a Snapshot) -> Peer<'a> {
+    let (owner, state) = match peer.local {
+        Some(PeerEnd::Owned { process, state }) => {
+            (snap.processes.get(process), Some(state.name()))
+        }
+        Some(PeerEnd::Orphan { state } | PeerEnd::Unowned { state }) => (None, Some(state.name())),
+        Some(PeerEnd::Gone) => (None, Some("gone")),
+        None => (None, None),
+    };
+    Peer {
+        remote: peer.remote.to_string(),
+        state: peer.state.name(),
+        count: peer.count,
+        oldest_seconds: secs(peer.oldest),
+        recv_q_bytes: peer.recv_q_bytes,
+        peer_pid: owner.map(|o| o.key.pid),
+        peer_comm: owner.map(|o| o.comm.as_str()),
+        peer_state: state,
+    }
 }
 
 fn freshness(f: Freshness) -> &'static str {

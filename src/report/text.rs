@@ -3,6 +3,7 @@
 //! caller says so (a TTY without NO_COLOR).
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use super::Report;
 use crate::analyse::held::PeerEnd;
@@ -205,39 +206,11 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
         )?;
     }
     labelled(out, "no owner", &unowned(a))?;
-    if let Some(p) = a.ports.first() {
-        let line = format!(
-            "busiest: {} → {} in netns {}: {} of {} ephemeral ports ({}), {} in TIME_WAIT",
-            p.local_ip,
-            p.remote,
-            p.netns,
-            p.in_use,
-            p.range_size,
-            pct(p.in_use, p.range_size),
-            p.time_wait
-        );
-        labelled(out, "ports", &[line])?;
-    }
+    labelled(out, "ports", &busiest_ports(a))?;
     labelled(out, "skipped", &skipped(snap))?;
     labelled(out, "unread", &unread(report))?;
-    if snap.unix_check == Freshness::Unknown {
-        labelled(
-            out,
-            "unix",
-            &["not dumped: no UNIX_DIAG answer in a namespace".to_string()],
-        )?;
-    }
-    if snap.dead == Freshness::Unknown {
-        labelled(
-            out,
-            "dead",
-            &[
-                "not looked for: a network namespace could not be dumped, so its sockets \
-               would look dead"
-                    .to_string(),
-            ],
-        )?;
-    }
+    labelled(out, "unix", &unix_unknown(snap))?;
+    labelled(out, "dead", &dead_unknown(snap))?;
     if !a.attribution_complete {
         let warning = format!(
             "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; \
@@ -256,6 +229,44 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
         )?;
     }
     Ok(())
+}
+
+/// The destination using the largest share of its ephemeral range.
+fn busiest_ports(a: &crate::analyse::Analysis) -> Vec<String> {
+    a.ports
+        .first()
+        .map(|p| {
+            format!(
+                "busiest: {} → {} in netns {}: {} of {} ephemeral ports ({}), {} in TIME_WAIT",
+                p.local_ip,
+                p.remote,
+                p.netns,
+                p.in_use,
+                p.range_size,
+                pct(p.in_use, p.range_size),
+                p.time_wait
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
+fn unix_unknown(snap: &crate::model::Snapshot) -> Vec<String> {
+    (snap.unix_check == Freshness::Unknown)
+        .then(|| "not dumped: no UNIX_DIAG answer in a namespace".to_string())
+        .into_iter()
+        .collect()
+}
+
+fn dead_unknown(snap: &crate::model::Snapshot) -> Vec<String> {
+    (snap.dead == Freshness::Unknown)
+        .then(|| {
+            "not looked for: a network namespace could not be dumped, so its sockets would \
+             look dead"
+                .to_string()
+        })
+        .into_iter()
+        .collect()
 }
 
 /// `  label     part; part`, or nothing when there are no parts.
@@ -462,6 +473,23 @@ fn process(
     settings: &crate::analyse::Settings,
     processes: &[ProcessInfo],
 ) -> io::Result<()> {
+    heading(out, style, p, info, d)?;
+    fd_lines(out, p, info)?;
+    lifecycle_lines(out, p, settings)?;
+    for f in &p.findings {
+        finding(out, style, f)?;
+    }
+    peers(out, &p.peers, processes)
+}
+
+/// Severity, pid, comm and unit; the command line (or the executable).
+fn heading(
+    out: &mut dyn Write,
+    style: Style,
+    p: &ProcessAnalysis,
+    info: &ProcessInfo,
+    d: Option<&ProcessDetails>,
+) -> io::Result<()> {
     let sev = p.severity();
     let unit = match d {
         Some(ProcessDetails {
@@ -487,6 +515,11 @@ fn process(
             writeln!(out, "  exe    {exe}")?;
         }
     }
+    Ok(())
+}
+
+/// The fd breakdown, and the growth when there is one.
+fn fd_lines(out: &mut dyn Write, p: &ProcessAnalysis, info: &ProcessInfo) -> io::Result<()> {
     writeln!(
         out,
         "  fds    {} ({}, {}, {}, {}, {}{})",
@@ -514,8 +547,19 @@ fn process(
             g.per_second * 60.0
         )?;
     }
-    if p.sockets.idle_established > 0 {
-        let gone = match p.sockets.idle_peer_gone {
+    Ok(())
+}
+
+/// Idle connections, UNIX and dead sockets, full listeners: one line each
+/// the process has any of.
+fn lifecycle_lines(
+    out: &mut dyn Write,
+    p: &ProcessAnalysis,
+    settings: &crate::analyse::Settings,
+) -> io::Result<()> {
+    let s = &p.sockets;
+    if s.idle_established > 0 {
+        let gone = match s.idle_peer_gone {
             0 => String::new(),
             n => format!(" ({n} to a local peer that is gone)"),
         };
@@ -523,37 +567,35 @@ fn process(
             out,
             "  idle   {} silent ≥ {}, no keepalive{gone}, longest {}",
             count(
-                p.sockets.idle_established,
+                s.idle_established,
                 "ESTABLISHED connection",
                 "ESTABLISHED connections"
             ),
             human(settings.idle_age),
-            human(p.sockets.oldest_idle.unwrap_or_default()),
+            human(s.oldest_idle.unwrap_or_default()),
         )?;
     }
-    if p.sockets.unix_close_wait > 0 {
-        writeln!(
-            out,
-            "  unix   {} whose peer closed, {} held ≥ {}, oldest {}",
-            count(
-                p.sockets.unix_close_wait,
-                "UNIX stream socket",
-                "UNIX stream sockets"
-            ),
-            p.sockets.unix_close_wait_stale,
+    let held = |what: String, stale: u64, oldest: Option<Duration>| {
+        format!(
+            "{what}, {stale} held ≥ {}, oldest {}",
             human(settings.dead_socket_age),
-            human(p.sockets.oldest_unix_close_wait.unwrap_or_default()),
-        )?;
+            human(oldest.unwrap_or_default())
+        )
+    };
+    if s.unix_close_wait > 0 {
+        let what = count(
+            s.unix_close_wait,
+            "UNIX stream socket",
+            "UNIX stream sockets",
+        ) + " whose peer closed";
+        let line = held(what, s.unix_close_wait_stale, s.oldest_unix_close_wait);
+        writeln!(out, "  unix   {line}")?;
     }
-    if p.sockets.dead > 0 {
-        writeln!(
-            out,
-            "  dead   {} in no TCP table (reset or never connected), {} held ≥ {}, oldest {}",
-            count(p.sockets.dead, "TCP socket", "TCP sockets"),
-            p.sockets.dead_stale,
-            human(settings.dead_socket_age),
-            human(p.sockets.oldest_dead.unwrap_or_default()),
-        )?;
+    if s.dead > 0 {
+        let what = count(s.dead, "TCP socket", "TCP sockets")
+            + " in no TCP table (reset or never connected)";
+        let line = held(what, s.dead_stale, s.oldest_dead);
+        writeln!(out, "  dead   {line}")?;
     }
     for q in &p.listeners {
         writeln!(
@@ -562,10 +604,7 @@ fn process(
             q.local, q.queue, q.backlog
         )?;
     }
-    for f in &p.findings {
-        finding(out, style, f)?;
-    }
-    peers(out, &p.peers, processes)
+    Ok(())
 }
 
 /// The top peers (and their other end when it is on this host), and how

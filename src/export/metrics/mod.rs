@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use prometheus::core::Collector;
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::analyse::{Analysis, ProcessAnalysis, Severity, Thresholds, Unattributed};
+use crate::analyse::{
+    Analysis, ProcessAnalysis, Severity, SocketSummary, Thresholds, Unattributed,
+};
 use crate::model::{Freshness, ProcessInfo, ScanError, Snapshot, Stage, TcpState};
 use families::{Family, Kind};
 
@@ -255,14 +257,32 @@ struct ProcessFamilies {
 
 impl ProcessFamilies {
     /// The series of one process, labelled with its pid, comm and `unit`.
-    /// The series of one process, labelled with its pid, comm and `unit`;
-    /// its dead sockets only when the scan knows them (`dead_known`).
     fn fill(&self, p: &ProcessAnalysis, info: &ProcessInfo, unit: &str, snap: &Snapshot) {
-        let dead_known = snap.dead != Freshness::Unknown;
         let pid = info.key.pid.to_string();
         let labels = [pid.as_str(), info.comm.as_str(), unit];
+        self.tcp(&labels, &p.sockets, snap);
+        self.fds(&labels, p, info);
+        for q in &p.listeners {
+            let local = q.local.to_string();
+            let l = [labels[0], labels[1], labels[2], local.as_str()];
+            self.listen_queue.with_label_values(&l).set(q.ratio());
+        }
+        for f in &p.findings {
+            let l = [
+                labels[0],
+                labels[1],
+                labels[2],
+                f.check.name(),
+                f.severity.name(),
+            ];
+            self.finding.with_label_values(&l).set(1);
+        }
+    }
+
+    /// Held, stale and oldest by state (dead sockets only when the scan
+    /// knows them); UNIX and idle counts when the scan looked.
+    fn tcp(&self, labels: &[&str; 3], s: &SocketSummary, snap: &Snapshot) {
         let with = |extra: &'static str| [labels[0], labels[1], labels[2], extra];
-        let s = &p.sockets;
         let dead = ("dead", s.dead, s.dead_stale, s.oldest_dead);
         for (state, total, n_stale, age) in [
             (
@@ -279,7 +299,7 @@ impl ProcessFamilies {
             ),
         ]
         .into_iter()
-        .chain(dead_known.then_some(dead))
+        .chain((snap.dead != Freshness::Unknown).then_some(dead))
         {
             let l = with(state);
             self.held.with_label_values(&l).set(total as i64);
@@ -299,44 +319,33 @@ impl ProcessFamilies {
         }
         if snap.idle_check != Freshness::Unknown {
             self.idle
-                .with_label_values(&labels)
+                .with_label_values(labels)
                 .set(s.idle_established as i64);
         }
         if s.close_wait_unaccepted > 0 {
             self.unaccepted
-                .with_label_values(&labels)
+                .with_label_values(labels)
                 .set(s.close_wait_unaccepted as i64);
         }
+    }
+
+    /// Open fds, the limit, deleted bytes and the time to exhaustion.
+    fn fds(&self, labels: &[&str; 3], p: &ProcessAnalysis, info: &ProcessInfo) {
         self.open_fds
-            .with_label_values(&labels)
+            .with_label_values(labels)
             .set(info.fds.open as i64);
         if let Some(limit) = info.fds.limit {
-            self.max_fds.with_label_values(&labels).set(limit as i64);
+            self.max_fds.with_label_values(labels).set(limit as i64);
         }
         if info.fds_walked {
             self.deleted
-                .with_label_values(&labels)
+                .with_label_values(labels)
                 .set(info.fds.deleted_bytes as i64);
         }
         if let Some(eta) = p.fd_exhaustion {
             self.exhaustion
-                .with_label_values(&labels)
+                .with_label_values(labels)
                 .set(eta.as_secs_f64());
-        }
-        for q in &p.listeners {
-            let local = q.local.to_string();
-            let l = [labels[0], labels[1], labels[2], local.as_str()];
-            self.listen_queue.with_label_values(&l).set(q.ratio());
-        }
-        for f in &p.findings {
-            let l = [
-                labels[0],
-                labels[1],
-                labels[2],
-                f.check.name(),
-                f.severity.name(),
-            ];
-            self.finding.with_label_values(&l).set(1);
         }
     }
 }
