@@ -1,4 +1,4 @@
-//! The real agent holds up for 90 s at `--interval 200ms` next to `loadgen`, a
+//! The real agent holds up for 125 s at `--interval 200ms` next to `loadgen`, a
 //! process leaking CLOSE_WAIT to its fd limit (`fixture cw-leak`) and `churn`:
 //! sampled each second, it stays up, every scan completes, it sees all the
 //! leaker's sockets as stale, and after the warm-up its RSS grows no faster
@@ -13,15 +13,16 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use closewatch::collect::cache::STATE_COUNTS_EVERY;
 use common::agent::{sample, Agent};
 use common::helper::Helper;
 use common::Fixture;
 use serde_json::Value;
 
 /// Length of the soak, and one sample a second.
-const RUN: Duration = Duration::from_secs(90);
+const RUN: Duration = Duration::from_secs(125);
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// The agent's scan interval: about 450 scans in the run.
+/// The agent's scan interval: about 600 scans in the run.
 const INTERVAL: Duration = Duration::from_millis(200);
 /// The agent's fd-growth window. Its history keeps one fd sample per process
 /// per scan over this window, so RSS grows until the window is full: 15 s
@@ -43,8 +44,11 @@ const LEAK_HEADROOM: u64 = 16;
 /// 100 ms.
 const CHURN_RATE: u32 = 100;
 /// The warm-up ends this long after the leaker capped (its sockets all
-/// stale, its fd growth out of the window) and after the growth window
-/// first filled, whichever is later: about 30 s, leaving 60 s to judge.
+/// stale, its fd growth out of the window), after the growth window first
+/// filled, and after the first all-states dump of the full load (at
+/// `STATE_COUNTS_EVERY`, 60 s: its buffers are the scan's largest, and the
+/// heap grows to them once), whichever is later: 65 s, leaving 60 s to
+/// judge.
 const CAP_MARGIN: f64 = 15.0;
 const WINDOW_MARGIN: f64 = 5.0;
 /// How fast RSS may grow after the warm-up: the least-squares slope of
@@ -389,7 +393,9 @@ fn ninety_seconds_of_load_leak_and_churn_keep_scans_complete_and_rss_flat() {
         last.leaker_sockets
     );
 
-    let warmup_end = (capped_at + CAP_MARGIN).max(GROWTH_WINDOW.as_secs_f64() + WINDOW_MARGIN);
+    let warmup_end = (capped_at + CAP_MARGIN)
+        .max(GROWTH_WINDOW.as_secs_f64() + WINDOW_MARGIN)
+        .max(STATE_COUNTS_EVERY.as_secs_f64() + WINDOW_MARGIN);
     let rss: Vec<(f64, u64)> = samples.iter().map(|s| (s.t, s.rss_kib)).collect();
     let after = rss.iter().filter(|(t, _)| *t >= warmup_end);
     let (lo, hi) = after.fold((u64::MAX, 0), |(lo, hi), &(_, r)| (lo.min(r), hi.max(r)));
