@@ -193,3 +193,80 @@ fn close_wait_counts_move_between_all_state_counts() {
     assert_eq!(count(&text, "established"), Some(0.0));
     drop(clean);
 }
+
+/// A half-close pair between a namespace and the host, over a veth: neither
+/// end's peer is local within its own namespace, and each is found as the
+/// other's across the two (this test process holds both ends).
+#[test]
+fn a_half_close_pair_across_a_veth_names_each_other() {
+    use std::io::Read;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+    if !common::root("ip netns add") {
+        return;
+    }
+    let ns = Netns::add();
+    let me = std::process::id();
+    let (host_if, ns_if) = (
+        format!("cwh{}", me % 100_000),
+        format!("cwn{}", me % 100_000),
+    );
+    let net = format!("10.231.{}", me % 200);
+    let ip = |args: &[&str]| {
+        let st = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("run ip");
+        assert!(st.success(), "ip {args:?}");
+    };
+    // Deleting the namespace deletes ns_if, and with it host_if.
+    ip(&[
+        "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &ns.name,
+    ]);
+    ip(&["addr", "add", &format!("{net}.1/30"), "dev", &host_if]);
+    ip(&["link", "set", &host_if, "up"]);
+    ip(&[
+        "-n",
+        &ns.name,
+        "addr",
+        "add",
+        &format!("{net}.2/30"),
+        "dev",
+        &ns_if,
+    ]);
+    ip(&["-n", &ns.name, "link", "set", &ns_if, "up"]);
+
+    let listener = TcpListener::bind(format!("{net}.1:0")).expect("bind on the veth");
+    let addr = listener.local_addr().expect("addr");
+    let handle = std::fs::File::open(format!("/run/netns/{}", ns.name)).expect("netns handle");
+    let client = std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(
+            handle.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("setns");
+        TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect over the veth")
+    })
+    .join()
+    .expect("the client thread");
+    let (mut server, _) = listener.accept().expect("accept");
+    client.shutdown(Shutdown::Write).expect("half-close");
+    assert_eq!(server.read(&mut [0u8; 1]).expect("read EOF"), 0);
+    common::wait_tcp_state(&client, 5); // FIN_WAIT_2
+
+    let r = common::report_json(&[me]).json();
+    let p = process(&r, me);
+    let peer = |state: &str| -> Value {
+        p["peers"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|x| x["state"] == state).cloned())
+            .unwrap_or_else(|| panic!("no {state} peer: {p:#}"))
+    };
+    let fin_wait2 = peer("fin_wait2");
+    assert_eq!(fin_wait2["peer_pid"], me, "{p:#}");
+    assert_eq!(fin_wait2["peer_state"], "close_wait", "{p:#}");
+    let close_wait = peer("close_wait");
+    assert_eq!(close_wait["peer_pid"], me, "{p:#}");
+    assert_eq!(close_wait["peer_state"], "fin_wait2", "{p:#}");
+    drop((client, server));
+}

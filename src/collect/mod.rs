@@ -263,6 +263,7 @@ impl Collector {
         for (_, t) in &mut tables {
             peers::resolve(t);
         }
+        peers::resolve_across(&mut tables);
         self.idle(&mut tables, snap, cache.as_deref_mut(), now);
         if let Some(cache) = cache {
             let scans = tables

@@ -1,13 +1,15 @@
 //! Local peers: when the other end of a connection is on this host, the
 //! socket with the reverse addresses in the same namespace, or proof that
-//! there is none (the peer is gone).
+//! there is none (the peer is gone); or, between namespaces (a container
+//! and the host, over a veth), the one flagged socket of another namespace
+//! with the reverse addresses.
 
 use std::net::SocketAddr;
 
 use rustc_hash::FxHashMap;
 
 use super::sockdiag::{remote_is_local, TcpTables};
-use crate::model::{LocalPeer, TcpState};
+use crate::model::{LocalPeer, NetnsId, NetnsScan, TcpState};
 
 /// Sets the local peer of every flagged socket and idle connection of one
 /// namespace's tables. With the ESTABLISHED dump (`tables.idle`) every
@@ -47,6 +49,40 @@ pub(super) fn resolve(tables: &mut TcpTables) {
     }
 }
 
+/// Sets the peer of the flagged sockets whose peer is still unknown to the
+/// flagged socket with the reverse addresses in another namespace, when
+/// exactly one namespace has one. Only flagged sockets are indexed (the
+/// ESTABLISHED dump keeps the tuples between this namespace's own
+/// addresses), and a peer not found is never called gone: NAT between
+/// namespaces rewrites the addresses, and the same tuple may exist in two
+/// namespaces on separate networks.
+pub(super) fn resolve_across(tables: &mut [(NetnsScan, TcpTables)]) {
+    if tables.len() < 2 {
+        return;
+    }
+    type Ends = Vec<(NetnsId, TcpState, u64)>;
+    let mut index: FxHashMap<(SocketAddr, SocketAddr), Ends> = FxHashMap::default();
+    for (scan, t) in tables.iter() {
+        for s in &t.flagged {
+            index
+                .entry((s.local, s.remote))
+                .or_default()
+                .push((scan.id, s.state, s.inode));
+        }
+    }
+    for (scan, t) in tables.iter_mut() {
+        for s in t.flagged.iter_mut().filter(|s| s.peer.is_none()) {
+            let Some(ends) = index.get(&(s.remote, s.local)) else {
+                continue;
+            };
+            let mut others = ends.iter().filter(|e| e.0 != scan.id);
+            if let (Some(&(_, state, inode)), None) = (others.next(), others.next()) {
+                s.peer = Some(LocalPeer::Socket { state, inode });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +108,79 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().expect("addr")
+    }
+
+    fn scan(id: u64) -> NetnsScan {
+        NetnsScan {
+            id: NetnsId(id),
+            states: crate::model::StateCounts::default(),
+            processes: 1,
+            listen_overflows: None,
+            listen_drops: None,
+            ports: None,
+        }
+    }
+
+    #[test]
+    fn a_half_close_pair_across_a_veth_finds_each_other_when_unambiguous() {
+        let tables = |flagged| TcpTables {
+            flagged,
+            ..TcpTables::default()
+        };
+        let mut all = vec![
+            // The container (10.0.0.2) half-closed toward the host.
+            (
+                scan(1),
+                tables(vec![sock(
+                    TcpState::FinWait2,
+                    "10.0.0.2:5000",
+                    "10.0.0.1:80",
+                    1,
+                )]),
+            ),
+            // The host (10.0.0.1) holds the CLOSE_WAIT; and one more whose
+            // reverse tuple is in two other namespaces.
+            (
+                scan(2),
+                tables(vec![
+                    sock(TcpState::CloseWait, "10.0.0.1:80", "10.0.0.2:5000", 2),
+                    sock(TcpState::CloseWait, "10.0.0.1:81", "10.0.0.3:6000", 3),
+                ]),
+            ),
+            (
+                scan(3),
+                tables(vec![sock(
+                    TcpState::FinWait2,
+                    "10.0.0.3:6000",
+                    "10.0.0.1:81",
+                    4,
+                )]),
+            ),
+            (
+                scan(4),
+                tables(vec![sock(
+                    TcpState::FinWait2,
+                    "10.0.0.3:6000",
+                    "10.0.0.1:81",
+                    5,
+                )]),
+            ),
+        ];
+        for (_, t) in &mut all {
+            resolve(t);
+        }
+        assert_eq!(
+            all[0].1.flagged[0].peer, None,
+            "not local within its namespace"
+        );
+        resolve_across(&mut all);
+        let socket = |state, inode| Some(LocalPeer::Socket { state, inode });
+        assert_eq!(all[0].1.flagged[0].peer, socket(TcpState::CloseWait, 2));
+        assert_eq!(all[1].1.flagged[0].peer, socket(TcpState::FinWait2, 1));
+        assert_eq!(
+            all[1].1.flagged[1].peer, None,
+            "two namespaces match: ambiguous"
+        );
     }
 
     #[test]
