@@ -414,3 +414,27 @@ fn a_reader_gone_before_the_report_ends_it_with_the_reports_own_status() {
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
     assert!(!stderr.contains("writing the report"), "{stderr}");
 }
+
+/// A process that renamed itself (setproctitle: its title over its argv
+/// area, the rest NUL padding, as redis-server and nginx workers do) shows
+/// its title and nothing after it, in JSON and in text.
+#[test]
+fn a_renamed_process_has_its_padding_trimmed() {
+    let fx = Fixture::start("argv-padded", None);
+    let pid = fx.info.role("renamed").pids[0];
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).expect("read its cmdline");
+    assert!(
+        raw.ends_with(b"\0\0"),
+        "the fixture pads its argv area: {raw:?}"
+    );
+    let r = report_json(&[pid]).json();
+    let p = process(&r, pid).expect("listed with --pid");
+    assert_eq!(p["cmdline"], "cw-renamed: worker process", "{p:#}");
+    let pid_arg = pid.to_string();
+    let text = closewatch(&["--report", "--pid", pid_arg.as_str()]).stdout;
+    assert!(
+        text.lines()
+            .any(|l| l == "  cmd    cw-renamed: worker process"),
+        "{text}"
+    );
+}

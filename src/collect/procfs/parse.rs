@@ -260,12 +260,23 @@ pub fn netns_link(link: &[u8]) -> Option<u64> {
 
 /// /proc/PID/cmdline: NUL-separated arguments, joined with spaces.
 pub fn cmdline(bytes: &[u8], max_len: usize) -> String {
-    let trimmed = bytes.strip_suffix(b"\0").unwrap_or(bytes);
+    // Programs that rename themselves (setproctitle: redis-server, nginx
+    // workers) leave the rest of their argv area as NUL (or blank) padding.
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0 && !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let trimmed = &bytes[..end];
     let cut = &trimmed[..trimmed.len().min(max_len)];
-    let mut s: String = String::from_utf8_lossy(cut)
-        .chars()
-        .map(|c| if c == '\0' { ' ' } else { c })
-        .collect();
+    let mut s = String::with_capacity(cut.len());
+    for c in String::from_utf8_lossy(cut).chars() {
+        match c {
+            '\0' => s.push(' '),
+            // A terminal must not act on what a process wrote in its argv.
+            c if c.is_control() => s.extend(c.escape_default()),
+            c => s.push(c),
+        }
+    }
     if trimmed.len() > max_len {
         s.push('…');
     }

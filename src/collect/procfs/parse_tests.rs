@@ -183,6 +183,23 @@ fn cmdline_joins_arguments() {
     assert_eq!(cmdline(b"a\xffb\0", 100), "a\u{fffd}b");
 }
 
+/// redis-server's cmdline on Debian (setproctitle): the title, then the
+/// rest of the argv area as NULs; some programs pad with blanks.
+#[test]
+fn cmdline_drops_the_padding_of_a_renamed_process_and_escapes_controls() {
+    let redis = b"/usr/bin/redis-server 127.0.0.1:6390\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+    assert_eq!(cmdline(redis, 4096), "/usr/bin/redis-server 127.0.0.1:6390");
+    assert_eq!(
+        cmdline(b"nginx: worker process   \0\0\0", 4096),
+        "nginx: worker process"
+    );
+    assert_eq!(cmdline(b"\0\0\0", 4096), "");
+    // The cut and its ellipsis come after the padding is gone.
+    assert_eq!(cmdline(b"abc\0\0\0\0\0\0", 3), "abc");
+    assert_eq!(cmdline(b"a\x1b[31mb\0", 100), "a\\u{1b}[31mb");
+    assert_eq!(cmdline(b"a\nb\0", 100), "a\\nb");
+}
+
 /// `cat /proc/self/cgroup` on this machine (cgroup v1 and a v2 mount).
 pub(super) const CGROUP_HYBRID_ROOT: &[u8] = b"9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n5:devices:/\n4:memory:/process_api/6f28d1a16fee03ae276036d3a166ee9e\n3:cpuset:/\n2:cpuacct:/\n1:cpu:/\n0::/\n";
 

@@ -245,7 +245,13 @@ fn check_link(b: &[u8]) -> Result<(), TestCaseError> {
 fn check_cmdline(b: &[u8], max_len: usize) -> Result<(), TestCaseError> {
     let s = cmdline(b, max_len);
     prop_assert!(!s.contains('\0'), "{:?}", s);
-    let args = b.strip_suffix(b"\0").unwrap_or(b);
+    prop_assert!(!s.chars().any(char::is_control), "{:?}", s);
+    prop_assert!(!s.ends_with(char::is_whitespace), "{:?}", s);
+    let end = b
+        .iter()
+        .rposition(|&c| c != 0 && !c.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let args = &b[..end];
     let cut = args.len() > max_len;
     let shown = if cut {
         let shown = s.strip_suffix('…');
@@ -254,7 +260,14 @@ fn check_cmdline(b: &[u8], max_len: usize) -> Result<(), TestCaseError> {
     } else {
         &s[..]
     };
-    let expected = String::from_utf8_lossy(&args[..args.len().min(max_len)]).replace('\0', " ");
+    let expected: String = String::from_utf8_lossy(&args[..args.len().min(max_len)])
+        .chars()
+        .flat_map(|c| match c {
+            '\0' => ' '.escape_default().collect::<Vec<_>>(),
+            c if c.is_control() => c.escape_default().collect(),
+            c => vec![c],
+        })
+        .collect();
     prop_assert_eq!(shown, expected);
     Ok(())
 }
