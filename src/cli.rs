@@ -75,6 +75,15 @@ pub struct Cli {
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
 
+    /// Report: list every process that holds something, not only those with
+    /// a finding
+    #[arg(long)]
+    pub all: bool,
+
+    /// Report: list at most N processes, worst first (JSON too)
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+
     /// Report: sample for this long before printing, to judge fd growth
     #[arg(long, value_name = "DUR", value_parser = duration)]
     pub duration: Option<Duration>,

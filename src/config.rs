@@ -25,6 +25,8 @@ pub struct Settings {
     pub config_path: Option<PathBuf>,
     pub format: Format,
     pub pids: Vec<u32>,
+    /// Which processes the report lists.
+    pub listing: crate::report::Listing,
     pub duration: Duration,
     pub listen: SocketAddr,
     pub interval: Duration,
@@ -48,6 +50,7 @@ impl Default for Settings {
             config_path: None,
             format: defaults::FORMAT,
             pids: Vec::new(),
+            listing: crate::report::Listing::default(),
             duration: defaults::DURATION,
             listen: defaults::LISTEN,
             interval: defaults::INTERVAL,
@@ -327,6 +330,10 @@ pub fn merge(file: FileConfig, path: Option<PathBuf>, cli: &Cli) -> Result<Setti
     let settings = Settings {
         format: cli.format.or(file.format).unwrap_or(d.format),
         pids: cli.pids.clone(),
+        listing: crate::report::Listing {
+            all: cli.all,
+            top: cli.top,
+        },
         duration: cli.duration.unwrap_or(d.duration),
         listen: cli.listen.or(file.listen).unwrap_or(d.listen),
         interval: cli.interval.or(file.interval).unwrap_or(d.interval),

@@ -23,6 +23,7 @@ pub fn sample_interval(duration: Duration) -> Duration {
 /// processes it lists.
 pub struct Done {
     snapshot: Snapshot,
+    listing: report::Listing,
     analysis: Analysis,
     settings: analyse::Settings,
     details: Vec<Option<ProcessDetails>>,
@@ -35,6 +36,7 @@ impl Done {
     fn report(&self) -> Report<'_> {
         Report {
             snapshot: &self.snapshot,
+            listing: self.listing,
             analysis: &self.analysis,
             details: &self.details,
             settings: &self.settings,
@@ -88,6 +90,7 @@ pub fn run(settings: &Settings, collector: &Collector, progress: Option<&mut dyn
         .collect();
     Done {
         snapshot,
+        listing: settings.listing,
         analysis,
         settings: analysis_settings,
         details,

@@ -85,6 +85,13 @@ fn as_nobody_the_report_works_says_attribution_is_incomplete_and_blames_nobody()
         .iter()
         .any(|f| f["check"] == "close_wait_stale" || f["check"] == "fin_wait2_stale");
     assert_eq!(report["attribution_complete"], !stale_unknown, "{report:#}");
+    // The text never says no process holds them: their owner is unknown.
+    let text = common::closewatch_as_nobody(&["--report"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(!text.contains("No process holds"), "{text}");
+    if text.contains("No readable process holds") {
+        assert!(text.contains("no known owner"), "{text}");
+    }
 }
 
 /// /proc bind-mounted elsewhere; unmounted on drop.

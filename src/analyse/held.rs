@@ -90,7 +90,15 @@ pub struct Peer {
     pub state: TcpState,
     pub count: u64,
     pub oldest: Duration,
+    /// The sum of their Recv-Q, as the kernel reports it: for a CLOSE_WAIT
+    /// socket it counts the peer's FIN (one sequence number) until the
+    /// program reads EOF.
     pub recv_q_bytes: u64,
+    /// Of these CLOSE_WAIT sockets, those whose EOF the program never read
+    /// (Recv-Q ≥ 1: the FIN, and any data before it, is still queued).
+    pub fin_unread: u64,
+    /// Data bytes received and not read: Recv-Q without those FINs.
+    pub unread_bytes: u64,
     /// The other end, when it is on this host (that of the first socket of
     /// the group for which the scan could tell).
     pub local: Option<PeerEnd>,
@@ -507,11 +515,18 @@ impl Acc {
             count: 0,
             oldest: Duration::ZERO,
             recv_q_bytes: 0,
+            fin_unread: 0,
+            unread_bytes: 0,
             local: None,
         });
         peer.count += 1;
         peer.oldest = peer.oldest.max(age);
         peer.recv_q_bytes += u64::from(s.recv_q);
+        // EOF is read only after every byte before it: a CLOSE_WAIT socket
+        // with anything queued still holds its FIN.
+        let fin = u32::from(s.state == TcpState::CloseWait && s.recv_q > 0);
+        peer.fin_unread += u64::from(fin);
+        peer.unread_bytes += u64::from(s.recv_q - fin);
         peer.local = peer.local.or(end);
     }
 

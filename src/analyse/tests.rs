@@ -511,6 +511,9 @@ fn pool_hint_names_the_server_and_peers_are_grouped() {
     assert_eq!(p.peers[0].oldest, Duration::from_secs(608));
     assert_eq!(p.peers[0].recv_q_bytes, 9);
     assert_eq!(p.peers[1].recv_q_bytes, 7);
+    // Recv-Q 1 on CLOSE_WAIT is the unread FIN, not a byte of data.
+    assert_eq!((p.peers[0].fin_unread, p.peers[0].unread_bytes), (9, 0));
+    assert_eq!((p.peers[1].fin_unread, p.peers[1].unread_bytes), (1, 6));
     let hint = &p.findings[0].hint;
     assert!(hint.contains("9 of 10 go to 10.0.0.5:6379"), "{hint}");
     assert!(hint.contains("connection pool"), "{hint}");

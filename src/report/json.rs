@@ -27,6 +27,8 @@ struct Json<'a> {
     findings: Vec<Finding<'a>>,
     errors: Vec<Error<'a>>,
     // Extensions.
+    /// Processes left out by `--top`.
+    processes_omitted: usize,
     scan_duration_seconds: f64,
     attribution_complete: bool,
     skipped_processes: Skipped,
@@ -191,6 +193,10 @@ struct Peer<'a> {
     count: u64,
     oldest_seconds: f64,
     recv_q_bytes: u64,
+    /// CLOSE_WAIT sockets whose EOF the program never read.
+    fin_unread: u64,
+    /// Data bytes queued and not read (Recv-Q without those FINs).
+    unread_bytes: u64,
     /// The other end, when it is on this host: its owner (null when no
     /// readable process holds it) and its state ("gone": no such socket).
     peer_pid: Option<u32>,
@@ -276,12 +282,16 @@ struct Error<'a> {
 pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
     let snap = report.snapshot;
     let a = report.analysis;
-    let processes = a
+    // Every process the analysis kept, worst first, unless `--top` caps them.
+    let top = report.listing.top.unwrap_or(usize::MAX);
+    let processes: Vec<Process<'_>> = a
         .processes
         .iter()
         .zip(report.details.iter().chain(std::iter::repeat(&None)))
+        .take(top)
         .filter_map(|(p, d)| process(p, snap.processes.get(p.index)?, d.as_ref(), snap))
         .collect();
+    let processes_omitted = a.processes.len().saturating_sub(top);
     let json = Json {
         schema_version: 1,
         status: a.status.name(),
@@ -295,6 +305,7 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         tcp_states: States(&a.tcp_states),
         unattributed: Unowned::from(&a.unattributed),
         processes,
+        processes_omitted,
         findings: findings(&a.host_findings),
         errors: report
             .errors
@@ -468,6 +479,8 @@ fn peer_of<'a>(peer: &crate::analyse::Peer, snap: &'a Snapshot) -> Peer<'a> {
         count: peer.count,
         oldest_seconds: secs(peer.oldest),
         recv_q_bytes: peer.recv_q_bytes,
+        fin_unread: peer.fin_unread,
+        unread_bytes: peer.unread_bytes,
         peer_pid: owner.map(|o| o.key.pid),
         peer_comm: owner.map(|o| o.comm.as_str()),
         peer_state: state,

@@ -84,25 +84,25 @@ fn fds_cell(p: &ProcessInfo, growing: bool) -> String {
     }
 }
 
-fn pair(stale: u64, total: u64) -> String {
-    if total == 0 {
-        "-".to_string()
-    } else {
-        format!("{stale}/{total}")
+/// `stale/total (oldest)`, or `-` when there are none.
+fn pair(stale: u64, total: u64, oldest: Option<Duration>) -> String {
+    match (total, oldest) {
+        (0, _) => "-".to_string(),
+        (_, Some(age)) => format!("{stale}/{total} ({})", human(age)),
+        (_, None) => format!("{stale}/{total}"),
     }
 }
 
 struct Row {
     severity: Option<Severity>,
-    cells: [String; 8],
+    cells: [String; 7],
 }
 
-const HEADERS: [&str; 8] = [
+const HEADERS: [&str; 7] = [
     "PID",
     "COMM",
     "UNIT",
     "CLOSE_WAIT",
-    "OLDEST",
     "FIN_WAIT_2",
     "FDS/LIMIT",
     "TOP PEER",
@@ -110,16 +110,10 @@ const HEADERS: [&str; 8] = [
 
 fn row(p: &ProcessAnalysis, info: &ProcessInfo, details: Option<&ProcessDetails>) -> Row {
     let s = &p.sockets;
-    let mut close_wait = pair(s.close_wait_stale, s.close_wait);
+    let mut close_wait = pair(s.close_wait_stale, s.close_wait, s.oldest_close_wait);
     if s.close_wait_unaccepted > 0 {
         close_wait = format!("{close_wait} +{} queued", s.close_wait_unaccepted);
     }
-    let oldest = s
-        .oldest_close_wait
-        .into_iter()
-        .chain(s.oldest_fin_wait2)
-        .max()
-        .map_or_else(|| "-".to_string(), human);
     let top_peer = p.peers.first().map_or_else(
         || "-".to_string(),
         |peer| format!("{} ×{}", peer.remote, peer.count),
@@ -131,8 +125,7 @@ fn row(p: &ProcessAnalysis, info: &ProcessInfo, details: Option<&ProcessDetails>
             fit(&info.comm, 16),
             fit(unit_cell(details), 32),
             close_wait,
-            oldest,
-            pair(s.fin_wait2_stale, s.fin_wait2),
+            pair(s.fin_wait2_stale, s.fin_wait2, s.oldest_fin_wait2),
             fds_cell(info, p.growth.is_some()),
             top_peer,
         ],
@@ -155,7 +148,7 @@ fn table(out: &mut dyn Write, style: Style, rows: &[Row]) -> io::Result<()> {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: &[String; 8]| {
+    let line = |cells: &[String; 7]| {
         let mut l = String::new();
         for (i, (c, w)) in cells.iter().zip(widths.iter()).enumerate() {
             if i == cells.len() - 1 {
@@ -437,27 +430,21 @@ fn skipped(snap: &crate::model::Snapshot) -> Vec<String> {
 }
 
 /// A block for each process with a finding (every listed one with `--pid`).
-fn details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result<()> {
+fn details(
+    out: &mut dyn Write,
+    style: Style,
+    report: &Report<'_>,
+    listed: &[usize],
+) -> io::Result<()> {
     let snap = report.snapshot;
-    for (p, d) in report
-        .analysis
-        .processes
-        .iter()
-        .zip(report.details.iter().chain(std::iter::repeat(&None)))
-    {
+    for &i in listed {
+        let p = &report.analysis.processes[i];
         if p.findings.is_empty() && report.settings.only_pids.is_none() {
             continue;
         }
+        let d = report.details.get(i).and_then(Option::as_ref);
         if let Some(info) = snap.processes.get(p.index) {
-            process(
-                out,
-                style,
-                p,
-                info,
-                d.as_ref(),
-                report.settings,
-                &snap.processes,
-            )?;
+            process(out, style, p, info, d, report.settings, &snap.processes)?;
         }
     }
     Ok(())
@@ -626,14 +613,20 @@ fn peers(
             Some(PeerEnd::Gone) => " ← the peer is gone".to_string(),
             None => String::new(),
         };
+        let mut queued = String::new();
+        if peer.fin_unread > 0 {
+            queued.push_str(&format!(", FIN not read ×{}", peer.fin_unread));
+        }
+        if peer.unread_bytes > 0 {
+            queued.push_str(&format!(", {} B unread", peer.unread_bytes));
+        }
         writeln!(
             out,
-            "  peer   {} {} ×{}, oldest {}, Recv-Q {} B{local}",
+            "  peer   {} {} ×{}, oldest {}{queued}{local}",
             peer.remote,
             peer.state,
             peer.count,
             human(peer.oldest),
-            peer.recv_q_bytes
         )?;
     }
     if peers.len() > SHOWN {
@@ -654,6 +647,83 @@ fn finding(out: &mut dyn Write, style: Style, f: &Finding) -> io::Result<()> {
     writeln!(out, "    {}", style.dim(&format!("hint: {}", f.hint)))
 }
 
+/// What the report says when the analysis kept no process: never that no
+/// process holds a socket whose owner is merely unknown.
+fn nobody(report: &Report<'_>) -> String {
+    let u = &report.analysis.unattributed;
+    let unknown = u.close_wait_unknown_owner + u.fin_wait2_unknown_owner;
+    if unknown == 0 {
+        return "No process holds CLOSE_WAIT or FIN_WAIT_2 sockets and none is near its fd \
+                limit."
+            .to_string();
+    }
+    let snap = report.snapshot;
+    let unreadable = snap.skipped.permission_denied;
+    let why = if unreadable > 0 {
+        format!(
+            "{} could not be read (see \"skipped\" above)",
+            count(unreadable, "process", "processes")
+        )
+    } else {
+        "they were closed between the socket dump and the /proc walk".to_string()
+    };
+    format!(
+        "No readable process holds CLOSE_WAIT or FIN_WAIT_2 sockets; {} {} no known owner: {why}.",
+        count(unknown, "socket", "sockets"),
+        if unknown == 1 { "has" } else { "have" },
+    )
+}
+
+/// One line for the processes the table leaves out: those with findings
+/// past `--top`, and those without a finding (`--all` lists them).
+fn unlisted(report: &Report<'_>, listed: &[usize]) -> Vec<String> {
+    let a = report.analysis;
+    let shown: std::collections::HashSet<usize> = listed.iter().copied().collect();
+    let rest: Vec<&ProcessAnalysis> = (0..a.processes.len())
+        .filter(|i| !shown.contains(i))
+        .map(|i| &a.processes[i])
+        .collect();
+    let (found, quiet): (Vec<&ProcessAnalysis>, Vec<&ProcessAnalysis>) =
+        rest.into_iter().partition(|p| !p.findings.is_empty());
+    let mut lines = Vec::new();
+    if !found.is_empty() {
+        lines.push(format!(
+            "… {} with findings past --top (a larger --top lists them)",
+            count(found.len() as u64, "more process", "more processes")
+        ));
+    }
+    if !quiet.is_empty() {
+        let close_wait: u64 = quiet.iter().map(|p| p.sockets.close_wait).sum();
+        let fin_wait2: u64 = quiet.iter().map(|p| p.sockets.fin_wait2).sum();
+        let oldest = quiet
+            .iter()
+            .flat_map(|p| [p.sockets.oldest_close_wait, p.sockets.oldest_fin_wait2])
+            .flatten()
+            .max();
+        let what = match (close_wait + fin_wait2, oldest) {
+            (0, _) => String::new(),
+            (_, Some(age)) => format!(
+                " hold {close_wait} CLOSE_WAIT and {fin_wait2} FIN_WAIT_2 sockets (oldest {}),",
+                human(age)
+            ),
+            (_, None) => {
+                format!(" hold {close_wait} CLOSE_WAIT and {fin_wait2} FIN_WAIT_2 sockets,")
+            }
+        };
+        let verb = if what.is_empty() { " have" } else { "" };
+        let (lead, one, many) = if listed.is_empty() {
+            ("", "process", "processes")
+        } else {
+            ("… ", "more process", "more processes")
+        };
+        lines.push(format!(
+            "{lead}{}{what}{verb} no finding — --all lists them",
+            count(quiet.len() as u64, one, many),
+        ));
+    }
+    lines
+}
+
 /// Writes the text report; `color` adds ANSI colour.
 pub fn write(report: &Report<'_>, out: &mut dyn Write, color: bool) -> io::Result<()> {
     let style = Style { on: color };
@@ -663,26 +733,25 @@ pub fn write(report: &Report<'_>, out: &mut dyn Write, color: bool) -> io::Resul
         finding(out, style, f)?;
     }
     writeln!(out)?;
-    if a.processes.is_empty() && !a.attribution_complete {
-        writeln!(
-            out,
-            "No readable process holds CLOSE_WAIT or FIN_WAIT_2 sockets; the owners of the \
-             sockets above could not be read."
-        )?;
-    } else if a.processes.is_empty() {
-        writeln!(
-            out,
-            "No process holds CLOSE_WAIT or FIN_WAIT_2 sockets and none is near its fd limit."
-        )?;
+    if a.processes.is_empty() {
+        writeln!(out, "{}", nobody(report))?;
     } else {
-        let rows: Vec<Row> = a
-            .processes
+        let listed = report.listed();
+        let rows: Vec<Row> = listed
             .iter()
-            .zip(report.details.iter().chain(std::iter::repeat(&None)))
-            .filter_map(|(p, d)| Some(row(p, report.snapshot.processes.get(p.index)?, d.as_ref())))
+            .filter_map(|&i| {
+                let p = &a.processes[i];
+                let d = report.details.get(i).and_then(Option::as_ref);
+                Some(row(p, report.snapshot.processes.get(p.index)?, d))
+            })
             .collect();
-        table(out, style, &rows)?;
-        details(out, style, report)?;
+        if !rows.is_empty() {
+            table(out, style, &rows)?;
+        }
+        for line in unlisted(report, &listed) {
+            writeln!(out, "{line}")?;
+        }
+        details(out, style, report, &listed)?;
     }
     for e in report.errors {
         writeln!(out)?;
