@@ -438,3 +438,56 @@ fn a_renamed_process_has_its_padding_trimmed() {
         "{text}"
     );
 }
+
+/// The peer lines of `pid`'s details in the text report.
+fn peer_lines(pid: u32) -> Vec<String> {
+    let pid = pid.to_string();
+    let run = closewatch(&["--report", "--close-wait-age", "0s", "--pid", pid.as_str()]);
+    run.stdout
+        .lines()
+        .filter(|l| l.starts_with("  server ") || l.starts_with("  peer   "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A server that never closes has one peer per client port; the report
+/// groups them under the address it accepted them on, with the client
+/// hosts, in one line (JSON `peer_groups`); a pool's leak names the server
+/// it talks to.
+#[test]
+fn a_server_leak_is_one_line_and_a_pool_leak_names_its_server() {
+    let fx = Fixture::start("eof-server", Some(8));
+    let server = fx.info.role("server").pids[0];
+    let listen = fx.info.listen.clone().expect("listen address");
+    let lines = peer_lines(server);
+    assert!(lines.len() <= 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("  server {listen} close_wait ×8, ")),
+        "{lines:#?}"
+    );
+    let r = report_json(&[server]).json();
+    let p = process(&r, server).expect("listed");
+    let g = &p["peer_groups"][0];
+    assert_eq!(
+        (&g["side"], &g["local"], &g["count"]),
+        (&"server".into(), &listen.as_str().into(), &8.into()),
+        "{p:#}"
+    );
+    assert_eq!(u(&g["hosts"][0]["count"], "hosts count"), 8, "{p:#}");
+    assert_eq!(
+        p["peers"].as_array().map(Vec::len),
+        Some(8),
+        "one per client port"
+    );
+
+    let pool = Fixture::start("pool", Some(4));
+    let client = pool.info.role("pool").pids[0];
+    let listen = pool.info.listen.clone().expect("listen address");
+    let lines = peer_lines(client);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(&format!("  peer   {listen} close_wait ×4, ")),
+        "{lines:#?}"
+    );
+    assert!(lines[0].contains("FIN not read ×4"), "{lines:#?}");
+}

@@ -202,6 +202,8 @@ pub struct Held {
     pub sockets: SocketSummary,
     /// By count, then oldest.
     pub peers: Vec<Peer>,
+    /// The same, grouped by what they mean.
+    pub peer_groups: Vec<super::groups::PeerGroup>,
     /// Namespaces of the flagged sockets it holds.
     pub netns: Vec<NetnsId>,
     /// Listeners whose queues hold its unaccepted connections.
@@ -435,6 +437,7 @@ fn port_facts(snapshot: &Snapshot, owners: &FxHashMap<u64, attribution::Owners>)
 struct Acc {
     summary: SocketSummary,
     peers: FxHashMap<(SocketAddr, TcpState), Peer>,
+    conns: Vec<super::groups::Conn>,
     netns: Vec<NetnsId>,
     queue_listeners: Vec<SocketAddr>,
     listeners: Vec<ListenQueue>,
@@ -522,12 +525,18 @@ impl Acc {
         peer.count += 1;
         peer.oldest = peer.oldest.max(age);
         peer.recv_q_bytes += u64::from(s.recv_q);
-        // EOF is read only after every byte before it: a CLOSE_WAIT socket
-        // with anything queued still holds its FIN.
-        let fin = u32::from(s.state == TcpState::CloseWait && s.recv_q > 0);
-        peer.fin_unread += u64::from(fin);
-        peer.unread_bytes += u64::from(s.recv_q - fin);
+        let (fin, bytes) = super::groups::queued(s.state, s.recv_q);
+        peer.fin_unread += fin;
+        peer.unread_bytes += bytes;
         peer.local = peer.local.or(end);
+        self.conns.push(super::groups::Conn {
+            local: s.local,
+            remote: s.remote,
+            state: s.state,
+            age,
+            recv_q: s.recv_q,
+            end,
+        });
     }
 
     fn owned(&mut self, s: &TcpSocket, age: Duration, stale: bool, end: Option<PeerEnd>) {
@@ -592,6 +601,7 @@ impl Acc {
         listeners.sort_by(|a, b| b.ratio().total_cmp(&a.ratio()).then(a.local.cmp(&b.local)));
         Held {
             sockets: summary,
+            peer_groups: super::groups::group(&self.conns, index, listening),
             peers,
             netns: self.netns,
             queue_listeners: self.queue_listeners,

@@ -8,6 +8,7 @@
 
 pub mod attribution;
 pub mod checks;
+pub mod groups;
 pub mod growth;
 pub mod held;
 pub mod hints;
@@ -119,6 +120,9 @@ pub struct ProcessAnalysis {
     pub sockets: SocketSummary,
     /// By count, then oldest.
     pub peers: Vec<Peer>,
+    /// The same sockets grouped by what they mean (server by listening
+    /// address, client by server), most first.
+    pub peer_groups: Vec<groups::PeerGroup>,
     pub findings: Vec<Finding>,
     /// Namespaces of the flagged sockets it holds.
     pub netns: Vec<NetnsId>,
@@ -253,6 +257,7 @@ fn judge_process(
         index,
         sockets: held.sockets,
         peers: held.peers,
+        peer_groups: held.peer_groups,
         findings,
         netns: held.netns,
         queue_listeners: held.queue_listeners,

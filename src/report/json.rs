@@ -120,6 +120,10 @@ struct Process<'a> {
     /// Peers beyond the first MAX_PEERS (a server's CLOSE_WAIT sockets each
     /// have a peer of their own: the clients' ephemeral ports).
     peers_omitted: usize,
+    /// The same sockets grouped by what they mean: a server's by the local
+    /// address it accepted them on, with the client hosts; a client's by
+    /// the server.
+    peer_groups: Vec<Group<'a>>,
     uid: Option<u32>,
     start_time_ticks: u64,
     /// Why the unit is unknown (null: `unit` is right, null or not).
@@ -376,6 +380,12 @@ fn process<'a>(
             .take(MAX_PEERS)
             .map(|peer| peer_of(peer, snap))
             .collect(),
+        peer_groups: p
+            .peer_groups
+            .iter()
+            .take(MAX_PEERS)
+            .map(|g| group_of(g, snap))
+            .collect(),
         listeners: p
             .listeners
             .iter()
@@ -464,15 +474,77 @@ fn sockets(s: &crate::analyse::SocketSummary, snap: &Snapshot) -> Sockets {
 }
 
 /// One peer, and its other end when it is on this host.
-fn peer_of<'a>(peer: &crate::analyse::Peer, snap: &'a Snapshot) -> Peer<'a> {
-    let (owner, state) = match peer.local {
+#[derive(Serialize)]
+struct Group<'a> {
+    side: &'static str,
+    local: Option<String>,
+    remote: Option<String>,
+    state: &'static str,
+    count: u64,
+    oldest_seconds: f64,
+    fin_unread: u64,
+    unread_bytes: u64,
+    hosts: Vec<GroupHost>,
+    hosts_omitted: usize,
+    peer_pid: Option<u32>,
+    peer_comm: Option<&'a str>,
+    peer_state: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct GroupHost {
+    ip: String,
+    count: u64,
+    oldest_seconds: f64,
+}
+
+/// The other end of a connection on this host: its owner, if readable,
+/// and its state ("gone": no such socket).
+fn end_of(end: Option<PeerEnd>, snap: &Snapshot) -> (Option<&ProcessInfo>, Option<&'static str>) {
+    match end {
         Some(PeerEnd::Owned { process, state }) => {
             (snap.processes.get(process), Some(state.name()))
         }
         Some(PeerEnd::Orphan { state } | PeerEnd::Unowned { state }) => (None, Some(state.name())),
         Some(PeerEnd::Gone) => (None, Some("gone")),
         None => (None, None),
+    }
+}
+
+fn group_of<'a>(g: &crate::analyse::groups::PeerGroup, snap: &'a Snapshot) -> Group<'a> {
+    use crate::analyse::groups::Side;
+    let (side, local, remote) = match g.side {
+        Side::Server { local } => ("server", Some(local.to_string()), None),
+        Side::Client { remote } => ("client", None, Some(remote.to_string())),
     };
+    let (owner, state) = end_of(g.local, snap);
+    Group {
+        side,
+        local,
+        remote,
+        state: g.state.name(),
+        count: g.count,
+        oldest_seconds: secs(g.oldest),
+        fin_unread: g.fin_unread,
+        unread_bytes: g.unread_bytes,
+        hosts: g
+            .hosts
+            .iter()
+            .map(|&(ip, count, oldest)| GroupHost {
+                ip: ip.to_string(),
+                count,
+                oldest_seconds: secs(oldest),
+            })
+            .collect(),
+        hosts_omitted: g.hosts_omitted,
+        peer_pid: owner.map(|o| o.key.pid),
+        peer_comm: owner.map(|o| o.comm.as_str()),
+        peer_state: state,
+    }
+}
+
+fn peer_of<'a>(peer: &crate::analyse::Peer, snap: &'a Snapshot) -> Peer<'a> {
+    let (owner, state) = end_of(peer.local, snap);
     Peer {
         remote: peer.remote.to_string(),
         state: peer.state.name(),

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use super::Report;
+use crate::analyse::groups::{PeerGroup, Side};
 use crate::analyse::held::PeerEnd;
 use crate::analyse::hints::{count, human};
 use crate::analyse::{Finding, ProcessAnalysis, Severity, Status};
@@ -114,9 +115,12 @@ fn row(p: &ProcessAnalysis, info: &ProcessInfo, details: Option<&ProcessDetails>
     if s.close_wait_unaccepted > 0 {
         close_wait = format!("{close_wait} +{} queued", s.close_wait_unaccepted);
     }
-    let top_peer = p.peers.first().map_or_else(
+    let top_peer = p.peer_groups.first().map_or_else(
         || "-".to_string(),
-        |peer| format!("{} ×{}", peer.remote, peer.count),
+        |g| match g.side {
+            Side::Server { local } => format!("server {local} ×{}", g.count),
+            Side::Client { remote } => format!("{remote} ×{}", g.count),
+        },
     );
     Row {
         severity: p.severity(),
@@ -466,7 +470,7 @@ fn process(
     for f in &p.findings {
         finding(out, style, f)?;
     }
-    peers(out, &p.peers, processes)
+    peers(out, &p.peer_groups, processes)
 }
 
 /// Severity, pid, comm and unit; the command line (or the executable).
@@ -596,43 +600,65 @@ fn lifecycle_lines(
 
 /// The top peers (and their other end when it is on this host), and how
 /// many more there are.
-fn peers(
-    out: &mut dyn Write,
-    peers: &[crate::analyse::Peer],
-    processes: &[ProcessInfo],
-) -> io::Result<()> {
+fn peers(out: &mut dyn Write, groups: &[PeerGroup], processes: &[ProcessInfo]) -> io::Result<()> {
     const SHOWN: usize = 5;
-    for peer in peers.iter().take(SHOWN) {
-        let local = match peer.local {
-            Some(PeerEnd::Owned { process, state }) => processes
-                .get(process)
-                .map(|o| format!(" ← pid {} ({}) in {state}", o.key.pid, o.comm))
-                .unwrap_or_default(),
-            Some(PeerEnd::Orphan { state }) => format!(" ← the peer closed ({state}, no owner)"),
-            Some(PeerEnd::Unowned { state }) => format!(" ← {state}, owner not readable"),
-            Some(PeerEnd::Gone) => " ← the peer is gone".to_string(),
-            None => String::new(),
-        };
+    for g in groups.iter().take(SHOWN) {
         let mut queued = String::new();
-        if peer.fin_unread > 0 {
-            queued.push_str(&format!(", FIN not read ×{}", peer.fin_unread));
+        if g.fin_unread > 0 {
+            queued.push_str(&format!(", FIN not read ×{}", g.fin_unread));
         }
-        if peer.unread_bytes > 0 {
-            queued.push_str(&format!(", {} B unread", peer.unread_bytes));
+        if g.unread_bytes > 0 {
+            queued.push_str(&format!(", {} B unread", g.unread_bytes));
         }
+        let (label, addr) = match g.side {
+            Side::Server { local } => ("server", local),
+            Side::Client { remote } => ("peer  ", remote),
+        };
+        let other = match g.side {
+            Side::Server { .. } => clients(g),
+            Side::Client { .. } => local_end(g.local, processes),
+        };
         writeln!(
             out,
-            "  peer   {} {} ×{}, oldest {}{queued}{local}",
-            peer.remote,
-            peer.state,
-            peer.count,
-            human(peer.oldest),
+            "  {label} {addr} {} ×{}, oldest {}{queued}{other}",
+            g.state,
+            g.count,
+            human(g.oldest),
         )?;
     }
-    if peers.len() > SHOWN {
-        writeln!(out, "  peer   … and {} more", peers.len() - SHOWN)?;
+    if groups.len() > SHOWN {
+        writeln!(out, "  peer   … and {} more", groups.len() - SHOWN)?;
     }
     Ok(())
+}
+
+/// ` ← from 10.0.0.1 ×4, 10.0.0.2 ×3 and 5 more hosts`: a server group's
+/// client hosts.
+fn clients(g: &PeerGroup) -> String {
+    let hosts: Vec<String> = g
+        .hosts
+        .iter()
+        .map(|(ip, n, _)| format!("{ip} ×{n}"))
+        .collect();
+    let more = match g.hosts_omitted {
+        0 => String::new(),
+        n => format!(" and {}", count(n as u64, "more host", "more hosts")),
+    };
+    format!(" ← from {}{more}", hosts.join(", "))
+}
+
+/// ` ← pid N (comm) in STATE`: a client group's other end on this host.
+fn local_end(end: Option<PeerEnd>, processes: &[ProcessInfo]) -> String {
+    match end {
+        Some(PeerEnd::Owned { process, state }) => processes
+            .get(process)
+            .map(|o| format!(" ← pid {} ({}) in {state}", o.key.pid, o.comm))
+            .unwrap_or_default(),
+        Some(PeerEnd::Orphan { state }) => format!(" ← the peer closed ({state}, no owner)"),
+        Some(PeerEnd::Unowned { state }) => format!(" ← {state}, owner not readable"),
+        Some(PeerEnd::Gone) => " ← the peer is gone".to_string(),
+        None => String::new(),
+    }
 }
 
 /// One finding: severity, check and message, then the hint.
