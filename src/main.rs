@@ -134,13 +134,38 @@ fn usage(e: clap::Error, reporting: bool) -> Failure {
     }
 }
 
+/// The width the text report is wrapped to: `COLUMNS` if set, else the
+/// terminal's on a TTY, else a fixed width (a pipe's output does not depend
+/// on where it was made); never under [`Layout::MIN_WIDTH`].
+fn text_width(stdout: &std::io::Stdout) -> usize {
+    use closewatch::report::text::Layout;
+    let from_env = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok());
+    let from_tty = || {
+        stdout
+            .is_terminal()
+            .then(|| rustix::termios::tcgetwinsize(stdout).ok())
+            .flatten()
+            .map(|w| usize::from(w.ws_col))
+            .filter(|&c| c > 0)
+    };
+    from_env
+        .or_else(from_tty)
+        .unwrap_or(Layout::PIPED_WIDTH)
+        .max(Layout::MIN_WIDTH)
+}
+
 /// The one-shot report on stdout, progress and its own errors on stderr.
 /// A reader that goes away early (`| head`) is a normal end: the status is
 /// the report's.
 fn report(settings: &config::Settings) -> Result<u8, Failure> {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let color = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let layout = closewatch::report::text::Layout {
+        color: stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        width: text_width(&stdout),
+    };
     let mut err = stderr.lock();
     let progress = stderr.is_terminal();
     let collector = settings.collector();
@@ -152,7 +177,7 @@ fn report(settings: &config::Settings) -> Result<u8, Failure> {
     for message in done.messages() {
         eprintln!("closewatch: {message}");
     }
-    match done.write(settings.format, &mut stdout.lock(), color) {
+    match done.write(settings.format, &mut stdout.lock(), layout) {
         Ok(()) => Ok(done.exit_code()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(done.exit_code()),
         Err(e) => Err(Failure::new(

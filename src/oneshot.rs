@@ -57,11 +57,16 @@ impl Done {
             .map(|e| e.message.as_str())
     }
 
-    /// Prints the report in `format` (text in colour when `color`).
-    pub fn write(&self, format: Format, out: &mut dyn Write, color: bool) -> std::io::Result<()> {
+    /// Prints the report in `format` (text laid out as `layout` says).
+    pub fn write(
+        &self,
+        format: Format,
+        out: &mut dyn Write,
+        layout: report::text::Layout,
+    ) -> std::io::Result<()> {
         let report = self.report();
         match format {
-            Format::Text => report::text::write(&report, out, color)?,
+            Format::Text => report::text::write(&report, out, layout)?,
             Format::Json => report::json::write(&report, out)?,
         }
         out.flush()

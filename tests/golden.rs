@@ -117,6 +117,44 @@ fn text_report_matches_golden() {
         "no colour when stdout is not a TTY"
     );
     golden("report.txt", &normalize_text(&run.stdout));
+    // Piped, the text is laid out for 100 columns whatever the terminal.
+    let longest = run.stdout.lines().map(|l| l.chars().count()).max();
+    assert!(longest <= Some(100), "a line of {longest:?} columns");
+}
+
+/// At `COLUMNS=80` every line of the golden scenario fits in 80 columns:
+/// prose wraps at spaces with a hanging indent, the table's columns close
+/// up and its last cell (TOP PEER) is cut to what is left. Only a word
+/// longer than a line, or a table row whose other cells alone pass the
+/// width (a long unit name), could not be broken; the scenario has none.
+#[test]
+fn at_80_columns_no_line_passes_80() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_closewatch"))
+        .args(["--config", "/dev/null"])
+        .args(replay_args(&["--report"]))
+        .env("COLUMNS", "80")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run closewatch");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let long: Vec<&str> = text.lines().filter(|l| l.chars().count() > 80).collect();
+    assert!(long.is_empty(), "{long:#?}\n{text}");
+    // The wrapping lost nothing: past the headline (its time and scan
+    // duration change between runs) and outside the table, the same words
+    // in the same order as at 100 columns.
+    let wide = common::closewatch(&replay_args(&["--report"])).stdout;
+    let words = |t: &str| -> Vec<String> {
+        let mut in_table = false;
+        t.lines()
+            .skip_while(|l| !l.starts_with("  tcp "))
+            .filter(|l| {
+                in_table = l.starts_with("PID ") || (in_table && !l.is_empty());
+                !in_table
+            })
+            .flat_map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    };
+    assert_eq!(words(&text), words(&wide));
 }
 
 #[test]

@@ -12,13 +12,38 @@ use crate::analyse::hints::{count, human};
 use crate::analyse::{Finding, ProcessAnalysis, Severity, Status};
 use crate::model::{Freshness, ProcessDetails, ProcessInfo};
 
-/// ANSI styling, or none.
+/// How the report is laid out: ANSI styling or none, and the width its
+/// lines are wrapped to (the table's rows are not: a row is one line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub color: bool,
+    pub width: usize,
+}
+
+impl Layout {
+    /// Piped, the width is fixed so that the output is the same everywhere.
+    pub const PIPED_WIDTH: usize = 100;
+    /// Narrower terminals get this many columns all the same.
+    pub const MIN_WIDTH: usize = 60;
+}
+
 #[derive(Clone, Copy)]
 struct Style {
     on: bool,
+    width: usize,
 }
 
 impl Style {
+    /// Writes `text` broken at spaces into lines of at most the width: the
+    /// first after `first`, the rest after `rest` (a hanging indent). A word
+    /// longer than a line stays whole. ANSI sequences take no room.
+    fn wrapped(&self, out: &mut dyn Write, first: &str, rest: &str, text: &str) -> io::Result<()> {
+        for line in wrap(text, self.width, first, rest) {
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
+    }
+
     fn paint(&self, code: &str, s: &str) -> String {
         if self.on {
             format!("\x1b[{code}m{s}\x1b[0m")
@@ -39,6 +64,42 @@ impl Style {
             None => self.paint("32", s),
         }
     }
+}
+
+/// Columns `s` takes on a terminal: its characters but ANSI sequences.
+fn columns(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => n += 1,
+        }
+    }
+    n
+}
+
+/// `text` broken at spaces into lines of at most `width` columns (see
+/// [`Style::wrapped`]).
+fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        if !empty && columns(&line) + 1 + columns(word) > width {
+            lines.push(std::mem::replace(&mut line, rest.to_string()));
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    lines.push(line);
+    lines
 }
 
 fn status_severity(s: Status) -> Option<Severity> {
@@ -118,7 +179,7 @@ fn row(p: &ProcessAnalysis, info: &ProcessInfo, details: Option<&ProcessDetails>
     let top_peer = p.peer_groups.first().map_or_else(
         || "-".to_string(),
         |g| match g.side {
-            Side::Server { local } => format!("server {local} ×{}", g.count),
+            Side::Server { local } => format!("server :{} ×{}", local.port(), g.count),
             Side::Client { remote } => format!("{remote} ×{}", g.count),
         },
     );
@@ -145,6 +206,9 @@ fn unit_cell(details: Option<&ProcessDetails>) -> &str {
     }
 }
 
+/// The table, its columns as wide as their widest cell, one space apart
+/// under 100 columns (two from 100 on); the last cell is cut to what is
+/// left of the width (a row is never wrapped).
 fn table(out: &mut dyn Write, style: Style, rows: &[Row]) -> io::Result<()> {
     let mut widths = HEADERS.map(|h| h.chars().count());
     for r in rows {
@@ -152,14 +216,22 @@ fn table(out: &mut dyn Write, style: Style, rows: &[Row]) -> io::Result<()> {
             *w = (*w).max(c.chars().count());
         }
     }
+    let gap = if style.width < Layout::PIPED_WIDTH {
+        1
+    } else {
+        2
+    };
+    let last = widths.len() - 1;
+    let before_last: usize = widths[..last].iter().map(|w| w + gap).sum();
+    let room = style.width.saturating_sub(before_last).max(12);
     let line = |cells: &[String; 7]| {
         let mut l = String::new();
         for (i, (c, w)) in cells.iter().zip(widths.iter()).enumerate() {
-            if i == cells.len() - 1 {
-                l.push_str(c);
+            if i == last {
+                l.push_str(&fit(c, room));
             } else {
                 l.push_str(c);
-                l.push_str(&" ".repeat(w - c.chars().count() + 2));
+                l.push_str(&" ".repeat(w - c.chars().count() + gap));
             }
         }
         l
@@ -182,7 +254,7 @@ fn table(out: &mut dyn Write, style: Style, rows: &[Row]) -> io::Result<()> {
 fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result<()> {
     let snap = report.snapshot;
     let a = report.analysis;
-    writeln!(out, "{}", headline(style, report))?;
+    style.wrapped(out, "", "  ", &headline(style, report))?;
     let states: Vec<String> = a
         .tcp_states
         .named()
@@ -190,24 +262,25 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
         .map(|(name, n)| format!("{n} {name}"))
         .collect();
     if states.is_empty() {
-        labelled(out, "tcp", &["no sockets".to_string()])?;
+        labelled(out, style, "tcp", &["no sockets".to_string()])?;
     } else {
-        writeln!(out, "  {:<10}{}", "tcp", states.join(", "))?;
+        labelled(out, style, "tcp", &[states.join(", ")])?;
     }
-    labelled(out, "netns", &namespaces(style, snap))?;
+    labelled(out, style, "netns", &namespaces(style, snap))?;
     if let (Some(open), Some(max)) = (snap.host.open_fds, snap.host.max_fds) {
         labelled(
             out,
+            style,
             "host fds",
             &[format!("{open} of {max} ({})", pct(open, max))],
         )?;
     }
-    labelled(out, "no owner", &unowned(a))?;
-    labelled(out, "ports", &busiest_ports(a))?;
-    labelled(out, "skipped", &skipped(snap))?;
-    labelled(out, "unread", &unread(report))?;
-    labelled(out, "unix", &unix_unknown(snap))?;
-    labelled(out, "dead", &dead_unknown(snap))?;
+    labelled(out, style, "no owner", &unowned(a))?;
+    labelled(out, style, "ports", &busiest_ports(a))?;
+    labelled(out, style, "skipped", &skipped(snap))?;
+    labelled(out, style, "unread", &unread(report))?;
+    labelled(out, style, "unix", &unix_unknown(snap))?;
+    labelled(out, style, "dead", &dead_unknown(snap))?;
     if !a.attribution_complete {
         let warning = format!(
             "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; \
@@ -219,11 +292,9 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
             ),
             count(snap.skipped.permission_denied, "process", "processes"),
         );
-        writeln!(
-            out,
-            "  {}",
-            style.severity(Some(Severity::Warning), &warning)
-        )?;
+        for line in wrap(&warning, style.width, "  ", "  ") {
+            writeln!(out, "{}", style.severity(Some(Severity::Warning), &line))?;
+        }
     }
     Ok(())
 }
@@ -267,11 +338,16 @@ fn dead_unknown(snap: &crate::model::Snapshot) -> Vec<String> {
 }
 
 /// `  label     part; part`, or nothing when there are no parts.
-fn labelled(out: &mut dyn Write, label: &str, parts: &[String]) -> io::Result<()> {
+fn labelled(out: &mut dyn Write, style: Style, label: &str, parts: &[String]) -> io::Result<()> {
     if parts.is_empty() {
         return Ok(());
     }
-    writeln!(out, "  {label:<10}{}", parts.join("; "))
+    style.wrapped(
+        out,
+        &format!("  {label:<10}"),
+        &" ".repeat(12),
+        &parts.join("; "),
+    )
 }
 
 /// Status, host, time and scan duration, and how many processes hold what.
@@ -465,12 +541,12 @@ fn process(
     processes: &[ProcessInfo],
 ) -> io::Result<()> {
     heading(out, style, p, info, d)?;
-    fd_lines(out, p, info)?;
-    lifecycle_lines(out, p, settings)?;
+    fd_lines(out, style, p, info)?;
+    lifecycle_lines(out, style, p, settings)?;
     for f in &p.findings {
         finding(out, style, f)?;
     }
-    peers(out, &p.peer_groups, processes)
+    peers(out, style, &p.peer_groups, processes)
 }
 
 /// Severity, pid, comm and unit; the command line (or the executable).
@@ -501,7 +577,9 @@ fn heading(
     )?;
     if let Some(d) = d {
         if !d.cmdline.is_empty() {
-            writeln!(out, "  cmd    {}", fit(&d.cmdline, 200))?;
+            // On a TTY a long command line is cut; piped, it is wrapped.
+            let cmd = fit(&d.cmdline, 200);
+            style.wrapped(out, "  cmd    ", &" ".repeat(9), &cmd)?;
         } else if let Some(exe) = &d.exe {
             writeln!(out, "  exe    {exe}")?;
         }
@@ -510,10 +588,14 @@ fn heading(
 }
 
 /// The fd breakdown, and the growth when there is one.
-fn fd_lines(out: &mut dyn Write, p: &ProcessAnalysis, info: &ProcessInfo) -> io::Result<()> {
-    writeln!(
-        out,
-        "  fds    {} ({}, {}, {}, {}, {}{})",
+fn fd_lines(
+    out: &mut dyn Write,
+    style: Style,
+    p: &ProcessAnalysis,
+    info: &ProcessInfo,
+) -> io::Result<()> {
+    let fds = format!(
+        "{} ({}, {}, {}, {}, {}{})",
         fds_cell(info, p.growth.is_some()),
         count(info.fds.sockets, "socket", "sockets"),
         count(info.fds.files, "file", "files"),
@@ -525,18 +607,19 @@ fn fd_lines(out: &mut dyn Write, p: &ProcessAnalysis, info: &ProcessInfo) -> io:
         } else {
             "; fd table not readable"
         },
-    )?;
+    );
+    style.wrapped(out, "  fds    ", DETAIL, &fds)?;
     if let Some(g) = &p.growth {
         let eta = p
             .fd_exhaustion
             .map_or_else(String::new, |d| format!(", limit in {}", human(d)));
-        writeln!(
-            out,
-            "  growth +{} fds in {} ({:.1}/min){eta}",
+        let growth = format!(
+            "+{} fds in {} ({:.1}/min){eta}",
             g.grew_by,
             human(g.over),
             g.per_second * 60.0
-        )?;
+        );
+        style.wrapped(out, "  growth ", DETAIL, &growth)?;
     }
     Ok(())
 }
@@ -545,6 +628,7 @@ fn fd_lines(out: &mut dyn Write, p: &ProcessAnalysis, info: &ProcessInfo) -> io:
 /// the process has any of.
 fn lifecycle_lines(
     out: &mut dyn Write,
+    style: Style,
     p: &ProcessAnalysis,
     settings: &crate::analyse::Settings,
 ) -> io::Result<()> {
@@ -554,9 +638,8 @@ fn lifecycle_lines(
             0 => String::new(),
             n => format!(" ({n} to a local peer that is gone)"),
         };
-        writeln!(
-            out,
-            "  idle   {} silent ≥ {}, no keepalive{gone}, longest {}",
+        let idle = format!(
+            "{} silent ≥ {}, no keepalive{gone}, longest {}",
             count(
                 s.idle_established,
                 "ESTABLISHED connection",
@@ -564,7 +647,8 @@ fn lifecycle_lines(
             ),
             human(settings.idle_age),
             human(s.oldest_idle.unwrap_or_default()),
-        )?;
+        );
+        style.wrapped(out, "  idle   ", DETAIL, &idle)?;
     }
     let held = |what: String, stale: u64, oldest: Option<Duration>| {
         format!(
@@ -580,13 +664,13 @@ fn lifecycle_lines(
             "UNIX stream sockets",
         ) + " whose peer closed";
         let line = held(what, s.unix_close_wait_stale, s.oldest_unix_close_wait);
-        writeln!(out, "  unix   {line}")?;
+        style.wrapped(out, "  unix   ", DETAIL, &line)?;
     }
     if s.dead > 0 {
         let what = count(s.dead, "TCP socket", "TCP sockets")
             + " in no TCP table (reset or never connected)";
         let line = held(what, s.dead_stale, s.oldest_dead);
-        writeln!(out, "  dead   {line}")?;
+        style.wrapped(out, "  dead   ", DETAIL, &line)?;
     }
     for q in &p.listeners {
         writeln!(
@@ -600,7 +684,12 @@ fn lifecycle_lines(
 
 /// The top peers (and their other end when it is on this host), and how
 /// many more there are.
-fn peers(out: &mut dyn Write, groups: &[PeerGroup], processes: &[ProcessInfo]) -> io::Result<()> {
+fn peers(
+    out: &mut dyn Write,
+    style: Style,
+    groups: &[PeerGroup],
+    processes: &[ProcessInfo],
+) -> io::Result<()> {
     const SHOWN: usize = 5;
     for g in groups.iter().take(SHOWN) {
         let mut queued = String::new();
@@ -618,13 +707,13 @@ fn peers(out: &mut dyn Write, groups: &[PeerGroup], processes: &[ProcessInfo]) -
             Side::Server { .. } => clients(g),
             Side::Client { .. } => local_end(g.local, processes),
         };
-        writeln!(
-            out,
-            "  {label} {addr} {} ×{}, oldest {}{queued}{other}",
+        let line = format!(
+            "{addr} {} ×{}, oldest {}{queued}{other}",
             g.state,
             g.count,
             human(g.oldest),
-        )?;
+        );
+        style.wrapped(out, &format!("  {label} "), DETAIL, &line)?;
     }
     if groups.len() > SHOWN {
         writeln!(out, "  peer   … and {} more", groups.len() - SHOWN)?;
@@ -661,16 +750,32 @@ fn local_end(end: Option<PeerEnd>, processes: &[ProcessInfo]) -> String {
     }
 }
 
+/// Indent of a process's detail lines after the first.
+const DETAIL: &str = "         ";
+
 /// One finding: severity, check and message, then the hint.
 fn finding(out: &mut dyn Write, style: Style, f: &Finding) -> io::Result<()> {
-    writeln!(
-        out,
-        "  {} {}: {}",
-        style.severity(Some(f.severity), f.severity.name()),
-        f.check,
-        f.message
-    )?;
-    writeln!(out, "    {}", style.dim(&format!("hint: {}", f.hint)))
+    let head = format!("{} {}: {}", f.severity.name(), f.check, f.message);
+    for (i, line) in wrap(&head, style.width, "  ", "    ")
+        .into_iter()
+        .enumerate()
+    {
+        let line = match line.strip_prefix("  ").filter(|_| i == 0) {
+            // The severity word, painted.
+            Some(rest) => format!(
+                "  {}{}",
+                style.severity(Some(f.severity), f.severity.name()),
+                &rest[f.severity.name().len()..]
+            ),
+            None => line,
+        };
+        writeln!(out, "{line}")?;
+    }
+    let hint = format!("hint: {}", f.hint);
+    for line in wrap(&hint, style.width, "    ", "          ") {
+        writeln!(out, "{}", style.dim(&line))?;
+    }
+    Ok(())
 }
 
 /// What the report says when the analysis kept no process: never that no
@@ -750,9 +855,12 @@ fn unlisted(report: &Report<'_>, listed: &[usize]) -> Vec<String> {
     lines
 }
 
-/// Writes the text report; `color` adds ANSI colour.
-pub fn write(report: &Report<'_>, out: &mut dyn Write, color: bool) -> io::Result<()> {
-    let style = Style { on: color };
+/// Writes the text report laid out as `layout` says.
+pub fn write(report: &Report<'_>, out: &mut dyn Write, layout: Layout) -> io::Result<()> {
+    let style = Style {
+        on: layout.color,
+        width: layout.width,
+    };
     summary(out, style, report)?;
     let a = report.analysis;
     for f in &a.host_findings {
@@ -760,7 +868,7 @@ pub fn write(report: &Report<'_>, out: &mut dyn Write, color: bool) -> io::Resul
     }
     writeln!(out)?;
     if a.processes.is_empty() {
-        writeln!(out, "{}", nobody(report))?;
+        style.wrapped(out, "", "", &nobody(report))?;
     } else {
         let listed = report.listed();
         let rows: Vec<Row> = listed
@@ -775,19 +883,15 @@ pub fn write(report: &Report<'_>, out: &mut dyn Write, color: bool) -> io::Resul
             table(out, style, &rows)?;
         }
         for line in unlisted(report, &listed) {
-            writeln!(out, "{line}")?;
+            style.wrapped(out, "", "  ", &line)?;
         }
         details(out, style, report, &listed)?;
     }
     for e in report.errors {
         writeln!(out)?;
-        writeln!(
-            out,
-            "{} {}: {}",
-            style.severity(Some(Severity::Critical), "ERROR"),
-            e.stage.name(),
-            e.message
-        )?;
+        let error = format!("{}: {}", e.stage.name(), e.message);
+        let first = format!("{} ", style.severity(Some(Severity::Critical), "ERROR"));
+        style.wrapped(out, &first, "  ", &error)?;
     }
     Ok(())
 }

@@ -334,6 +334,7 @@ pub fn closewatch<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
         .args(args)
         .env_remove("NO_COLOR")
         .env_remove("RUST_LOG")
+        .env_remove("COLUMNS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
