@@ -586,6 +586,25 @@ pub enum Freshness {
     Unknown,
 }
 
+/// How a scan mapped sockets to the processes that hold them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attribution {
+    /// The /proc walk: each process's fd links, matched by socket inode
+    /// against the dumps. The only way there is; a backend that follows
+    /// sockets from the kernel (BPF) would be another variant, and the JSON
+    /// report's schema already reserves its name, `bpf`.
+    Procfs,
+}
+
+impl Attribution {
+    /// As the JSON report's `attribution` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Attribution::Procfs => "procfs",
+        }
+    }
+}
+
 /// Reads that failed without failing the scan. Each leaves one figure
 /// unknown, and is counted and shown as such, never taken for "nothing
 /// there".
@@ -672,6 +691,8 @@ pub struct Snapshot {
     pub unix_connected: u64,
     /// Fresh when every namespace's UNIX sockets were dumped.
     pub unix_check: Freshness,
+    /// How the owners of the sockets were found.
+    pub attribution: Attribution,
 }
 
 impl Default for Snapshot {
@@ -704,6 +725,8 @@ impl Snapshot {
             unix: Vec::new(),
             unix_connected: 0,
             unix_check: Freshness::Unknown,
+            // The collector's only way to name owners: its /proc walk.
+            attribution: Attribution::Procfs,
         }
     }
 

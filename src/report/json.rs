@@ -18,6 +18,8 @@ use crate::model::{Freshness, ProcessDetails, ProcessInfo, Snapshot, StateCounts
 #[derive(Serialize)]
 struct Json<'a> {
     schema_version: u32,
+    /// The version of the binary that wrote the report.
+    closewatch_version: &'static str,
     status: &'static str,
     scanned_at: String,
     host: Host<'a>,
@@ -30,6 +32,8 @@ struct Json<'a> {
     /// Processes left out by `--top`.
     processes_omitted: usize,
     scan_duration_seconds: f64,
+    /// How sockets were mapped to processes ("procfs").
+    attribution: &'static str,
     attribution_complete: bool,
     skipped_processes: Skipped,
     namespaces: Vec<Namespace<'a>>,
@@ -298,6 +302,7 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
     let processes_omitted = a.processes.len().saturating_sub(top);
     let json = Json {
         schema_version: 1,
+        closewatch_version: env!("CARGO_PKG_VERSION"),
         status: a.status.name(),
         scanned_at: humantime::format_rfc3339_seconds(snap.scanned_at).to_string(),
         host: Host {
@@ -320,6 +325,7 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
             })
             .collect(),
         scan_duration_seconds: snap.duration.as_secs_f64(),
+        attribution: snap.attribution.name(),
         attribution_complete: a.attribution_complete,
         skipped_processes: Skipped {
             vanished: snap.skipped.vanished,
