@@ -626,6 +626,11 @@ fn churn_of_processes_and_sockets_is_never_misattributed() {
         if json["errors"].as_array().is_none_or(|e| !e.is_empty()) {
             report_problems.push(format!("{source}: errors {}", json["errors"]));
         }
+        for v in common::schema::violations(json) {
+            report_problems.push(format!(
+                "{source}: not as docs/report.schema.json says: {v}"
+            ));
+        }
         for f in report_figures(json) {
             report_figures_seen += 1;
             checked.check(&truth, &source, r.sent_ns, r.got_ns, &f);

@@ -107,13 +107,7 @@ fn without_cap_sys_admin_a_namespace_is_reported_not_scanned() {
     let ns = Netns::add();
     let _inside = Fixture::start_with(&["ip", "netns", "exec", &ns.name], "eof-server", Some(1));
     let out = common::closewatch_as_nobody(&["--report", "--format", "json"]);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report = common::report_json_of(&out.stdout, &out.stderr);
     let entry = namespace(&report, ns.id());
     assert_eq!(entry["scanned"], false);
     assert!(

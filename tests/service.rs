@@ -232,13 +232,7 @@ fn report_with_caps(caps: &[&str], config: &Path) -> (Value, Option<i32>) {
         .args(["--report", "--format", "json", "--close-wait-age", "0s"])
         .output()
         .expect("run setpriv");
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report = common::report_json_of(&out.stdout, &out.stderr);
     (report, out.status.code())
 }
 

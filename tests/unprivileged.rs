@@ -9,7 +9,6 @@ mod common;
 use std::process::Command;
 
 use common::Fixture;
-use serde_json::Value;
 
 #[test]
 fn as_nobody_the_report_works_says_attribution_is_incomplete_and_blames_nobody() {
@@ -22,8 +21,7 @@ fn as_nobody_the_report_works_says_attribution_is_incomplete_and_blames_nobody()
         common::closewatch_as_nobody(&["--report", "--close-wait-age", "0s", "--format", format])
     };
     let out = run("json");
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let report = common::report_json_of(&out.stdout, &out.stderr);
     assert_eq!(report["attribution_complete"], false, "{report:#}");
     assert!(
         report["unattributed"]["close_wait_unknown_owner"]
@@ -67,8 +65,7 @@ fn as_nobody_the_report_works_says_attribution_is_incomplete_and_blames_nobody()
     // complete (a fresh socket without an owner is most often one closed
     // between the dump and the walk).
     let out = common::closewatch_as_nobody(&["--report", "--format", "json"]);
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let report = common::report_json_of(&out.stdout, &out.stderr);
     assert!(
         report["unattributed"]["close_wait_unknown_owner"]
             .as_u64()

@@ -1,8 +1,10 @@
 //! `--format json`: one object (schema_version 1), for scripts and other
 //! tools. Its fields are declared here, as the contract they are, and
 //! mapped from the analysis: renaming an analysis field cannot change the
-//! JSON. The fields every consumer may rely on come first in each struct;
-//! the extensions are marked.
+//! JSON. docs/report.schema.json describes every field for its readers; the
+//! tests validate every report they make against it, so a field added here
+//! must be added there. The fields every consumer may rely on come first in
+//! each struct; the extensions are marked.
 
 use std::io;
 use std::time::Duration;

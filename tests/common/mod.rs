@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod helper;
+pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
@@ -305,14 +306,25 @@ pub struct Run {
 }
 
 impl Run {
+    /// The JSON report on stdout, validated against docs/report.schema.json
+    /// (panics when it is not JSON or does not match).
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "closewatch printed invalid JSON ({e}):\n{}\nstderr:\n{}",
-                self.stdout, self.stderr
-            )
-        })
+        report_json_of(self.stdout.as_bytes(), self.stderr.as_bytes())
     }
+}
+
+/// The JSON report in `stdout`, validated against docs/report.schema.json;
+/// panics with `stderr` when it is not JSON or does not match.
+pub fn report_json_of(stdout: &[u8], stderr: &[u8]) -> Value {
+    let stderr = String::from_utf8_lossy(stderr);
+    let report = serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!(
+            "closewatch printed invalid JSON ({e}):\n{}\nstderr:\n{stderr}",
+            String::from_utf8_lossy(stdout)
+        )
+    });
+    schema::assert_valid(&report, &format!("stderr:\n{stderr}"));
+    report
 }
 
 fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
