@@ -215,8 +215,9 @@ fn sigterm_and_sigint_exit_zero_promptly() {
         let took = started.elapsed();
         eprintln!("signal {sig}: exit {:?} after {took:?}", status.code());
         assert_eq!(status.code(), Some(0));
-        // SPEC: within 1 s. Asserted with slack for a loaded CI machine; the
-        // measured time is printed above.
+        // The aim is an exit within 1 s (in-flight requests get 0.5 s).
+        // Asserted with slack for a loaded CI machine; the measured time is
+        // printed above.
         assert!(took < Duration::from_secs(5), "{took:?}");
     }
 }

@@ -15,13 +15,14 @@ mod common;
 use std::net::SocketAddr;
 
 use common::{
-    assert_full_report, assert_pid_report, closewatch, exit_code_of, expected, expected_status,
-    finding_checks, listed_pids, process, processes, report_json, spec_severity, u, Fixture,
+    assert_full_report, assert_pid_report, closewatch, default_severity, exit_code_of, expected,
+    expected_status, finding_checks, listed_pids, process, processes, report_json, u, Fixture,
 };
 use serde_json::Value;
 
-/// Both views, plus the status derived from the SPEC thresholds (for the
-/// scenarios whose only findings are the SPEC's socket checks).
+/// Both views, plus the status derived from the default levels of
+/// close_wait_stale and fin_wait2_stale (for the scenarios whose only
+/// findings are those two checks).
 fn check_both(fx: &Fixture) -> (Value, Option<i32>) {
     let (report, code) = assert_pid_report(fx);
     let status = expected_status(&expected(&fx.info));
@@ -61,8 +62,8 @@ fn eof_server_holds_n_close_wait_with_empty_recv_q() {
     let c = process(&report, client.pids[0]).expect("client listed under --pid");
     assert_eq!(u(&c["sockets"]["close_wait"], "close_wait"), 0);
     assert_eq!(u(&c["sockets"]["fin_wait2"], "fin_wait2"), 0);
-    // N stale CLOSE_WAIT, judged by the SPEC thresholds.
-    let severity = spec_severity(n).expect("N ≥ 1 fires");
+    // N stale CLOSE_WAIT, judged by the default levels.
+    let severity = default_severity(n).expect("N ≥ 1 fires");
     assert_eq!(code, Some(exit_code_of(severity)));
 }
 
@@ -244,8 +245,8 @@ fn a_hundred_close_wait_is_critical() {
     let server = fx.info.role("server").pids[0];
     let p = process(&report, server).expect("server listed");
     assert_eq!(u(&p["sockets"]["close_wait"], "close_wait"), n);
-    // SPEC: close_wait_stale is critical at ≥ 100.
-    let severity = spec_severity(n).expect("fires");
+    // close_wait_stale is critical at ≥ 100 by default.
+    let severity = default_severity(n).expect("fires");
     assert_eq!(p["findings"][0]["severity"], severity, "{p:#}");
     assert_eq!(report["status"], severity);
     assert_eq!(code, Some(exit_code_of(severity)));
@@ -253,7 +254,7 @@ fn a_hundred_close_wait_is_critical() {
 
 #[test]
 fn close_wait_in_another_network_namespace_is_found() {
-    // SPEC: "Every network namespace on the host is scanned".
+    // Every network namespace on the host is scanned, not only ours.
     // SAFETY: plain syscall.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: making a network namespace needs root");

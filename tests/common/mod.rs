@@ -500,9 +500,9 @@ pub fn expected(info: &Scenario) -> BTreeMap<u32, Expected> {
     map
 }
 
-/// SPEC.md's default thresholds for `close_wait_stale` and `fin_wait2_stale`:
-/// warning at ≥ 1 stale socket, critical at ≥ 100.
-pub fn spec_severity(stale: u64) -> Option<&'static str> {
+/// The default levels of `close_wait_stale` and `fin_wait2_stale` (README:
+/// What it checks): warning at ≥ 1 stale socket, critical at ≥ 100.
+pub fn default_severity(stale: u64) -> Option<&'static str> {
     match stale {
         0 => None,
         1..=99 => Some("warning"),
@@ -519,11 +519,17 @@ fn rank(severity: Option<&str>) -> u8 {
     }
 }
 
-/// The status the SPEC's socket checks give these processes.
+/// The status `close_wait_stale` and `fin_wait2_stale` give these processes
+/// at their default levels.
 pub fn expected_status(exp: &BTreeMap<u32, Expected>) -> &'static str {
     let worst = exp
         .values()
-        .flat_map(|e| [spec_severity(e.close_wait), spec_severity(e.fin_wait2)])
+        .flat_map(|e| {
+            [
+                default_severity(e.close_wait),
+                default_severity(e.fin_wait2),
+            ]
+        })
         .max_by_key(|s| rank(*s))
         .flatten();
     status_name(rank(worst))
@@ -653,7 +659,8 @@ pub fn assert_process(p: &Value, pid: u32, exp: &Expected) {
         );
     }
 
-    // The SPEC's two socket checks fire exactly when their sockets exist.
+    // close_wait_stale and fin_wait2_stale fire exactly when their sockets
+    // exist.
     let findings = p["findings"]
         .as_array()
         .unwrap_or_else(|| panic!("no findings array: {ctx}"));
@@ -662,7 +669,7 @@ pub fn assert_process(p: &Value, pid: u32, exp: &Expected) {
         ("fin_wait2_stale", exp.fin_wait2),
     ] {
         let fired: Vec<&Value> = findings.iter().filter(|f| f["check"] == check).collect();
-        match spec_severity(n) {
+        match default_severity(n) {
             None => assert!(fired.is_empty(), "{check} must not fire: {ctx}"),
             Some(severity) => {
                 assert_eq!(fired.len(), 1, "{check} must fire once: {ctx}");

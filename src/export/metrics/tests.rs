@@ -1,6 +1,7 @@
 //! The exposition of a synthetic scan: every family of the table is filled
-//! once and nothing undeclared is exported; every SPEC metric has HELP and
-//! TYPE (host figures only when known, never a made-up 0); per-process series
+//! once and nothing undeclared is exported; the core metrics, named one by
+//! one so that renaming one in the table fails here, have HELP and TYPE
+//! (host figures only when known, never a made-up 0); per-process series
 //! only for processes worth a look, capped to the worst with the rest
 //! counted; the agent's counters (scans, errors per stage, reloads) carried
 //! across scans.
@@ -137,7 +138,7 @@ fn names_carry_the_prefix_and_counters_end_in_total() {
 }
 
 #[test]
-fn every_spec_metric_has_help_and_type() {
+fn every_core_metric_has_help_and_type() {
     let text = render_with(100);
     for name in [
         "closewatch_tcp_sockets",
