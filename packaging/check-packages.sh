@@ -36,7 +36,10 @@ for path in \
     ./usr/share/zsh/vendor-completions/_closewatch \
     ./usr/share/fish/vendor_completions.d/closewatch.fish \
     ./usr/share/closewatch/prometheus/closewatch-alerts.yml \
-    ./usr/share/closewatch/grafana/closewatch-dashboard.json; do
+    ./usr/share/closewatch/grafana/closewatch-dashboard.json \
+    ./usr/share/doc/closewatch/README.md \
+    ./usr/share/doc/closewatch/docs/report.schema.json \
+    ./usr/share/doc/closewatch/docs/metrics.md; do
     grep -q " ${path}\$" <<<"$contents" || fail "$deb lacks $path"
 done
 control=$(mktemp -d)
@@ -61,7 +64,9 @@ if command -v rpm >/dev/null; then
     rpm_list=$(rpm -qlp "$rpm")
     echo "$rpm_list"
     for path in /usr/bin/closewatch /etc/closewatch/closewatch.toml \
-        /usr/lib/systemd/system/closewatch.service /usr/share/man/man1/closewatch.1.gz; do
+        /usr/lib/systemd/system/closewatch.service /usr/share/man/man1/closewatch.1.gz \
+        /usr/share/doc/closewatch/README.md /usr/share/doc/closewatch/docs/report.schema.json \
+        /usr/share/doc/closewatch/docs/metrics.md; do
         grep -qx "$path" <<<"$rpm_list" || fail "$rpm lacks $path"
     done
     rpm -qp --scripts "$rpm" | grep -q useradd || fail "the rpm does not create the user"

@@ -240,6 +240,7 @@ scenarios! {
     half_open_reports_match: "half-open"(2);
     half_open_keepalive_reports_match: "half-open-keepalive"(2);
     accept_queue_reports_match: "accept-queue"(8);
+    argv_padded_reports_match: "argv-padded";
 }
 
 /// Sampled for `--duration`, a leaker's report carries its fd growth.
