@@ -5,6 +5,8 @@
 //! start_time)` and a socket is `(netns, cookie)`, so that a reused PID or inode
 //! can never look like the same leak.
 
+pub mod access;
+
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
@@ -554,6 +556,14 @@ pub struct Skipped {
     pub failed: u64,
 }
 
+/// Which processes a scan could not read for lack of permission, by pid
+/// (sorted): their fd tables, their network namespaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Denied {
+    pub fds: Vec<u32>,
+    pub netns: Vec<u32>,
+}
+
 /// What one /proc walk read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WalkStats {
@@ -671,9 +681,15 @@ pub struct Snapshot {
     pub errors: Vec<ScanError>,
     /// Namespaces that exist but were not dumped, and why.
     pub unscanned_netns: Vec<UnscannedNetns>,
-    /// Processes whose namespace could not be read (CAP_SYS_PTRACE): sockets
-    /// in namespaces only they are in cannot even be known to exist.
+    /// Processes whose namespace could not be read (permission denied):
+    /// sockets in namespaces only they are in cannot even be known to exist.
     pub netns_unknown_processes: u64,
+    /// The pids behind `skipped.permission_denied` and
+    /// `netns_unknown_processes`.
+    pub denied: Denied,
+    /// Why they could not be read, when the report examined them
+    /// (`Collector::examine_unreadable`; the agent does not).
+    pub unreadable: Option<access::UnreadableProcesses>,
     /// What the /proc walk read (and what it took from its cache).
     pub walk: WalkStats,
     /// Reads that failed without failing the scan.
@@ -717,6 +733,8 @@ impl Snapshot {
             errors: Vec::new(),
             unscanned_netns: Vec::new(),
             netns_unknown_processes: 0,
+            denied: Denied::default(),
+            unreadable: None,
             walk: WalkStats::default(),
             unread: Unread::default(),
             dead: Freshness::Unknown,

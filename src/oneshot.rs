@@ -77,7 +77,8 @@ impl Done {
 /// a progress line to `progress` if given, so the report can judge fd
 /// growth and socket ages over time.
 pub fn run(settings: &Settings, collector: &Collector, progress: Option<&mut dyn Write>) -> Done {
-    let (snapshot, history) = sample(settings, collector, progress);
+    let (mut snapshot, history) = sample(settings, collector, progress);
+    collector.examine_unreadable(&mut snapshot);
     let analysis_settings = settings.analysis();
     let analysis = analyse::analyse(&snapshot, &history, &analysis_settings, snapshot.scanned_at);
     let mut errors = snapshot.errors.clone();

@@ -351,6 +351,7 @@ impl Collector {
         snap.unread.fd_stat = walk.stats.fd_stat_failed;
         snap.processes = walk.processes;
         snap.skipped = walk.skipped;
+        snap.denied.fds = walk.denied;
         if !walk.failed.is_empty() {
             let listed: Vec<String> = walk
                 .failed
@@ -371,6 +372,15 @@ impl Collector {
             );
             snap.skipped.failed = walk.failed.len() as u64;
         }
+    }
+
+    /// Examines, for the report, the processes `snap` could not read (its
+    /// `denied` pids): why each was refused, into `snap.unreadable`.
+    pub fn examine_unreadable(&self, snap: &mut Snapshot) {
+        snap.unreadable = Some(
+            self.root
+                .examine_unreadable(&snap.denied.fds, &snap.denied.netns),
+        );
     }
 
     /// Reads what a report shows of one process (exe, cmdline, unit, netns).

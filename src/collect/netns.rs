@@ -36,11 +36,13 @@ pub struct Namespace {
 }
 
 /// The namespaces found, and how many processes' namespaces could not be
-/// read (without CAP_SYS_PTRACE, those of other users).
+/// read (permission denied: the ptrace access check refused).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Discovery {
     pub namespaces: Vec<Namespace>,
     pub unreadable_processes: u64,
+    /// Their pids, sorted.
+    pub unreadable_pids: Vec<u32>,
     /// Why /run/netns (or an entry of it) could not be read, if it could
     /// not: namespaces made with `ip netns add` may then be missing. (No
     /// /run/netns at all is no error: no such namespace was ever made.)
@@ -73,7 +75,7 @@ pub fn discover(
     now: Instant,
 ) -> Discovery {
     let mut by_id: BTreeMap<u64, Namespace> = BTreeMap::new();
-    let mut unreadable = 0;
+    let mut unreadable = Vec::new();
     let mut add = |id: u64, handle: &dyn Fn() -> PathBuf, process: bool| {
         let ns = by_id.entry(id).or_insert_with(|| Namespace {
             id: NetnsId(id),
@@ -104,7 +106,7 @@ pub fn discover(
         });
         match ns {
             PidNetns::In(id) => add(id, &path, true),
-            PidNetns::Unreadable => unreadable += 1,
+            PidNetns::Unreadable => unreadable.push(pid),
             PidNetns::None => {}
         }
     }
@@ -118,7 +120,8 @@ pub fn discover(
     }
     Discovery {
         namespaces: by_id.into_values().collect(),
-        unreadable_processes: unreadable,
+        unreadable_processes: unreadable.len() as u64,
+        unreadable_pids: unreadable,
         run_netns_error,
     }
 }

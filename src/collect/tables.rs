@@ -63,6 +63,7 @@ impl Dumps<'_> {
             netns::Discovery::default()
         };
         snap.netns_unknown_processes = discovery.unreadable_processes;
+        snap.denied.netns = discovery.unreadable_pids;
         snap.unread.run_netns = discovery.run_netns_error.clone();
         let namespaces = discovery.namespaces;
         // Every namespace's UNIX dump must answer for the check to be fresh.

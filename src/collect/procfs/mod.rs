@@ -10,8 +10,10 @@
 //! The rooms: [`walk`] drives the walk over threads, `process` reads one
 //! process, `fds` one fd table, [`walk_cache`] decides what a cached walk
 //! may reuse; `describe` and `host` read what the walk does not; [`parse`]
-//! holds the pure parsers and `read` the small reads they are fed by.
+//! holds the pure parsers and `read` the small reads they are fed by;
+//! `access` examines, for the report, the processes the walk could not read.
 
+mod access;
 mod describe;
 mod fds;
 mod host;

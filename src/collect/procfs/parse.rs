@@ -6,6 +6,8 @@ use std::str::FromStr;
 use procfs::process::LimitValue;
 use procfs::FromBufRead;
 
+use crate::model::access::{CapSet, Credentials};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed {what}: {detail}")]
 pub struct ParseError {
@@ -386,6 +388,20 @@ fn is_unit(component: &str) -> bool {
     [".service", ".scope", ".socket", ".mount", ".swap"]
         .iter()
         .any(|s| component.ends_with(s) && component.len() > s.len())
+}
+
+/// The credentials of /proc/PID/status (uids, gids, permitted, effective
+/// and bounding capabilities), through procfs's parser.
+pub fn credentials(text: &[u8]) -> Result<Credentials, ParseError> {
+    let s = procfs::process::Status::from_buf_read(text)
+        .map_err(|e| malformed("status", e.to_string()))?;
+    Ok(Credentials {
+        uid: [s.ruid, s.euid, s.suid, s.fuid],
+        gid: [s.rgid, s.egid, s.sgid, s.fgid],
+        permitted: CapSet(s.capprm),
+        effective: CapSet(s.capeff),
+        bounding: s.capbnd.map(CapSet),
+    })
 }
 
 #[cfg(test)]

@@ -449,3 +449,36 @@ fn netstat_without_the_pair_or_the_columns_is_an_error() {
         let _ = listen_counters(&NETSTAT_OVERFLOWED[..len]);
     }
 }
+
+/// `cat /proc/1/status` here: pid 1 (process_api) holds CAP_SYS_RESOURCE,
+/// which the bounding set of every other process of the sandbox excludes.
+pub(super) const STATUS_PID1: &[u8] =
+    include_bytes!("../../../tests/fixtures/status/pid1-process_api.txt");
+
+#[test]
+fn credentials_are_the_uid_gid_and_capability_lines_of_status() {
+    let c = credentials(STATUS_PID1).expect("parses");
+    assert_eq!(c.uid, [0; 4]);
+    assert_eq!(c.gid, [0; 4]);
+    assert_eq!(c.permitted, CapSet(0x0000_01ff_ffff_ffff));
+    assert_eq!(c.effective, CapSet(0x0000_01ff_ffff_ffff));
+    assert_eq!(c.bounding, Some(CapSet(0x0000_01ff_feff_ffff)));
+    let nobody =
+        credentials(include_bytes!("../../../tests/fixtures/status/nobody.txt")).expect("parses");
+    assert_eq!(nobody.uid, [65534; 4]);
+    assert_eq!(nobody.effective, CapSet::EMPTY);
+}
+
+#[test]
+fn status_without_its_capability_lines_is_an_error() {
+    let text = String::from_utf8_lossy(STATUS_PID1);
+    let cut: String = text
+        .lines()
+        .filter(|l| !l.starts_with("CapEff:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(credentials(cut.as_bytes()).is_err());
+    for len in 0..STATUS_PID1.len() {
+        let _ = credentials(&STATUS_PID1[..len]);
+    }
+}

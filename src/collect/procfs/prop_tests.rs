@@ -17,8 +17,8 @@ use crate::byte_edits::{self, Edit};
 
 // Samples captured on Linux 6.18, shared with the unit tests.
 use super::tests::{
-    CGROUP_HYBRID_ROOT, LIMITS, NETSTAT_OVERFLOWED, STAT_CAT, STAT_KTHREAD, STAT_NON_UTF8_COMM,
-    STAT_WEIRD_COMM,
+    CGROUP_HYBRID_ROOT, LIMITS, NETSTAT_OVERFLOWED, STATUS_PID1, STAT_CAT, STAT_KTHREAD,
+    STAT_NON_UTF8_COMM, STAT_WEIRD_COMM,
 };
 const STATS: [&[u8]; 4] = [STAT_CAT, STAT_WEIRD_COMM, STAT_KTHREAD, STAT_NON_UTF8_COMM];
 const CGROUP_DOCKER_V1: &[u8] = b"12:pids:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n1:name=systemd:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n0::/system.slice/containerd.service\n";
@@ -643,6 +643,19 @@ proptest! {
         max_len in prop_oneof![0usize..64, Just(4096usize)],
     ) {
         check_cmdline(&b, max_len)?;
+    }
+
+    /// procfs's status parser, on anything: an error, never a panic; and
+    /// whatever it accepts has the capability lines it was given.
+    #[test]
+    fn status_of_arbitrary_and_edited_bytes(
+        b in prop_oneof![bytes(), edited(&[STATUS_PID1])],
+    ) {
+        if let Ok(c) = credentials(&b) {
+            let text = String::from_utf8_lossy(&b);
+            let line = |name: &str| text.lines().any(|l| l.starts_with(name));
+            prop_assert!(line("CapPrm:") && line("CapEff:") && line("Uid:"), "{:?}", c);
+        }
     }
 
     #[test]

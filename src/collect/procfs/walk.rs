@@ -21,6 +21,8 @@ pub struct Walk {
     pub skipped: Skipped,
     /// Processes that failed for an unexpected reason, with the reason.
     pub failed: Vec<(u32, String)>,
+    /// The processes counted in `skipped.permission_denied`, by pid.
+    pub denied: Vec<u32>,
     /// What the walk cost, and how much a [`WalkCache`](super::WalkCache)
     /// saved.
     pub stats: WalkStats,
@@ -173,12 +175,14 @@ fn merge(parts: Vec<Walk>, full: bool) -> Walk {
         walk.skipped.vanished += part.skipped.vanished;
         walk.skipped.permission_denied += part.skipped.permission_denied;
         walk.failed.append(&mut part.failed);
+        walk.denied.append(&mut part.denied);
         walk.stats.links_read += part.stats.links_read;
         walk.stats.processes_reused += part.stats.processes_reused;
         walk.stats.fd_stat_failed += part.stats.fd_stat_failed;
     }
     walk.processes.sort_unstable_by_key(|p| p.key.pid);
     walk.failed.sort();
+    walk.denied.sort_unstable();
     walk
 }
 
@@ -198,6 +202,7 @@ impl WalkContext<'_> {
                 Ok((p, update)) => {
                     if !p.fds_walked {
                         walk.skipped.permission_denied += 1;
+                        walk.denied.push(pid);
                     }
                     if self.record {
                         walk.updates.push((p.key, update));
@@ -205,7 +210,10 @@ impl WalkContext<'_> {
                     walk.processes.push(p);
                 }
                 Err(Skip::Vanished) => walk.skipped.vanished += 1,
-                Err(Skip::PermissionDenied) => walk.skipped.permission_denied += 1,
+                Err(Skip::PermissionDenied) => {
+                    walk.skipped.permission_denied += 1;
+                    walk.denied.push(pid);
+                }
                 Err(Skip::Failed(why)) => walk.failed.push((pid, why)),
             }
         }
