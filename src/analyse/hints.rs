@@ -49,17 +49,28 @@ pub fn peer_process(end: Option<PeerEnd>, processes: &[ProcessInfo]) -> Option<(
 }
 
 /// Message and hint for `stale` sockets in `state` (as `ss` spells it)
-/// that no readable process holds.
-pub fn unknown_owner(state: &str, stale: u64, min_age: Duration) -> (String, String) {
+/// that no readable process holds. `unreadable` says what the processes
+/// that could not be read need (`access::Skipped::summary`), when the
+/// report examined them.
+pub fn unknown_owner(
+    state: &str,
+    stale: u64,
+    min_age: Duration,
+    unreadable: Option<&str>,
+) -> (String, String) {
+    let hint = match unreadable {
+        Some(summary) => format!("The processes holding them could not be read: {summary}."),
+        None => "The processes holding them could not be read (`closewatch --report` names \
+                 them under skipped, with the cause and the remedy)."
+            .to_string(),
+    };
     (
         format!(
             "{} in {state} for at least {} whose owner could not be identified",
             count(stale, "socket", "sockets"),
             human(min_age),
         ),
-        "The processes holding them could not be read: run closewatch as root (or with \
-         CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to name them."
-            .to_string(),
+        hint,
     )
 }
 

@@ -6,6 +6,7 @@
 //! process and the host; the output lists, worst process first, what each
 //! holds, how old, to whom, and which checks fire.
 
+pub mod access;
 pub mod attribution;
 pub mod checks;
 pub mod groups;
@@ -162,6 +163,10 @@ pub struct Analysis {
     /// re-read (it looks for them at the next scan), and none of them can be
     /// a leak yet.
     pub attribution_complete: bool,
+    /// The processes the scan could not read, each with why and what would
+    /// let closewatch read it, when the report examined them (`None`: the
+    /// agent, which does not).
+    pub skipped: Option<access::Skipped>,
 }
 
 /// Judges a snapshot.
@@ -191,12 +196,18 @@ pub fn analyse(
 
     let unattributed = attributed.unattributed;
     let ports = std::mem::take(&mut attributed.ports);
+    let skipped = snapshot
+        .unreadable
+        .as_ref()
+        .map(|u| access::judge(u, settings.only_pids.as_deref()));
+    let unreadable = skipped.as_ref().and_then(access::Skipped::summary);
     let host_findings = checks::judge_host(
         &checks::HostFacts {
             host: &snapshot.host,
             unattributed: &unattributed,
             ports: &ports,
             processes: &snapshot.processes,
+            unreadable: unreadable.as_deref(),
         },
         settings,
     );
@@ -206,6 +217,8 @@ pub fn analyse(
         .flatten()
         .copied()
         .filter(|pid| !snapshot.processes.iter().any(|p| p.key.pid == *pid))
+        // It exists, but its fd table could not be read (skipped says why).
+        .filter(|pid| snapshot.denied.fds.binary_search(pid).is_err())
         .collect();
     let process_worst = processes.iter().filter_map(ProcessAnalysis::severity).max();
     let host_worst = host_findings.iter().map(|f| f.severity).max();
@@ -224,6 +237,7 @@ pub fn analyse(
         ports,
         attribution_complete: unattributed.unknown_owner_stale() == 0
             || snapshot.skipped.permission_denied == 0,
+        skipped,
     }
 }
 

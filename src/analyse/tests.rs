@@ -6,6 +6,8 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::collect::procfs::parse::credentials;
+use crate::model::access::{Read, Refusal, Unreadable, UnreadableProcesses, UserNs};
 use crate::model::{Listener, ProcessInfo, Skipped, TcpInfo, TcpSocket, TcpState};
 
 const NS: NetnsId = NetnsId(4026531833);
@@ -374,7 +376,13 @@ fn unknown_owners_while_processes_were_unreadable_mean_incomplete_attribution() 
     );
     assert_eq!(a.host_findings.len(), 1);
     assert_eq!(a.host_findings[0].check, Check::CloseWaitStale);
-    assert!(a.host_findings[0].hint.contains("root"));
+    // Not examined (the agent): the hint claims no remedy.
+    assert!(
+        a.host_findings[0].hint.contains("closewatch --report"),
+        "{}",
+        a.host_findings[0].hint
+    );
+    assert!(!a.host_findings[0].hint.contains("root"));
     assert_eq!(a.status, Status::Warning);
 
     assert_eq!(a.unattributed.unknown_owner_stale(), 1);
@@ -382,6 +390,59 @@ fn unknown_owners_while_processes_were_unreadable_mean_incomplete_attribution() 
     // Every process readable: a missing owner is a socket closed mid-scan.
     snap.skipped.permission_denied = 0;
     assert!(run(&snap, &Settings::default()).attribution_complete);
+}
+
+/// What the report examined: `targets` (status text, refused read) as seen
+/// by a process with status `ours`.
+fn examined(ours: &str, targets: &[&str]) -> UnreadableProcesses {
+    let creds = |text: &str| credentials(text.as_bytes()).expect("captured status");
+    UnreadableProcesses {
+        ours: Ok(creds(ours)),
+        initial_user_ns: Some(true),
+        processes: targets
+            .iter()
+            .zip(1..)
+            .map(|(text, pid)| Unreadable {
+                pid,
+                comm: "target".into(),
+                kernel_thread: false,
+                fds: true,
+                netns: false,
+                refused: vec![Refusal {
+                    read: Read::FdLinks,
+                    errno: 13,
+                }],
+                target: Ok(creds(text)),
+                owner_uid: Some(0),
+                user_ns: UserNs::Unknown,
+            })
+            .collect(),
+        vanished: 0,
+    }
+}
+
+#[test]
+fn the_unknown_owner_hint_says_what_the_unreadable_processes_need() {
+    let nobody = include_str!("../../tests/fixtures/status/nobody.txt");
+    let root = include_str!("../../tests/fixtures/status/root.txt");
+    let pid1 = include_str!("../../tests/fixtures/status/pid1-process_api.txt");
+    let mut snap = unowned_close_wait(300);
+    snap.unreadable = Some(examined(nobody, &[root, root, root]));
+    let a = run(&snap, &Settings::default());
+    let hint = &a.host_findings[0].hint;
+    assert!(
+        hint.contains("3 need CAP_SYS_PTRACE (run as root, or grant it)"),
+        "{hint}"
+    );
+    assert_eq!(a.skipped.as_ref().map(|s| s.processes.len()), Some(3));
+
+    // Root holding CAP_SYS_PTRACE, refused by pid 1 here: no capability
+    // helps, and the hint does not pretend one would.
+    snap.unreadable = Some(examined(root, &[pid1]));
+    let a = run(&snap, &Settings::default());
+    let hint = &a.host_findings[0].hint;
+    assert!(hint.contains("security policy"), "{hint}");
+    assert!(!hint.contains("root") && !hint.contains("needs"), "{hint}");
 }
 
 #[test]

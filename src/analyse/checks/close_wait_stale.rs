@@ -26,7 +26,12 @@ fn process(p: &ProcessFacts<'_>, judge: &Judge<'_>) -> Option<Verdict> {
 fn host(h: &HostFacts<'_>, judge: &Judge<'_>) -> Option<Verdict> {
     let stale = h.unattributed.close_wait_unknown_owner_stale;
     let severity = judge.severity(Amount::Count(stale))?;
-    let (message, hint) = unknown_owner("CLOSE_WAIT", stale, judge.settings.close_wait_age);
+    let (message, hint) = unknown_owner(
+        "CLOSE_WAIT",
+        stale,
+        judge.settings.close_wait_age,
+        h.unreadable,
+    );
     Some(Verdict::new(severity, message, hint))
 }
 

@@ -54,6 +54,11 @@ fn process(p: &ProcessFacts<'_>, judge: &Judge<'_>) -> Option<Verdict> {
 fn host(h: &HostFacts<'_>, judge: &Judge<'_>) -> Option<Verdict> {
     let stale = h.unattributed.fin_wait2_unknown_owner_stale;
     let severity = judge.severity(Amount::Count(stale))?;
-    let (message, hint) = unknown_owner("FIN_WAIT_2", stale, judge.settings.fin_wait2_age);
+    let (message, hint) = unknown_owner(
+        "FIN_WAIT_2",
+        stale,
+        judge.settings.fin_wait2_age,
+        h.unreadable,
+    );
     Some(Verdict::new(severity, message, hint))
 }

@@ -189,6 +189,9 @@ pub struct HostFacts<'a> {
     pub ports: &'a [PortFact],
     /// Every process of the scan (owners are indexes into it).
     pub processes: &'a [ProcessInfo],
+    /// What the processes that could not be read need, when the report
+    /// examined them (`access::Skipped::summary`).
+    pub unreadable: Option<&'a str>,
 }
 
 /// Every process finding, in table order.
