@@ -158,8 +158,9 @@ fn named_namespaces(dir: &Path, add: &mut dyn FnMut(u64, PathBuf)) -> Result<(),
 /// Why a namespace was not scanned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unscanned {
-    /// Opening its handle was refused (other users' /proc/PID/ns/net need
-    /// CAP_SYS_PTRACE).
+    /// Opening its handles was refused. Discovery keeps only the handles
+    /// it could read, so this is a process whose credentials changed since
+    /// (an exec), or a /run/netns entry's file permissions.
     OpenDenied,
     /// setns was refused (needs CAP_SYS_ADMIN).
     SetnsDenied,
@@ -183,9 +184,9 @@ impl Unscanned {
 impl fmt::Display for Unscanned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Unscanned::OpenDenied => {
-                f.write_str("cannot open its /proc/PID/ns/net (needs CAP_SYS_PTRACE)")
-            }
+            Unscanned::OpenDenied => f.write_str(
+                "cannot open its /proc/PID/ns/net or /run/netns handles (permission denied)",
+            ),
             Unscanned::SetnsDenied => f.write_str("setns refused (needs CAP_SYS_ADMIN)"),
             Unscanned::Vanished => f.write_str("gone before it could be scanned"),
             Unscanned::Failed(e) => write!(f, "{e}"),

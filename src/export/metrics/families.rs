@@ -68,13 +68,13 @@ pub const NETNS_UNSCANNED: Family = family(
     "closewatch_netns_unscanned",
     IntGauge,
     &["netns", "reason"],
-    "1 for each network namespace the last scan could not dump, by reason (open_denied: needs CAP_SYS_PTRACE; setns_denied: needs CAP_SYS_ADMIN; failed).",
+    "1 for each network namespace the last scan could not dump, by reason (open_denied: its handles could not be opened; setns_denied: needs CAP_SYS_ADMIN; failed).",
 );
 pub const NETNS_UNKNOWN_PROCESSES: Family = family(
     "closewatch_netns_unknown_processes",
     IntGauge,
     &[],
-    "Processes whose network namespace could not be read (needs CAP_SYS_PTRACE); namespaces only they are in are not scanned.",
+    "Processes whose network namespace could not be read (permission denied; closewatch --report names them and says why); namespaces only they are in are not scanned.",
 );
 pub const EPHEMERAL_PORTS_IN_USE: Family = family(
     "closewatch_ephemeral_ports_in_use",
@@ -266,7 +266,7 @@ pub const ATTRIBUTION_COMPLETE: Family = family(
     "closewatch_attribution_complete",
     IntGauge,
     &[],
-    "0 when stale sockets lack a known owner while some processes could not be read (run as root).",
+    "0 when stale sockets lack a known owner while some processes could not be read (closewatch --report names them and says why).",
 );
 
 // The agent.
