@@ -54,6 +54,38 @@ struct Json<'a> {
     /// Whether dead sockets were looked for: "fresh" (this scan), "carried"
     /// (the agent's last check, between all-states dumps) or "unknown".
     dead_sockets_checked: &'static str,
+    /// The processes counted in `skipped_processes.permission_denied` and
+    /// `netns_unknown_processes`, by pid, each with why and the remedy (at
+    /// most MAX_SKIPPED; `skipped_omitted` counts the rest).
+    skipped: Vec<SkippedProcess<'a>>,
+    skipped_omitted: usize,
+}
+
+/// A process the scan could not read.
+#[derive(Serialize)]
+struct SkippedProcess<'a> {
+    pid: u32,
+    comm: &'a str,
+    /// What could not be read, and the errno.
+    reason: String,
+    /// What refuses it, and what would let closewatch read it.
+    cause: String,
+    remedy: String,
+    kernel_thread: bool,
+    /// "uid_or_capabilities", "security_policy", "not_permission",
+    /// "readable_again" or "unknown".
+    cause_code: &'static str,
+    /// The reads refused: "fd_directory", "fd_links", "netns".
+    refused: Vec<&'static str>,
+    errno: Option<String>,
+    /// What the kernel's uid and capability rules need of closewatch.
+    needs_capabilities: Vec<String>,
+    /// Its permitted capabilities that closewatch's effective set lacks.
+    missing_capabilities: Vec<String>,
+    /// Its effective uid and capability sets (null: unknown).
+    uid: Option<u32>,
+    cap_permitted: Option<String>,
+    cap_effective: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -340,6 +372,11 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
         dead_sockets_checked: freshness(snap.dead),
         idle_checked: freshness(snap.idle_check),
         unix_checked: freshness(snap.unix_check),
+        skipped: skipped(a),
+        skipped_omitted: a
+            .skipped
+            .as_ref()
+            .map_or(0, |s| s.processes.len().saturating_sub(super::MAX_SKIPPED)),
         read_failures: ReadFailures {
             run_netns: snap.unread.run_netns.as_deref(),
             fd_stat: snap.unread.fd_stat,
@@ -565,6 +602,38 @@ fn peer_of<'a>(peer: &crate::analyse::Peer, snap: &'a Snapshot) -> Peer<'a> {
         peer_comm: owner.map(|o| o.comm.as_str()),
         peer_state: state,
     }
+}
+
+/// The first MAX_SKIPPED processes the scan could not read.
+fn skipped(a: &analyse::Analysis) -> Vec<SkippedProcess<'_>> {
+    let Some(skipped) = a.skipped.as_ref() else {
+        return Vec::new();
+    };
+    skipped
+        .processes
+        .iter()
+        .take(super::MAX_SKIPPED)
+        .map(|p| {
+            let d = &p.diagnosis;
+            let target = p.process.target.as_ref().ok();
+            SkippedProcess {
+                pid: p.process.pid,
+                comm: &p.process.comm,
+                reason: p.reason(),
+                cause: d.cause(),
+                remedy: d.remedy(),
+                kernel_thread: p.process.kernel_thread,
+                cause_code: d.code(),
+                refused: p.process.refused.iter().map(|r| r.read.name()).collect(),
+                errno: d.errno.map(analyse::access::errno_name),
+                needs_capabilities: d.needs.names(),
+                missing_capabilities: d.missing.names(),
+                uid: target.map(|t| t.euid()),
+                cap_permitted: target.map(|t| t.permitted.to_string()),
+                cap_effective: target.map(|t| t.effective.to_string()),
+            }
+        })
+        .collect()
 }
 
 fn freshness(f: Freshness) -> &'static str {

@@ -6,6 +6,10 @@ pub mod json;
 pub mod text;
 
 use crate::analyse::{Analysis, Settings};
+
+/// Processes the scan could not read that a report names (by pid); the
+/// rest are counted.
+pub const MAX_SKIPPED: usize = 20;
 use crate::model::{ProcessDetails, ScanError, Snapshot};
 
 /// Everything a printer needs.

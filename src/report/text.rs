@@ -282,21 +282,37 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
     labelled(out, style, "unix", &unix_unknown(snap))?;
     labelled(out, style, "dead", &dead_unknown(snap))?;
     if !a.attribution_complete {
-        let warning = format!(
-            "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; \
-             run as root to name every owner",
-            count(
-                a.unattributed.unknown_owner_stale(),
-                "stale socket",
-                "stale sockets"
-            ),
-            count(snap.skipped.permission_denied, "process", "processes"),
-        );
+        let warning = attribution_warning(report);
         for line in wrap(&warning, style.width, "  ", "  ") {
             writeln!(out, "{}", style.severity(Some(Severity::Warning), &line))?;
         }
     }
     Ok(())
+}
+
+/// Stale sockets without an owner while processes could not be read, and
+/// what those processes need (only what the access rules say: see
+/// `analyse::access`).
+fn attribution_warning(report: &Report<'_>) -> String {
+    let a = report.analysis;
+    let remedy = a
+        .skipped
+        .as_ref()
+        .and_then(crate::analyse::access::Skipped::summary)
+        .unwrap_or_else(|| "see skipped".to_string());
+    format!(
+        "ATTRIBUTION INCOMPLETE: {} without a known owner while {} could not be read; {remedy}",
+        count(
+            a.unattributed.unknown_owner_stale(),
+            "stale socket",
+            "stale sockets"
+        ),
+        count(
+            report.snapshot.skipped.permission_denied,
+            "process",
+            "processes"
+        ),
+    )
 }
 
 /// The destination using the largest share of its ephemeral range.
@@ -409,7 +425,7 @@ fn namespaces(style: Style, snap: &crate::model::Snapshot) -> Vec<String> {
         ns.push(style.severity(
             Some(Severity::Warning),
             &format!(
-                "the namespace of {} could not be read (needs CAP_SYS_PTRACE)",
+                "the namespace of {} could not be read (see skipped)",
                 count(snap.netns_unknown_processes, "process", "processes")
             ),
         ));
@@ -507,6 +523,47 @@ fn skipped(snap: &crate::model::Snapshot) -> Vec<String> {
         }
     }
     skipped
+}
+
+/// The processes the scan could not read, by pid: what was refused, why,
+/// and what would let closewatch read them (at most `MAX_SKIPPED`).
+fn skipped_details(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result<()> {
+    let Some(skipped) = report.analysis.skipped.as_ref() else {
+        return Ok(());
+    };
+    if skipped.processes.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{} {} whose fd table or network namespace could not be read",
+        style.bold("SKIPPED"),
+        count(skipped.processes.len() as u64, "process", "processes")
+    )?;
+    for p in skipped.processes.iter().take(super::MAX_SKIPPED) {
+        let what = format!("pid {} ({}): {}", p.process.pid, p.process.comm, p.reason());
+        style.wrapped(out, "  ", "    ", &what)?;
+        let indent = " ".repeat(11);
+        style.wrapped(out, "    cause  ", &indent, &p.diagnosis.cause())?;
+        style.wrapped(out, "    remedy ", &indent, &p.diagnosis.remedy())?;
+    }
+    let more = skipped.processes.len().saturating_sub(super::MAX_SKIPPED);
+    if more > 0 {
+        writeln!(
+            out,
+            "  … and {more} more (`--pid PID` names any one of them)"
+        )?;
+    }
+    if skipped.vanished > 0 {
+        writeln!(
+            out,
+            "  ({} before {} could be examined)",
+            count(skipped.vanished, "more exited", "more exited"),
+            if skipped.vanished == 1 { "it" } else { "they" }
+        )?;
+    }
+    Ok(())
 }
 
 /// A block for each process with a finding (every listed one with `--pid`).
@@ -887,6 +944,7 @@ pub fn write(report: &Report<'_>, out: &mut dyn Write, layout: Layout) -> io::Re
         }
         details(out, style, report, &listed)?;
     }
+    skipped_details(out, style, report)?;
     for e in report.errors {
         writeln!(out)?;
         let error = format!("{}: {}", e.stage.name(), e.message);
