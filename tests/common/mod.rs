@@ -339,8 +339,25 @@ fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
 /// /etc/closewatch cannot change the thresholds), NO_COLOR unset, stdout and
 /// stderr piped (not a TTY), and a bounded wait.
 pub fn closewatch<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    closewatch_under(&[], args)
+}
+
+/// [`closewatch`] under a `wrapper` that execs it in place (e.g. `setpriv
+/// ...`); the config file is readable by any user.
+pub fn closewatch_under<S: AsRef<std::ffi::OsStr>>(wrapper: &[&str], args: &[S]) -> Run {
+    use std::os::unix::fs::PermissionsExt;
     let config = tempfile::NamedTempFile::new().expect("a temp config file");
-    let child = Command::new(env!("CARGO_BIN_EXE_closewatch"))
+    std::fs::set_permissions(config.path(), std::fs::Permissions::from_mode(0o644))
+        .expect("chmod the config");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(env!("CARGO_BIN_EXE_closewatch"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_closewatch")),
+    };
+    let child = cmd
         .arg("--config")
         .arg(config.path())
         .args(args)
