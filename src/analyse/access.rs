@@ -95,24 +95,31 @@ pub struct Diagnosis {
     pub errno: Option<i32>,
 }
 
+impl Diagnosis {
+    /// What is known before any rule is applied: nothing refused yet.
+    fn of(ours: Result<&Credentials, &str>, initial_user_ns: Option<bool>, u: &Unreadable) -> Self {
+        Diagnosis {
+            cause: Cause::ReadableAgain,
+            needs: CapSet::EMPTY,
+            unattainable: CapSet::EMPTY,
+            missing: CapSet::EMPTY,
+            ptrace_reaches: false,
+            we_are_root: ours.is_ok_and(|o| o.euid() == 0),
+            initial_user_ns,
+            theirs: u.target.as_ref().ok().map(|t| t.permitted),
+            ours: ours.ok().map(|o| o.effective),
+            errno: u.refused.first().map(|r| r.errno),
+        }
+    }
+}
+
 /// Applies the rules to one process the scan could not read.
 pub fn diagnose(
     ours: Result<&Credentials, &str>,
     initial_user_ns: Option<bool>,
     u: &Unreadable,
 ) -> Diagnosis {
-    let mut d = Diagnosis {
-        cause: Cause::ReadableAgain,
-        needs: CapSet::EMPTY,
-        unattainable: CapSet::EMPTY,
-        missing: CapSet::EMPTY,
-        ptrace_reaches: false,
-        we_are_root: ours.is_ok_and(|o| o.euid() == 0),
-        initial_user_ns,
-        theirs: u.target.as_ref().ok().map(|t| t.permitted),
-        ours: ours.ok().map(|o| o.effective),
-        errno: u.refused.first().map(|r| r.errno),
-    };
+    let mut d = Diagnosis::of(ours, initial_user_ns, u);
     if u.refused.is_empty() {
         return d;
     }
@@ -127,12 +134,13 @@ pub fn diagnose(
     }
     let (ours, target) = match (ours, &u.target) {
         (Ok(o), Ok(t)) => (o, t),
-        (Err(e), _) => {
-            d.cause = Cause::Unknown(format!("our own credentials could not be read ({e})"));
-            return d;
-        }
-        (_, Err(e)) => {
-            d.cause = Cause::Unknown(format!("its credentials could not be read ({e})"));
+        (o, t) => {
+            let whose = if o.is_err() { "our own" } else { "its" };
+            let e = o
+                .err()
+                .or(t.as_ref().err().map(String::as_str))
+                .unwrap_or_default();
+            d.cause = Cause::Unknown(format!("{whose} credentials could not be read ({e})"));
             return d;
         }
     };
@@ -144,36 +152,17 @@ pub fn diagnose(
     if u.user_ns != UserNs::Other {
         d.missing = target.permitted.minus(ours.effective);
     }
-    let mut rules = Vec::new();
-    if !d.ptrace_reaches {
-        let same_ids = target.uid[..3].iter().all(|&id| id == ours.fsuid())
-            && target.gid[..3].iter().all(|&id| id == ours.fsgid());
-        if !same_ids {
-            rules.push(Rule::OtherUid {
-                ours: ours.fsuid(),
-                theirs: target.euid(),
-            });
-        }
-        if u.owner_uid == Some(0) && target.euid() != 0 {
-            rules.push(Rule::NotDumpable);
-        }
-        match u.user_ns {
-            UserNs::Other => rules.push(Rule::OtherUserNs),
-            _ if !d.missing.is_empty() => rules.push(Rule::HoldsCapabilities),
-            _ => {}
-        }
-        if !rules.is_empty() {
-            d.needs = CapSet::of(&[Capability::SYS_PTRACE]);
-        }
+    let mut rules = if d.ptrace_reaches {
+        Vec::new()
+    } else {
+        ptrace_rules(ours, target, u, d.missing)
+    };
+    if !rules.is_empty() {
+        d.needs = CapSet::of(&[Capability::SYS_PTRACE]);
     }
-    let dir_refused = u.refused.iter().any(|r| r.read == Read::FdDirectory);
-    let dac = ours.effective.has(Capability::DAC_READ_SEARCH)
-        || ours.effective.has(Capability::DAC_OVERRIDE);
-    if dir_refused && !dac {
-        if let Some(owner) = u.owner_uid.filter(|&o| o != ours.fsuid()) {
-            rules.push(Rule::FdDirectoryOwner { owner });
-            d.needs = d.needs.union(CapSet::of(&[Capability::DAC_READ_SEARCH]));
-        }
+    if let Some(owner) = fd_directory_owner(ours, u) {
+        rules.push(Rule::FdDirectoryOwner { owner });
+        d.needs = d.needs.union(CapSet::of(&[Capability::DAC_READ_SEARCH]));
     }
     if let Some(bounding) = ours.bounding {
         d.unattainable = d.needs.minus(bounding);
@@ -186,6 +175,47 @@ pub fn diagnose(
         Cause::Rules(rules)
     };
     d
+}
+
+/// The owner of the refused fd directory (mode 0500) when its permission
+/// bits are what refused us: another uid, and no DAC override.
+fn fd_directory_owner(ours: &Credentials, u: &Unreadable) -> Option<u32> {
+    let dir_refused = u.refused.iter().any(|r| r.read == Read::FdDirectory);
+    let dac = ours.effective.has(Capability::DAC_READ_SEARCH)
+        || ours.effective.has(Capability::DAC_OVERRIDE);
+    if !dir_refused || dac {
+        return None;
+    }
+    u.owner_uid.filter(|&o| o != ours.fsuid())
+}
+
+/// The ptrace access check's rules that refuse `target` to a reader
+/// without CAP_SYS_PTRACE over it (`missing`: its permitted capabilities
+/// we lack).
+fn ptrace_rules(
+    ours: &Credentials,
+    target: &Credentials,
+    u: &Unreadable,
+    missing: CapSet,
+) -> Vec<Rule> {
+    let mut rules = Vec::new();
+    let same_ids = target.uid[..3].iter().all(|&id| id == ours.fsuid())
+        && target.gid[..3].iter().all(|&id| id == ours.fsgid());
+    if !same_ids {
+        rules.push(Rule::OtherUid {
+            ours: ours.fsuid(),
+            theirs: target.euid(),
+        });
+    }
+    if u.owner_uid == Some(0) && target.euid() != 0 {
+        rules.push(Rule::NotDumpable);
+    }
+    match u.user_ns {
+        UserNs::Other => rules.push(Rule::OtherUserNs),
+        _ if !missing.is_empty() => rules.push(Rule::HoldsCapabilities),
+        _ => {}
+    }
+    rules
 }
 
 /// `CAP_A, CAP_B and 3 more`: at most `max` names.

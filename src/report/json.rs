@@ -377,18 +377,7 @@ pub fn write(report: &Report<'_>, out: &mut dyn io::Write) -> io::Result<()> {
             .skipped
             .as_ref()
             .map_or(0, |s| s.processes.len().saturating_sub(super::MAX_SKIPPED)),
-        read_failures: ReadFailures {
-            run_netns: snap.unread.run_netns.as_deref(),
-            fd_stat: snap.unread.fd_stat,
-            port_range: snap.unread.port_range,
-            netstat: snap.unread.netstat,
-            cgroup: report
-                .details
-                .iter()
-                .flatten()
-                .filter(|d| d.unit_error.is_some())
-                .count() as u64,
-        },
+        read_failures: read_failures(report),
     };
     // Rendered first so that a write error keeps its kind (EPIPE stays EPIPE).
     let mut bytes = serde_json::to_vec_pretty(&json).map_err(io::Error::other)?;
@@ -634,6 +623,23 @@ fn skipped(a: &analyse::Analysis) -> Vec<SkippedProcess<'_>> {
             }
         })
         .collect()
+}
+
+/// Reads that failed without failing the scan.
+fn read_failures<'a>(report: &Report<'a>) -> ReadFailures<'a> {
+    let snap = report.snapshot;
+    ReadFailures {
+        run_netns: snap.unread.run_netns.as_deref(),
+        fd_stat: snap.unread.fd_stat,
+        port_range: snap.unread.port_range,
+        netstat: snap.unread.netstat,
+        cgroup: report
+            .details
+            .iter()
+            .flatten()
+            .filter(|d| d.unit_error.is_some())
+            .count() as u64,
+    }
 }
 
 fn freshness(f: Freshness) -> &'static str {
