@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 
-use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
+use rustix::fs::{AtFlags, RawDir};
 use rustix::io::Errno;
 
-use super::read::{open_pid, parse_u32, read_at, Read};
+use super::read::{open_fd_dir, open_pid, parse_u32, read_at, Read};
 use super::{parse, ProcRoot};
 use crate::model::access::{Read as Refused, Refusal, Unreadable, UnreadableProcesses, UserNs};
 
@@ -124,12 +124,7 @@ fn fd_refusal(dir: &OwnedFd) -> Option<Option<Refusal>> {
             errno: e.raw_os_error(),
         }))
     };
-    let fd_dir = match rustix::fs::openat(
-        dir,
-        c"fd",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    let fd_dir = match open_fd_dir(dir) {
         Ok(fd_dir) => fd_dir,
         Err(Errno::SRCH | Errno::NOENT) => return None,
         Err(e) => return refusal(Refused::FdDirectory, e),

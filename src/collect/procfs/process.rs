@@ -3,11 +3,11 @@
 
 use std::os::fd::OwnedFd;
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::AtFlags;
 use rustix::io::Errno;
 
 use super::fds::Table;
-use super::read::{open_pid, read_at, Read};
+use super::read::{open_fd_dir, open_pid, read_at, Read};
 use super::walk::{Scratch, WalkContext};
 use super::walk_cache::{CachedFds, Update};
 use super::{parse, skip, Skip};
@@ -65,12 +65,7 @@ impl WalkContext<'_> {
         scratch: &mut Scratch,
         stats: &mut WalkStats,
     ) -> Result<(Table, bool, Update), Skip> {
-        let fd_dir = match rustix::fs::openat(
-            dir,
-            c"fd",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        let fd_dir = match open_fd_dir(dir) {
             Ok(fd_dir) => fd_dir,
             Err(Errno::ACCESS | Errno::PERM) => return self.fd_count_only(dir),
             Err(e) => return Err(skip(e)),

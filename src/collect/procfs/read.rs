@@ -25,6 +25,17 @@ pub(super) fn open_pid(root: &OwnedFd, pid: u32) -> Result<OwnedFd, Errno> {
     )
 }
 
+/// Opens /proc/PID/fd (relative to the PID's directory fd) for reading
+/// its links. The errno tells a refusal (EACCES) from a process gone.
+pub(super) fn open_fd_dir(pid_dir: &OwnedFd) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        pid_dir,
+        c"fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 /// How a file relative to a directory fd is read by [`read_at`].
 #[derive(Clone, Copy)]
 pub(super) enum Read {
