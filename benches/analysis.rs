@@ -132,6 +132,14 @@ fn analysis(c: &mut Criterion) {
             format!("analyse {sockets} sockets / {processes} processes"),
             |b| b.iter(|| analyse(black_box(&snap), &history, &Settings::default(), now)),
         );
+        let agent = Settings {
+            group_peers: false,
+            ..Settings::default()
+        };
+        g.bench_function(
+            format!("analyse {sockets} sockets / {processes} processes, no peer groups (agent)"),
+            |b| b.iter(|| analyse(black_box(&snap), &history, &agent, now)),
+        );
         g.bench_function(
             format!("history.observe {sockets} sockets / {processes} processes"),
             |b| {

@@ -73,6 +73,7 @@ fn agent_analysis(settings: &Settings) -> analyse::Settings {
         list_fd_utilization: Some(WORTH_A_LOOK_FD_UTILIZATION),
         list_growing: true,
         only_pids: None,
+        group_peers: false,
         ..settings.analysis()
     }
 }

@@ -95,6 +95,7 @@ impl Settings {
                 window: self.fd_growth_window,
                 ..analyse::GrowthRule::default()
             },
+            group_peers: true,
         }
     }
 }

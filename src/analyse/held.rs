@@ -226,9 +226,10 @@ pub struct Attribution {
 
 impl Attribution {
     /// What process `index` holds (empty if nothing flagged).
-    pub fn take(&mut self, index: usize) -> Held {
+    /// `grouped`: with its [`Held::peer_groups`].
+    pub fn take(&mut self, index: usize, grouped: bool) -> Held {
         match self.by_process.remove(&index) {
-            Some(acc) => acc.finish(index, &self.listening),
+            Some(acc) => acc.finish(index, &self.listening, grouped),
             None => Held::default(),
         }
     }
@@ -574,7 +575,7 @@ impl Acc {
 
     /// The summary of process `index`, with what needs all its sockets:
     /// its top local port, its sockets to itself, its peers in order.
-    fn finish(self, index: usize, listening: &FxHashSet<(usize, u16)>) -> Held {
+    fn finish(self, index: usize, listening: &FxHashSet<(usize, u16)>, grouped: bool) -> Held {
         let mut summary = self.summary;
         summary.close_wait_top_local_port = self
             .close_wait_local_ports
@@ -601,7 +602,11 @@ impl Acc {
         listeners.sort_by(|a, b| b.ratio().total_cmp(&a.ratio()).then(a.local.cmp(&b.local)));
         Held {
             sockets: summary,
-            peer_groups: super::groups::group(&self.conns, index, listening),
+            peer_groups: if grouped {
+                super::groups::group(&self.conns, index, listening)
+            } else {
+                Vec::new()
+            },
             peers,
             netns: self.netns,
             queue_listeners: self.queue_listeners,

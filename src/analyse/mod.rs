@@ -51,6 +51,9 @@ pub struct Settings {
     pub list_growing: bool,
     /// What counts as sustained fd growth.
     pub growth: GrowthRule,
+    /// Group each process's sockets by meaning (`peer_groups`: the report's
+    /// view; the agent, which exports no peers, leaves it off).
+    pub group_peers: bool,
 }
 
 impl Default for Settings {
@@ -65,6 +68,7 @@ impl Default for Settings {
             list_fd_utilization: None,
             list_growing: false,
             growth: GrowthRule::default(),
+            group_peers: true,
         }
     }
 }
@@ -185,7 +189,7 @@ pub fn analyse(
             let p = judge_process(
                 index,
                 &snapshot.processes,
-                attributed.take(index),
+                attributed.take(index, settings.group_peers),
                 history,
                 settings,
             );
