@@ -148,7 +148,7 @@ impl ScanLoop {
             self.settings.max_processes,
             at.mono,
         );
-        self.stats.count_scan(&snapshot.errors);
+        self.stats.count_scan(&snapshot);
         self.log_scan(&snapshot, &analysis);
         let view = ScanView {
             snapshot: &snapshot,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::collect::attribution::Mode as AttributionMode;
 use crate::defaults;
 
 /// The end of `--help` and the EXTRA section of the manual page.
@@ -130,6 +131,12 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub proc_root: Option<PathBuf>,
 
+    /// How sockets are mapped to processes: BPF iterators in the kernel
+    /// when they load (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN),
+    /// else the /proc walk
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub attribution: Option<AttributionMode>,
+
     /// Validate the config, print the effective settings, exit 0 or 1
     #[arg(long)]
     pub check_config: bool,
@@ -151,7 +158,7 @@ pub struct Cli {
 
 /// The value `--help` shows as each flag's default, from [`defaults`]
 /// (the one place each is written): `(flag id, value)`.
-fn shown_defaults() -> [(&'static str, String); 13] {
+fn shown_defaults() -> [(&'static str, String); 14] {
     let d = |d: Duration| humantime::format_duration(d).to_string();
     [
         ("format", format!("{:?}", defaults::FORMAT).to_lowercase()),
@@ -166,6 +173,7 @@ fn shown_defaults() -> [(&'static str, String); 13] {
         ("max_processes", defaults::MAX_PROCESSES.to_string()),
         ("fd_growth_window", d(defaults::FD_GROWTH_WINDOW)),
         ("proc_root", defaults::PROC_ROOT.to_string()),
+        ("attribution", defaults::ATTRIBUTION.name().to_string()),
         ("log_level", defaults::LOG_LEVEL.to_string()),
     ]
 }
@@ -319,6 +327,7 @@ mod tests {
             ("--max-processes", settings.max_processes.to_string()),
             ("--fd-growth-window", d(settings.fd_growth_window)),
             ("--proc-root", settings.proc_root.display().to_string()),
+            ("--attribution", settings.attribution.name().to_string()),
             ("--log-level", settings.log_level.clone()),
             (
                 "--config",

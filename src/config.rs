@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::analyse::{self, Amount, Check, Levels, Thresholds, Unit};
 use crate::cli::{Cli, Format};
+use crate::collect::attribution::Mode as AttributionMode;
 use crate::defaults;
 
 /// Everything closewatch runs with, after file and flags are merged.
@@ -38,6 +39,7 @@ pub struct Settings {
     /// fd samples older than this are forgotten; growth is judged over it.
     pub fd_growth_window: Duration,
     pub proc_root: PathBuf,
+    pub attribution: AttributionMode,
     pub log_level: String,
     pub thresholds: Thresholds,
     /// Hidden: TCP tables from a recording.
@@ -61,6 +63,7 @@ impl Default for Settings {
             max_processes: defaults::MAX_PROCESSES,
             fd_growth_window: defaults::FD_GROWTH_WINDOW,
             proc_root: PathBuf::from(defaults::PROC_ROOT),
+            attribution: defaults::ATTRIBUTION,
             log_level: defaults::LOG_LEVEL.to_string(),
             thresholds: Thresholds::default(),
             replay_sockdiag: None,
@@ -73,7 +76,9 @@ impl Settings {
     /// from the kernel (or from a recording, with the hidden replay flag).
     pub fn collector(&self) -> crate::collect::Collector {
         use crate::collect::{Collector, ProcRoot, Recorded};
-        let c = Collector::new(ProcRoot::new(&self.proc_root)).with_idle_floor(self.idle_age);
+        let c = Collector::new(ProcRoot::new(&self.proc_root))
+            .with_idle_floor(self.idle_age)
+            .with_attribution(self.attribution);
         match &self.replay_sockdiag {
             Some(dir) => c.with_sockets(std::sync::Arc::new(Recorded { dir: dir.clone() })),
             None => c,
@@ -283,6 +288,7 @@ pub struct FileConfig {
     #[serde(default, with = "humantime_serde")]
     pub fd_growth_window: Option<Duration>,
     pub proc_root: Option<PathBuf>,
+    pub attribution: Option<AttributionMode>,
     pub log_level: Option<String>,
     #[serde(default)]
     pub thresholds: FileThresholds,
@@ -364,6 +370,10 @@ pub fn merge(file: FileConfig, path: Option<PathBuf>, cli: &Cli) -> Result<Setti
             .clone()
             .or(file.proc_root)
             .unwrap_or(d.proc_root),
+        attribution: cli
+            .attribution
+            .or(file.attribution)
+            .unwrap_or(d.attribution),
         log_level: cli
             .log_level
             .clone()
@@ -449,6 +459,7 @@ pub fn render(s: &Settings) -> String {
         max_processes: usize,
         fd_growth_window: String,
         proc_root: String,
+        attribution: &'static str,
         log_level: String,
         thresholds: RenderedThresholds,
     }
@@ -464,6 +475,7 @@ pub fn render(s: &Settings) -> String {
         max_processes: s.max_processes,
         fd_growth_window: hd(s.fd_growth_window),
         proc_root: s.proc_root.display().to_string(),
+        attribution: s.attribution.name(),
         log_level: s.log_level.clone(),
         thresholds: RenderedThresholds(s.thresholds),
     };

@@ -25,4 +25,6 @@ pub const MAX_PROCESSES: usize = 100;
 pub const PORT_OWNER_FLOOR: f64 = 0.5;
 pub const FD_GROWTH_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const PROC_ROOT: &str = "/proc";
+/// How sockets are mapped to processes (`--attribution`).
+pub const ATTRIBUTION: crate::collect::attribution::Mode = crate::collect::attribution::Mode::Auto;
 pub const LOG_LEVEL: &str = "info";

@@ -166,9 +166,13 @@ fn report(settings: &config::Settings) -> Result<u8, Failure> {
         color: stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         width: text_width(&stdout),
     };
-    let mut err = stderr.lock();
-    let progress = stderr.is_terminal();
-    let collector = settings.collector();
+    // Not locked for the run: the scan's threads log to it.
+    let mut err = stderr;
+    let progress = err.is_terminal();
+    let mut collector = settings.collector();
+    if settings.duration.is_zero() {
+        collector = collector.lone();
+    }
     let done = oneshot::run(
         settings,
         &collector,

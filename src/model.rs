@@ -600,17 +600,20 @@ pub enum Freshness {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attribution {
     /// The /proc walk: each process's fd links, matched by socket inode
-    /// against the dumps. The only way there is; a backend that follows
-    /// sockets from the kernel (BPF) would be another variant, and the JSON
-    /// report's schema already reserves its name, `bpf`.
+    /// against the dumps.
     Procfs,
+    /// BPF iterators over every task's fd table, in the kernel.
+    Bpf,
 }
 
 impl Attribution {
+    pub const ALL: [Attribution; 2] = [Attribution::Bpf, Attribution::Procfs];
+
     /// As the JSON report's `attribution` spells it.
     pub fn name(self) -> &'static str {
         match self {
             Attribution::Procfs => "procfs",
+            Attribution::Bpf => "bpf",
         }
     }
 }
@@ -641,12 +644,14 @@ pub enum Stage {
     Procfs,
     Host,
     Pid,
+    /// `--attribution bpf`, and the iterators could not be used.
+    Bpf,
 }
 
 impl Stage {
     /// The stages of a scan (a report adds `Pid`): the `stage` label values
     /// of `closewatch_scan_errors_total`.
-    pub const SCAN: [Stage; 3] = [Stage::Sockdiag, Stage::Procfs, Stage::Host];
+    pub const SCAN: [Stage; 4] = [Stage::Sockdiag, Stage::Procfs, Stage::Host, Stage::Bpf];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -654,6 +659,7 @@ impl Stage {
             Stage::Procfs => "procfs",
             Stage::Host => "host",
             Stage::Pid => "pid",
+            Stage::Bpf => "bpf",
         }
     }
 }

@@ -121,7 +121,7 @@ fn collector(source: &Arc<FaultySource>) -> Collector {
 
 /// What the agent does with a scan: counts it, then renders its metrics.
 fn agent_counts(snap: &Snapshot, stats: &mut AgentStats) -> String {
-    stats.count_scan(&snap.errors);
+    stats.count_scan(snap);
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let analysis = analyse::analyse(
         snap,

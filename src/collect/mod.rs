@@ -6,6 +6,8 @@
 //! and listeners ([`procfs`]). A cached scan (the agent's, and `--duration`'s)
 //! reuses what [`ScanCache`] allows; the time is the caller's ([`ScanTime`]).
 
+pub mod attribution;
+pub mod bpf;
 pub mod cache;
 pub mod netns;
 mod peers;
@@ -20,8 +22,10 @@ use std::time::{Duration, Instant, SystemTime};
 use rustc_hash::FxHashSet;
 
 use crate::model::{
-    Freshness, LocalPeer, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot, Stage,
+    Attribution, Freshness, LocalPeer, NetnsScan, ProcessDetails, ProcessKey, ScanError, Snapshot,
+    Stage,
 };
+use attribution::{Attributor, Backend, BpfScan};
 
 pub use cache::ScanCache;
 pub use procfs::{ProcRoot, Skip, WalkCache, Wanted};
@@ -67,6 +71,44 @@ fn alive(tables: &[(NetnsScan, sockdiag::TcpTables)], snap: &Snapshot) -> Option
 
 pub use crate::defaults::PORT_OWNER_FLOOR as OWNER_FLOOR;
 
+/// The sockets whose owners a scan names: flagged sockets, listeners,
+/// idle connections, UNIX sockets whose peer closed, the local peers of
+/// all these, and the ports to a destination near exhaustion.
+fn wanted(tables: &[(NetnsScan, sockdiag::TcpTables)], snap: &Snapshot) -> FxHashSet<u64> {
+    let mut wanted: FxHashSet<u64> = FxHashSet::default();
+    for (_, t) in tables {
+        wanted.reserve(t.flagged.len() + t.listeners.len());
+        wanted.extend(t.flagged.iter().map(|s| s.inode).filter(|&i| i != 0));
+        wanted.extend(t.listeners.iter().map(|l| l.inode).filter(|&i| i != 0));
+    }
+    let peer_inode = |s: &crate::model::TcpSocket| match s.peer {
+        Some(LocalPeer::Socket { inode, .. }) if inode != 0 => Some(inode),
+        _ => None,
+    };
+    for s in &snap.idle {
+        wanted.extend((s.inode != 0).then_some(s.inode));
+        wanted.extend(peer_inode(s));
+    }
+    wanted.extend(snap.unix.iter().map(|s| s.inode).filter(|&i| i != 0));
+    for (_, t) in tables {
+        wanted.extend(t.flagged.iter().filter_map(peer_inode));
+        if let Some(ports) = &t.ports {
+            wanted.extend(ports.owner_inodes(OWNER_FLOOR));
+        }
+    }
+    wanted
+}
+
+/// `--attribution bpf` and the iterators could not be used: no owner is
+/// known, and the scan says why.
+fn attribution_failed(snap: &mut Snapshot, e: bpf::BpfError) {
+    snap.attribution = Attribution::Bpf;
+    snap.errors.push(ScanError {
+        stage: Stage::Bpf,
+        message: e.to_string(),
+    });
+}
+
 /// How many failures of one kind are spelled out before they are summarised.
 const MAX_LISTED_FAILURES: usize = 5;
 
@@ -78,6 +120,10 @@ pub struct Collector {
     sockets: Arc<dyn SocketSource>,
     /// ESTABLISHED sockets idle at least this long are looked at.
     idle_floor: Duration,
+    attribution: Arc<Attributor>,
+    /// Whether this collector takes one scan only (see
+    /// [`attribution::ONE_SHOT_FLOOR`]).
+    lone: bool,
 }
 
 impl Collector {
@@ -91,7 +137,22 @@ impl Collector {
             threads,
             sockets: Arc::new(Netlink),
             idle_floor: crate::defaults::IDLE_AGE,
+            attribution: Arc::new(Attributor::new(attribution::Mode::Auto)),
+            lone: false,
         }
+    }
+
+    /// A collector for one scan: `auto` attribution then loads the BPF
+    /// iterators only on a host with many open files.
+    pub fn lone(mut self) -> Collector {
+        self.lone = true;
+        self
+    }
+
+    /// Maps sockets to processes with this backend (see [`attribution`]).
+    pub fn with_attribution(mut self, mode: attribution::Mode) -> Collector {
+        self.attribution = Arc::new(Attributor::new(mode));
+        self
     }
 
     /// Looks for ESTABLISHED sockets idle at least `floor` (the idle age).
@@ -100,10 +161,11 @@ impl Collector {
         self
     }
 
-    /// Takes sockets from another source (a recording, in tests).
+    /// Takes sockets from another source (a recording, in tests). Its
+    /// owners come from the /proc tree given (the recorded host's).
     pub fn with_sockets(mut self, source: Arc<dyn SocketSource>) -> Collector {
         self.sockets = source;
-        self
+        self.with_attribution(attribution::Mode::Procfs)
     }
 
     /// One scan: host figures, TCP tables, then the /proc walk that names the
@@ -132,33 +194,24 @@ impl Collector {
                 Vec::new()
             }
         };
-        let (tables, namespaces) = self.tables(&pids, &mut snap, cache.as_deref_mut(), at.mono);
-        let mut wanted: FxHashSet<u64> = FxHashSet::default();
-        for (_, t) in &tables {
-            wanted.reserve(t.flagged.len() + t.listeners.len());
-            wanted.extend(t.flagged.iter().map(|s| s.inode).filter(|&i| i != 0));
-            wanted.extend(t.listeners.iter().map(|l| l.inode).filter(|&i| i != 0));
-        }
-        // Idle connections and the local peers of them and of the flagged
-        // sockets: their owners are named too.
-        let peer_inode = |s: &crate::model::TcpSocket| match s.peer {
-            Some(LocalPeer::Socket { inode, .. }) if inode != 0 => Some(inode),
-            _ => None,
+        let started = Instant::now();
+        let (backend, tasks) = self.begin_attribution(&snap, false);
+        let tasks_took = started.elapsed();
+        let (tables, namespaces) = self.tables(
+            &pids,
+            tasks.as_deref(),
+            &mut snap,
+            cache.as_deref_mut(),
+            at.mono,
+        );
+        let dumps_took = started.elapsed() - tasks_took;
+        let waited = Instant::now();
+        let (backend, tasks) = match backend {
+            Backend::Loading => self.begin_attribution(&snap, true),
+            ready => (ready, tasks),
         };
-        for s in &snap.idle {
-            wanted.extend((s.inode != 0).then_some(s.inode));
-            wanted.extend(peer_inode(s));
-        }
-        wanted.extend(snap.unix.iter().map(|s| s.inode).filter(|&i| i != 0));
-        for (_, t) in &tables {
-            wanted.extend(t.flagged.iter().filter_map(peer_inode));
-        }
-        // The owners of the ports to a destination near exhaustion.
-        for (_, t) in &tables {
-            if let Some(ports) = &t.ports {
-                wanted.extend(ports.owner_inodes(OWNER_FLOOR));
-            }
-        }
+        let waited = waited.elapsed();
+        let wanted = wanted(&tables, &snap);
         let alive = alive(&tables, &snap);
         for (scan, mut t) in tables {
             snap.sockets.append(&mut t.flagged);
@@ -169,8 +222,30 @@ impl Collector {
             sockets: &wanted,
             alive: alive.as_ref(),
         };
-        self.walk(&pids, &wanted, &mut snap, cache.as_deref_mut(), at.mono);
-        if alive.is_some() && snap.processes.iter().any(|p| !p.dead.is_empty()) {
+        let walked = Instant::now();
+        match (backend, tasks) {
+            (Backend::Bpf(mut scan), Some(tasks)) => {
+                if let Err(e) = self.walk_bpf(&mut scan, &tasks, &wanted, &mut snap) {
+                    drop(scan);
+                    match self.attribution.unavailable(e) {
+                        Backend::Failed(e) => attribution_failed(&mut snap, e),
+                        _ => self.walk(&pids, &wanted, &mut snap, cache.as_deref_mut(), at.mono),
+                    }
+                }
+            }
+            (Backend::Failed(e), _) => attribution_failed(&mut snap, e),
+            _ => self.walk(&pids, &wanted, &mut snap, cache.as_deref_mut(), at.mono),
+        }
+        log::debug!(
+            "scan by {}: task pass {tasks_took:?}, dumps {dumps_took:?}, \
+             then the BPF load and task pass {waited:?}, fd pass {:?}",
+            snap.attribution.name(),
+            walked.elapsed()
+        );
+        if snap.attribution == Attribution::Procfs
+            && alive.is_some()
+            && snap.processes.iter().any(|p| !p.dead.is_empty())
+        {
             self.confirm_dead(&namespaces, &mut snap, cache.as_deref_mut());
         }
         if let Some(cache) = cache {
@@ -178,6 +253,35 @@ impl Collector {
         }
         snap.duration = at.mono.elapsed();
         snap
+    }
+
+    /// The backend of this scan and, with BPF, the task pass (every
+    /// process, its namespace among the rest). Without `wait`, iterators
+    /// still loading leave the backend [`Backend::Loading`].
+    fn begin_attribution(
+        &self,
+        snap: &Snapshot,
+        wait: bool,
+    ) -> (Backend<'_>, Option<Vec<bpf::TaskRecord>>) {
+        let lone = self.lone.then_some(snap.host.open_fds);
+        let mut backend = self.attribution.backend(&self.root, lone, wait);
+        let tasks = match &mut backend {
+            Backend::Bpf(scan) => {
+                let me = scan.me;
+                match scan
+                    .iterators()
+                    .tasks((me.pid, me.start_time), me.ticks_per_second)
+                {
+                    Ok(tasks) => Some(tasks),
+                    Err(e) => {
+                        backend = self.attribution.unavailable(e);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        (backend, tasks)
     }
 
     /// A socket made after the all-states dump is in none of its tables
@@ -245,6 +349,7 @@ impl Collector {
     fn tables(
         &self,
         pids: &[u32],
+        tasks: Option<&[bpf::TaskRecord]>,
         snap: &mut Snapshot,
         mut cache: Option<&mut ScanCache>,
         now: Instant,
@@ -259,7 +364,11 @@ impl Collector {
         };
         let dumps = self.dumps();
         let known = cache.as_deref_mut().map(ScanCache::netns);
-        let (mut tables, namespaces) = dumps.dump(pids, snap, &counted_recently, idle, known, now);
+        let processes = match tasks {
+            Some(tasks) => tables::Processes::Tasks(tasks),
+            None => tables::Processes::Pids(pids, known),
+        };
+        let (mut tables, namespaces) = dumps.dump(processes, snap, &counted_recently, idle, now);
         for (_, t) in &mut tables {
             peers::resolve(t);
         }
@@ -306,6 +415,25 @@ impl Collector {
         };
     }
 
+    /// The walk from the BPF iterators into `snap`: every fd of every
+    /// process, read in the kernel. Dead sockets are seen by their state
+    /// (CLOSE), so every such walk looks for them.
+    fn walk_bpf(
+        &self,
+        scan: &mut BpfScan<'_>,
+        tasks: &[bpf::TaskRecord],
+        wanted: &Wanted<'_>,
+        snap: &mut Snapshot,
+    ) -> Result<(), bpf::BpfError> {
+        let mut builder = bpf::Builder::new(tasks, wanted.sockets, scan.me.ticks_per_second);
+        scan.iterators().fds(|r| builder.fd(r))?;
+        let walk = builder.finish(&self.root);
+        snap.attribution = Attribution::Bpf;
+        snap.dead = Freshness::Fresh;
+        self.take_walk(walk, snap);
+        Ok(())
+    }
+
     /// The /proc walk (cached when `cache` is given), into `snap`.
     fn walk(
         &self,
@@ -347,6 +475,11 @@ impl Collector {
                 return;
             }
         };
+        self.take_walk(walk, snap);
+    }
+
+    /// A walk's findings into `snap`; failures logged.
+    fn take_walk(&self, walk: procfs::Walk, snap: &mut Snapshot) {
         snap.walk = walk.stats;
         snap.unread.fd_stat = walk.stats.fd_stat_failed;
         snap.processes = walk.processes;

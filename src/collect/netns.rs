@@ -62,6 +62,44 @@ pub(crate) enum PidNetns {
     None,
 }
 
+/// The namespaces found so far, a few handles each.
+#[derive(Default)]
+struct Found {
+    by_id: BTreeMap<u64, Namespace>,
+}
+
+impl Found {
+    fn add(&mut self, id: u64, handle: impl FnOnce() -> PathBuf, process: bool) {
+        let ns = self.by_id.entry(id).or_insert_with(|| Namespace {
+            id: NetnsId(id),
+            handles: Vec::new(),
+            processes: 0,
+        });
+        if ns.handles.len() < HANDLES {
+            ns.handles.push(handle());
+        }
+        ns.processes += u64::from(process);
+    }
+
+    /// With the namespaces of /run/netns, as a discovery.
+    fn finish(mut self, run_netns: Option<&Path>, unreadable: Vec<u32>) -> Discovery {
+        let mut run_netns_error = None;
+        if let Some(dir) = run_netns {
+            let found = named_namespaces(dir, &mut |id, path| self.add(id, || path, false));
+            if let Err(e) = found {
+                log::debug!("{e}");
+                run_netns_error = Some(e);
+            }
+        }
+        Discovery {
+            namespaces: self.by_id.into_values().collect(),
+            unreadable_processes: unreadable.len() as u64,
+            unreadable_pids: unreadable,
+            run_netns_error,
+        }
+    }
+}
+
 /// Finds the distinct network namespaces of `pids` and of /run/netns.
 /// `pids` must be sorted (as [`ProcRoot::pids`] returns them). With `known`
 /// (the agent keeps one across scans), a process's namespace read recently
@@ -74,19 +112,8 @@ pub fn discover(
     mut known: Option<&mut PidNamespaces>,
     now: Instant,
 ) -> Discovery {
-    let mut by_id: BTreeMap<u64, Namespace> = BTreeMap::new();
+    let mut found = Found::default();
     let mut unreadable = Vec::new();
-    let mut add = |id: u64, handle: &dyn Fn() -> PathBuf, process: bool| {
-        let ns = by_id.entry(id).or_insert_with(|| Namespace {
-            id: NetnsId(id),
-            handles: Vec::new(),
-            processes: 0,
-        });
-        if ns.handles.len() < HANDLES {
-            ns.handles.push(handle());
-        }
-        ns.processes += u64::from(process);
-    };
     if let Some(known) = known.as_deref_mut() {
         known.refresh(pids, now);
     }
@@ -105,25 +132,33 @@ pub fn discover(
             ns
         });
         match ns {
-            PidNetns::In(id) => add(id, &path, true),
+            PidNetns::In(id) => found.add(id, path, true),
             PidNetns::Unreadable => unreadable.push(pid),
             PidNetns::None => {}
         }
     }
-    let mut run_netns_error = None;
-    if let Some(dir) = run_netns {
-        let found = named_namespaces(dir, &mut |id, path| add(id, &|| path.clone(), false));
-        if let Err(e) = found {
-            log::debug!("{e}");
-            run_netns_error = Some(e);
+    found.finish(run_netns, unreadable)
+}
+
+/// [`discover`] from namespaces already known: `(pid, namespace inode)` of
+/// every process (the BPF task iterator reads them in the kernel; 0 for a
+/// process that is exiting). Nothing is read per process.
+pub fn discover_known(
+    root: &ProcRoot,
+    netns_of: impl IntoIterator<Item = (u32, u64)>,
+    run_netns: Option<&Path>,
+) -> Discovery {
+    let mut found = Found::default();
+    for (pid, id) in netns_of {
+        if id != 0 {
+            found.add(
+                id,
+                || root.path().join(pid.to_string()).join("ns/net"),
+                true,
+            );
         }
     }
-    Discovery {
-        namespaces: by_id.into_values().collect(),
-        unreadable_processes: unreadable.len() as u64,
-        unreadable_pids: unreadable,
-        run_netns_error,
-    }
+    found.finish(run_netns, Vec::new())
 }
 
 /// Each namespace of `dir` (/run/netns) with its path; an entry removed

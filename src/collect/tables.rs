@@ -26,6 +26,15 @@ pub(super) struct Dumps<'a> {
     pub(super) threads: usize,
 }
 
+/// The processes whose namespaces are dumped, and what is known of them.
+pub(super) enum Processes<'a> {
+    /// Pids from /proc, each one's namespace read from /proc/PID/ns/net
+    /// unless the agent's cache has it.
+    Pids(&'a [u32], Option<&'a mut PidNamespaces>),
+    /// The BPF task pass, which read every process's namespace.
+    Tasks(&'a [crate::collect::bpf::TaskRecord]),
+}
+
 impl Dumps<'_> {
     /// Dumps every namespace the source can reach: its own directly, the
     /// others from a thread that has entered each. `counted_recently` are
@@ -34,11 +43,10 @@ impl Dumps<'_> {
     /// reason, as are dump errors.
     pub(super) fn dump(
         &self,
-        pids: &[u32],
+        processes: Processes<'_>,
         snap: &mut Snapshot,
         counted_recently: &FxHashSet<NetnsId>,
         idle: Option<Duration>,
-        known: Option<&mut PidNamespaces>,
         now: Instant,
     ) -> (Vec<(NetnsScan, TcpTables)>, Vec<Namespace>) {
         let counts = |id: NetnsId| Wants {
@@ -58,7 +66,16 @@ impl Dumps<'_> {
         };
         let discovery = if self.source.every_namespace() {
             let run_netns = Some(std::path::Path::new(netns::RUN_NETNS));
-            netns::discover(self.root, pids, run_netns, known, now)
+            match processes {
+                Processes::Tasks(tasks) => netns::discover_known(
+                    self.root,
+                    tasks.iter().map(|t| (t.tgid, u64::from(t.netns))),
+                    run_netns,
+                ),
+                Processes::Pids(pids, known) => {
+                    netns::discover(self.root, pids, run_netns, known, now)
+                }
+            }
         } else {
             netns::Discovery::default()
         };

@@ -379,7 +379,10 @@ fn headline(style: Style, report: &Report<'_>) -> String {
         head.push(format!("Linux {}", snap.host.kernel));
     }
     head.push(humantime::format_rfc3339_seconds(snap.scanned_at).to_string());
-    head.push(format!("scan {}", human(snap.duration)));
+    head.push(match snap.attribution {
+        crate::model::Attribution::Bpf => format!("scan {} (BPF)", human(snap.duration)),
+        crate::model::Attribution::Procfs => format!("scan {}", human(snap.duration)),
+    });
     let flagged = a
         .processes
         .iter()

@@ -238,11 +238,17 @@ pub const SCANS: Family = family(
     &[],
     "Scans completed since start.",
 );
+pub const SCANS_BY_ATTRIBUTION: Family = family(
+    "closewatch_scans_by_attribution_total",
+    IntCounter,
+    &["attribution"],
+    "Scans completed since start, by how sockets were mapped to processes (bpf: iterators in the kernel; procfs: the /proc walk).",
+);
 pub const SCAN_ERRORS: Family = family(
     "closewatch_scan_errors_total",
     IntCounter,
     &["stage"],
-    "Scans that recorded an error, by stage (sockdiag, procfs, host).",
+    "Scans that recorded an error, by stage (sockdiag, procfs, host, bpf).",
 );
 pub const LAST_SCAN_TIMESTAMP: Family = family(
     "closewatch_last_scan_timestamp_seconds",
@@ -321,6 +327,7 @@ pub const ALL: &[&Family] = &[
     &SCAN_FD_LINKS_READ,
     &SCAN_FD_TABLES_REUSED,
     &SCANS,
+    &SCANS_BY_ATTRIBUTION,
     &SCAN_ERRORS,
     &LAST_SCAN_TIMESTAMP,
     &PROCESSES_SKIPPED,

@@ -17,7 +17,7 @@ use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, 
 use crate::analyse::{
     Analysis, ProcessAnalysis, Severity, SocketSummary, Thresholds, Unattributed,
 };
-use crate::model::{Freshness, ProcessInfo, ScanError, Snapshot, Stage, TcpState};
+use crate::model::{Attribution, Freshness, ProcessInfo, Snapshot, Stage, TcpState};
 use families::{Family, Kind};
 
 /// The Content-Type Prometheus expects for the text format 0.0.4.
@@ -29,17 +29,23 @@ pub struct AgentStats {
     pub scans: u64,
     /// Scans with errors, by stage.
     pub scan_errors: BTreeMap<&'static str, u64>,
+    /// Scans by the backend that named the sockets' owners.
+    pub scans_by_attribution: BTreeMap<&'static str, u64>,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub last_reload_ok: bool,
 }
 
 impl AgentStats {
-    /// Counts one scan, and each stage it had errors in (once per scan,
-    /// however many errors the stage had).
-    pub fn count_scan(&mut self, errors: &[ScanError]) {
+    /// Counts one scan, its backend, and each stage it had errors in (once
+    /// per scan, however many errors the stage had).
+    pub fn count_scan(&mut self, snap: &Snapshot) {
         self.scans += 1;
-        let mut stages: Vec<&'static str> = errors.iter().map(|e| e.stage.name()).collect();
+        *self
+            .scans_by_attribution
+            .entry(snap.attribution.name())
+            .or_default() += 1;
+        let mut stages: Vec<&'static str> = snap.errors.iter().map(|e| e.stage.name()).collect();
         stages.sort_unstable();
         stages.dedup();
         for stage in stages {
@@ -388,6 +394,12 @@ fn scan(m: &mut Metrics, view: &ScanView<'_>, stats: &AgentStats) -> Result<(), 
     m.counter(&families::SCANS)?
         .with_label_values(NO_LABELS)
         .inc_by(stats.scans);
+    let by = m.counter(&families::SCANS_BY_ATTRIBUTION)?;
+    for backend in Attribution::ALL {
+        let name = backend.name();
+        by.with_label_values(&[name])
+            .inc_by(stats.scans_by_attribution.get(name).copied().unwrap_or(0));
+    }
     let errors = m.counter(&families::SCAN_ERRORS)?;
     for stage in Stage::SCAN {
         errors

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: (Apache-2.0 OR GPL-2.0)
+//
+// closewatch's attribution in the kernel: two BPF iterators whose output is
+// read as a file, one fixed-size record per object.
+//
+//   iter/task       one `task_rec` per thread-group leader: pid, start time,
+//                   effective uid, RLIMIT_NOFILE, network namespace, comm.
+//   iter/task_file  one `fd_rec` per open fd of every distinct fd table (the
+//                   kernel skips threads that share their leader's table; a
+//                   thread that unshare(CLONE_FILES)-ed is visited on its own).
+//
+// The layout of both records is read by src/collect/bpf/records.rs: change
+// them together. Regenerate the object with bpf/build.sh.
+//
+// The programs keep no state between calls: when the reader's buffer fills,
+// the kernel discards a record and calls the program again for the same object.
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define PF_KTHREAD 0x00200000
+#define RLIMIT_NOFILE 7
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define S_IFREG 0100000
+
+#define SOCKFS_MAGIC 0x534F434B
+#define PIPEFS_MAGIC 0x50495045
+#define ANON_INODE_FS_MAGIC 0x09041934
+#define PID_FS_MAGIC 0x50494446
+#define NSFS_MAGIC 0x6e736673
+
+// fd_rec.kind, as /proc/PID/fd's link reads: "socket:[N]", "pipe:[N]",
+// "anon_inode:...", a path, or another pseudo file ("net:[N]").
+enum fd_kind {
+	FD_SOCKET = 1,
+	FD_PIPE = 2,
+	FD_ANON = 3,
+	FD_FILE = 4,
+	FD_DELETED = 5, // a path whose inode has no link left
+	FD_OTHER = 6,
+};
+
+struct task_rec {
+	__u32 tgid;
+	__u32 flags; // 1: kernel thread
+	__u64 start_boottime; // ns, as /proc/PID/stat's starttime before ticks
+	__u64 nofile_cur; // soft RLIMIT_NOFILE (RLIM_INFINITY: ~0)
+	__u32 euid;
+	__u32 netns; // the inode of its network namespace (0: exiting)
+	char comm[16];
+};
+
+struct fd_rec {
+	__u32 tgid;
+	__u32 tid; // != tgid: a thread with its own fd table
+	__u32 fd;
+	__u8 kind;
+	__u8 family; // sockets: AF_*
+	__u8 state; // sockets: sk_state (TCP_* for TCP)
+	__u8 type; // sockets: SOCK_STREAM, ...
+	__u64 ino; // sockets: the inode; deleted files: the size in bytes
+	__u32 netns; // sockets: the inode of the socket's network namespace
+	__u16 protocol; // sockets: IPPROTO_*
+	__u16 pad;
+};
+
+SEC("iter/task")
+int closewatch_task(struct bpf_iter__task *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct task_rec rec = {};
+
+	if (!task || task->pid != task->tgid)
+		return 0;
+	rec.tgid = task->tgid;
+	rec.flags = (task->flags & PF_KTHREAD) ? 1 : 0;
+	rec.start_boottime = task->start_boottime;
+	rec.nofile_cur = BPF_CORE_READ(task, signal, rlim[RLIMIT_NOFILE].rlim_cur);
+	rec.netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	rec.euid = BPF_CORE_READ(task, real_cred, euid.val);
+	bpf_probe_read_kernel_str(rec.comm, sizeof(rec.comm), task->comm);
+	bpf_seq_write(seq, &rec, sizeof(rec));
+	return 0;
+}
+
+SEC("iter/task_file")
+int closewatch_task_file(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	struct fd_rec rec = {};
+	struct inode *inode;
+	unsigned long magic;
+	umode_t mode;
+
+	if (!task || !file)
+		return 0;
+	rec.tgid = task->tgid;
+	rec.tid = task->pid;
+	rec.fd = ctx->fd;
+	inode = file->f_inode;
+	mode = BPF_CORE_READ(inode, i_mode);
+	magic = BPF_CORE_READ(inode, i_sb, s_magic);
+
+	if ((mode & S_IFMT) == S_IFSOCK && magic == SOCKFS_MAGIC) {
+		struct socket *sock = bpf_sock_from_file(file);
+
+		rec.kind = FD_SOCKET;
+		rec.ino = BPF_CORE_READ(inode, i_ino);
+		if (sock) {
+			struct sock *sk = sock->sk;
+
+			rec.type = sock->type;
+			if (sk) {
+				rec.family = sk->__sk_common.skc_family;
+				rec.state = sk->__sk_common.skc_state;
+				rec.protocol = sk->sk_protocol;
+				rec.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+			}
+		}
+	} else if (magic == PIPEFS_MAGIC) {
+		rec.kind = FD_PIPE;
+	} else if (magic == ANON_INODE_FS_MAGIC || magic == PID_FS_MAGIC) {
+		rec.kind = FD_ANON;
+	} else if (magic == NSFS_MAGIC || magic == SOCKFS_MAGIC) {
+		rec.kind = FD_OTHER;
+	} else if (BPF_CORE_READ(inode, __i_nlink) == 0) {
+		rec.kind = FD_DELETED;
+		rec.ino = BPF_CORE_READ(inode, i_size);
+	} else {
+		rec.kind = FD_FILE;
+	}
+	bpf_seq_write(seq, &rec, sizeof(rec));
+	return 0;
+}
