@@ -224,7 +224,8 @@ impl ScanLoop {
                 }
                 let listen = self.settings.listen;
                 self.settings = Settings { listen, ..new };
-                self.collector = self.settings.collector();
+                // The BPF iterators stay loaded across a reload.
+                self.collector = self.settings.collector().attributing_as(&self.collector);
                 self.shared.set_interval(self.settings.interval);
                 self.stats.reloads_ok += 1;
                 self.stats.last_reload_ok = true;

@@ -142,6 +142,15 @@ impl Collector {
         }
     }
 
+    /// This collector with `other`'s attribution backend (its loaded BPF
+    /// iterators) when both choose the same one.
+    pub fn attributing_as(mut self, other: &Collector) -> Collector {
+        if self.attribution.mode() == other.attribution.mode() {
+            self.attribution = Arc::clone(&other.attribution);
+        }
+        self
+    }
+
     /// A collector for one scan: `auto` attribution then loads the BPF
     /// iterators only on a host with many open files.
     pub fn lone(mut self) -> Collector {
