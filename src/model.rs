@@ -725,6 +725,15 @@ impl Default for Snapshot {
 }
 
 impl Snapshot {
+    /// Whether this scan named no owner at all: the /proc walk failed, or
+    /// `--attribution bpf` could not use the iterators.
+    pub fn owners_unknown(&self) -> bool {
+        self.errors
+            .iter()
+            .any(|e| matches!(e.stage, Stage::Bpf | Stage::Procfs))
+            && self.processes.is_empty()
+    }
+
     /// A snapshot of nothing yet, of a scan that started at `scanned_at`.
     pub fn new(scanned_at: SystemTime) -> Snapshot {
         Snapshot {

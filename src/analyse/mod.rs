@@ -215,11 +215,15 @@ pub fn analyse(
         },
         settings,
     );
+    // Without owners (the walk, or forced BPF, failed) no pid is known
+    // missing, and no stale socket's owner known.
+    let no_owners = snapshot.owners_unknown();
     let missing_pids = settings
         .only_pids
         .iter()
         .flatten()
         .copied()
+        .filter(|_| !no_owners)
         .filter(|pid| !snapshot.processes.iter().any(|p| p.key.pid == *pid))
         // It exists, but its fd table could not be read (skipped says why).
         .filter(|pid| snapshot.denied.fds.binary_search(pid).is_err())
@@ -240,7 +244,7 @@ pub fn analyse(
         missing_pids,
         ports,
         attribution_complete: unattributed.unknown_owner_stale() == 0
-            || snapshot.skipped.permission_denied == 0,
+            || (snapshot.skipped.permission_denied == 0 && !no_owners),
         skipped,
     }
 }

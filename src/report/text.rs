@@ -295,6 +295,16 @@ fn summary(out: &mut dyn Write, style: Style, report: &Report<'_>) -> io::Result
 /// `analyse::access`).
 fn attribution_warning(report: &Report<'_>) -> String {
     let a = report.analysis;
+    if report.snapshot.owners_unknown() {
+        return format!(
+            "ATTRIBUTION INCOMPLETE: {} without a known owner: no owner was looked up (see errors)",
+            count(
+                a.unattributed.unknown_owner_stale(),
+                "stale socket",
+                "stale sockets"
+            )
+        );
+    }
     let remedy = a
         .skipped
         .as_ref()
@@ -850,7 +860,9 @@ fn nobody(report: &Report<'_>) -> String {
     }
     let snap = report.snapshot;
     let unreadable = snap.skipped.permission_denied;
-    let why = if unreadable > 0 {
+    let why = if snap.owners_unknown() {
+        "no owner was looked up (see the errors above)".to_string()
+    } else if unreadable > 0 {
         format!(
             "{} could not be read (see \"skipped\" above)",
             count(unreadable, "process", "processes")

@@ -21,6 +21,8 @@ pub struct Builder<'a> {
     largest: Vec<Option<(u32, u64)>>,
     /// fds of tasks the task pass did not see (started between the passes).
     unplaced: u64,
+    /// The last record's pid and its process (records come task by task).
+    last: Option<(u32, usize)>,
 }
 
 impl<'a> Builder<'a> {
@@ -55,6 +57,7 @@ impl<'a> Builder<'a> {
             largest: vec![None; processes.len()],
             processes,
             unplaced: 0,
+            last: None,
         }
     }
 
@@ -62,9 +65,16 @@ impl<'a> Builder<'a> {
     /// it; the sockets are of every table of the process (a thread that
     /// unshared its table holds its own), each socket once.
     pub fn fd(&mut self, r: &FdRecord) {
-        let Some(&i) = self.index.get(&r.tgid) else {
-            self.unplaced += 1;
-            return;
+        let i = match self.last {
+            Some((tgid, i)) if tgid == r.tgid => i,
+            _ => {
+                let Some(&i) = self.index.get(&r.tgid) else {
+                    self.unplaced += 1;
+                    return;
+                };
+                self.last = Some((r.tgid, i));
+                i
+            }
         };
         let p = &mut self.processes[i];
         let leader = r.tid == r.tgid;
