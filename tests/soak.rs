@@ -254,7 +254,13 @@ fn the_rss_check_passes_a_flat_series_and_catches_a_slow_leak() {
     };
     let bound = RSS_TREND_BOUND_KIB_PER_MIN;
     // 200 KiB of scan-time allocations seen at every other sample.
-    let noise = |t: f64| if (t as u64).is_multiple_of(2) { 200.0 } else { 0.0 };
+    let noise = |t: f64| {
+        if (t as u64).is_multiple_of(2) {
+            200.0
+        } else {
+            0.0
+        }
+    };
     // Growth during the warm-up (the growth window filling), then flat:
     // passes.
     let warm_then_flat = series(&|t| 11_000.0 + 25.0 * t.min(30.0) + noise(t));

@@ -417,6 +417,57 @@ pub fn report_json_with(pids: &[u32], extra: &[&str]) -> Run {
     closewatch(&args)
 }
 
+// ------------------------------------------------------------- attribution
+
+/// How a report maps sockets to processes (`--attribution`). The tests on
+/// real sockets check their reports under each backend that can be asked
+/// for by name: the same host state must read the same under both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The walk of /proc/PID/fd.
+    Procfs,
+    /// The BPF iterators (loading them needs CAP_BPF and CAP_PERFMON).
+    Bpf,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Procfs, Backend::Bpf];
+
+    /// Its name in `--attribution` and in the report's `attribution`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Procfs => "procfs",
+            Backend::Bpf => "bpf",
+        }
+    }
+
+    /// `--attribution NAME`.
+    pub fn flags(self) -> [&'static str; 2] {
+        ["--attribution", self.name()]
+    }
+}
+
+/// [`report_json_with`] under `backend`. When the output is a JSON report,
+/// it must say it was made by that backend (panics otherwise); whether it
+/// is valid is for the caller ([`Run::json`]).
+pub fn report_json_by(backend: Backend, pids: &[u32], extra: &[&str]) -> Run {
+    let mut flags = backend.flags().to_vec();
+    flags.extend(extra);
+    // Said, so that a failure shows which backend's report it was.
+    eprintln!("report by --attribution {}", backend.name());
+    let run = report_json_with(pids, &flags);
+    if let Ok(report) = serde_json::from_str::<Value>(&run.stdout) {
+        assert_eq!(
+            report["attribution"],
+            backend.name(),
+            "--attribution {} made a report by another backend; stderr:\n{}",
+            backend.name(),
+            run.stderr
+        );
+    }
+    run
+}
+
 // ------------------------------------------------------------ expectations
 
 /// What the report must say about one process.
@@ -723,16 +774,17 @@ pub fn worst_listed(report: &Value) -> &'static str {
     status_name(worst)
 }
 
-/// `--pid` with every fixture pid: exactly those listed, each as the fixture
-/// says, the status weighing only them, the exit status matching it.
-/// Returns the report and the exit status.
-pub fn assert_pid_report(fx: &Fixture) -> (Value, Option<i32>) {
+/// `--pid` with every fixture pid, under `backend`: exactly those listed,
+/// each as the fixture says, the status weighing only them, the exit status
+/// matching it. Returns the report and the exit status.
+pub fn assert_pid_report(fx: &Fixture, backend: Backend) -> (Value, Option<i32>) {
     let info = &fx.info;
     let exp = expected(info);
-    let run = report_json(&info.pids);
+    let run = report_json_by(backend, &info.pids, &[]);
     let report = run.json();
     let ctx = format!(
-        "fixture {info:?}\nreport:\n{report:#}\nstderr:\n{}",
+        "fixture {info:?}\n--attribution {}\nreport:\n{report:#}\nstderr:\n{}",
+        backend.name(),
         run.stderr
     );
     assert_eq!(report["errors"], Value::Array(vec![]), "{ctx}");
@@ -773,15 +825,20 @@ pub fn assert_pid_report(fx: &Fixture) -> (Value, Option<i32>) {
     (report, run.code)
 }
 
-/// The full report (no --pid): the fixture's holders are listed as the
-/// fixture says and its other processes are not; no other process is blamed
-/// for a fixture socket; the host-wide counts include the fixture's.
-pub fn assert_full_report(fx: &Fixture) -> Value {
+/// The full report (no --pid) under `backend`: the fixture's holders are
+/// listed as the fixture says and its other processes are not; no other
+/// process is blamed for a fixture socket; the host-wide counts include the
+/// fixture's.
+pub fn assert_full_report(fx: &Fixture, backend: Backend) -> Value {
     let info = &fx.info;
     let exp = expected(info);
-    let run = report_json(&[]);
+    let run = report_json_by(backend, &[], &[]);
     let report = run.json();
-    let ctx = format!("fixture {info:?}\nstderr:\n{}", run.stderr);
+    let ctx = format!(
+        "fixture {info:?}\n--attribution {}\nstderr:\n{}",
+        backend.name(),
+        run.stderr
+    );
     assert!(
         matches!(run.code, Some(0..=2)),
         "full report exit {:?}, errors {}: {ctx}",
