@@ -139,7 +139,25 @@ PY
 # ---------------------------------------------------------------- build ----
 # Builds closewatch and the loadgen example (release), copies both to
 # $TMP/bin; sets CW, LOADGEN, TARGET_DIR and REVISION.
+#
+# With CW_BIN and LOADGEN_BIN set (both), nothing is built: those binaries
+# are copied instead, so that several scripts measure one build while
+# someone else edits src/ (a tree mid-edit may not compile, or may compile
+# into something else between two scripts). Say which build it is with
+# REVISION.
 build_binaries() {
+    if [[ -n ${CW_BIN:-} || -n ${LOADGEN_BIN:-} ]]; then
+        [[ -x ${CW_BIN:-} && -x ${LOADGEN_BIN:-} ]] ||
+            die "CW_BIN and LOADGEN_BIN must both name executables (CW_BIN='${CW_BIN:-}', LOADGEN_BIN='${LOADGEN_BIN:-}')"
+        mkdir -p "$TMP/bin"
+        cp "$CW_BIN" "$TMP/bin/closewatch"
+        cp "$LOADGEN_BIN" "$TMP/bin/loadgen"
+        CW=$TMP/bin/closewatch
+        LOADGEN=$TMP/bin/loadgen
+        REVISION=${REVISION:-"prebuilt $(sha256sum "$CW_BIN" | cut -c1-12)"}
+        note "using prebuilt $CW_BIN ($REVISION) and $LOADGEN_BIN"
+        return
+    fi
     note "building (release)..."
     # --foreground keeps cargo in our process group, so that Ctrl-C reaches it.
     if ! (cd "$ROOT" && timeout --foreground "$BUILD_TIMEOUT" cargo build --release --bin closewatch --examples); then
@@ -236,6 +254,155 @@ REPORT_JQ='
 def workers($pids): [.processes[] | select(.pid as $p | $pids | index($p))];
 def attributed($w): ([$w[].sockets.close_wait] | add // 0), ([$w[].sockets.fin_wait2] | add // 0);
 '
+
+# jq program: the counts of a closewatch JSON report that both attribution
+# backends must agree on, as one flat object. With `--argjson pids
+# '[PID, ...]'` the per-process sums count only those processes (the load's
+# workers: what other programs do on the host meanwhile cannot differ them);
+# with `--argjson pids null`, every listed process. Two backends' objects are
+# compared with count_diff. Ages and durations are left out: they differ
+# between any two runs.
+# shellcheck disable=SC2016,SC2034
+REPORT_COUNTS_JQ='
+def s(f): [.processes[] | select($pids == null or (.pid as $p | $pids | index($p))) | f] | add // 0;
+{ status,
+  attribution_complete,
+  errors: (.errors | length),
+  namespaces: (.namespaces | length),
+  tcp_close_wait: .tcp_states.close_wait,
+  tcp_fin_wait2: .tcp_states.fin_wait2,
+  tcp_listen: .tcp_states.listen,
+  processes: ([.processes[] | select($pids == null or (.pid as $p | $pids | index($p)))] | length),
+  processes_omitted,
+  findings: (.findings | length),
+  process_findings: s(.findings | length),
+  close_wait: s(.sockets.close_wait),
+  close_wait_stale: s(.sockets.close_wait_stale),
+  fin_wait2: s(.sockets.fin_wait2),
+  dead: s(.sockets.dead),
+  unix_close_wait: s(.sockets.unix_close_wait),
+  listeners: s(.listeners | length),
+  fds_open: s(.fds.open),
+  fds_sockets: s(.fds.sockets),
+  unattributed_close_wait_unknown_owner: .unattributed.close_wait_unknown_owner,
+  unattributed_fin_wait2_unknown_owner: .unattributed.fin_wait2_unknown_owner,
+  unattributed_close_wait_unaccepted: .unattributed.close_wait_unaccepted,
+  skipped_vanished: .skipped_processes.vanished,
+  skipped_permission_denied: .skipped_processes.permission_denied,
+  skipped_failed: .skipped_processes.failed,
+  netns_unknown_processes }
+'
+
+# The per-process keys of REPORT_COUNTS_JQ: appended to it (`"$REPORT_COUNTS_JQ
+# $WORKER_COUNTS_JQ"`) with `--argjson pids '[...]'`, the counts of those
+# processes alone, without the host's.
+# shellcheck disable=SC2034
+WORKER_COUNTS_JQ='| {processes, process_findings, close_wait, close_wait_stale, fin_wait2, dead,
+  unix_close_wait, listeners, fds_open, fds_sockets}'
+
+# count_diff A.json B.json: the keys whose values differ between two
+# REPORT_COUNTS_JQ objects, as "key A→B, ..." ("same" if none).
+count_diff() {
+    jq -n -r --slurpfile a "$1" --slurpfile b "$2" '
+        [$a[0] | keys[] as $k | select($a[0][$k] != $b[0][$k])
+         | "\($k) \($a[0][$k])→\($b[0][$k])"] | if length == 0 then "same" else join(", ") end'
+}
+
+# bpf_load_seconds ERR: the load time closewatch logged on stderr (with
+# RUST_LOG=...,closewatch::collect::attribution=debug) as "BPF iterators
+# loaded in 101.2ms", in seconds; "nan" if it did not log one.
+bpf_load_seconds() {
+    awk '{
+        i = index($0, "BPF iterators loaded in "); if (!i) next
+        d = substr($0, i + 24)
+        if (!match(d, /^[0-9.]+/)) next
+        v = substr(d, 1, RLENGTH) + 0; u = substr(d, RLENGTH + 1)
+        m = (u ~ /^ms/) ? 1e-3 : (u ~ /^(µs|us)/) ? 1e-6 : (u ~ /^ns/) ? 1e-9 : (u ~ /^s/) ? 1 : -1
+        if (m > 0) { printf "%.9f\n", v * m; found = 1; exit }
+    } END { if (!found) print "nan" }' "$1"
+}
+# What closewatch runs with: warnings, and the one debug line that times the
+# BPF load (nothing else logs at that module's debug level).
+CW_RUST_LOG=${CW_RUST_LOG:-warn,closewatch::collect::attribution=debug}
+
+# ------------------------------------------------------------- the split ----
+# split_record OUT CMD...: runs CMD once under `perf record` (cpu-clock at
+# SPLIT_FREQ Hz, DWARF call graphs: release builds keep no frame pointers),
+# its stdout to OUT.stdout, stderr to OUT.stderr, the samples to OUT.
+SPLIT_FREQ=${SPLIT_FREQ:-2000}
+split_record() {
+    local out=$1
+    shift
+    timeout --foreground "${CMD_TIMEOUT:-180}" perf record -q -e cpu-clock -F "$SPLIT_FREQ" \
+        --call-graph dwarf,16384 -o "$out" -- "$@" >"$out.stdout" 2>"$out.stderr" {HOLD_FD}>&-
+}
+
+# Writes $TMP/split.py: `perf script -F tid,period,ip,sym -i DATA |
+# python3 "$TMP/split.py"` sorts the CPU samples of one closewatch run by the
+# phase of the scan they fell in and prints, in seconds of CPU (all threads):
+#   total load tasks fds walk sock_diag describe pids analyse render other
+# A sample belongs to the first phase marker met walking its stack from the
+# root (main, or a thread's start) towards the leaf (src/ as of the BPF
+# backend: oneshot::run → Collector::scan_with → its steps):
+#   load      Attributor::backend (reads the kernel's BTF, loads and
+#             verifies the iterators; the first scan only)
+#   tasks     bpf::Iterators::tasks (the task iterator, decoded)
+#   fds       Collector::walk_bpf (the task_file iterator, decoded and
+#             built into the walk)
+#   walk      Collector::walk and the /proc walk's threads (procfs only)
+#   sock_diag Collector::tables, collect::tables (the dump threads),
+#             sockdiag, Collector::confirm_dead (the TCP and UNIX dumps of
+#             every namespace, parsed)
+#   describe  Collector::describe (exe, cmdline, unit of each listed process)
+#   pids      ProcRoot::pids (the listing of /proc)
+#   analyse   analyse::   render  report:: and Done::write (the JSON)
+#   other     anything else: exec and the dynamic loader, start-up, exit,
+#             and samples whose user stack could not be unwound.
+# Sampling: a phase's figure is good to about ±1/SPLIT_FREQ s × √samples.
+write_split_py() {
+    cat >"$TMP/split.py" <<'PY'
+import sys
+
+MARKERS = [  # (substring of a frame's symbol, phase), tried in this order
+    ("Collector::describe", "describe"), ("procfs::describe", "describe"),
+    ("Attributor::backend", "load"), ("collect::attribution::load", "load"),
+    ("Iterators::tasks", "tasks"),
+    ("Collector::walk_bpf", "fds"),
+    ("Collector::walk", "walk"), ("procfs::walk", "walk"), ("WalkContext", "walk"),
+    ("Collector::tables", "sock_diag"), ("collect::tables", "sock_diag"),
+    ("sockdiag", "sock_diag"), ("Collector::confirm_dead", "sock_diag"),
+    ("ProcRoot::pids", "pids"),
+    ("closewatch::analyse::", "analyse"),
+    ("closewatch::report::", "render"), ("Done::write", "render"),
+]
+PHASES = ["load", "tasks", "fds", "walk", "sock_diag", "describe", "pids", "analyse", "render", "other"]
+total = {p: 0 for p in PHASES}
+text = sys.stdin.read()
+for block in text.split("\n\n"):
+    lines = [l.strip() for l in block.strip().splitlines() if l.strip()]
+    if not lines:
+        continue
+    head = lines[0].split()
+    try:
+        period = int(head[-1])
+    except (ValueError, IndexError):
+        continue
+    frames = []
+    for l in lines[1:]:
+        parts = l.split(None, 1)
+        frames.append(parts[1] if len(parts) > 1 else parts[0])
+    phase = "other"
+    for f in reversed(frames):  # root first
+        sym = f.split(" (")[0]
+        hit = next((p for m, p in MARKERS if m in sym), None)
+        if hit:
+            phase = hit
+            break
+    total[phase] += period
+s = sum(total.values())
+print(" ".join(f"{v / 1e9:.6f}" for v in [s] + [total[p] for p in PHASES]))
+PY
+}
 
 # ------------------------------------------------------------ statistics ----
 # Median of the numbers on stdin, one a line ("nan" if none).

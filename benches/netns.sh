@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Measures `closewatch --report --format json` with the same socket load
 # (examples/loadgen.rs) in one network namespace (the host's) and spread over
-# NAMESPACES namespaces made with `ip netns add` (20 by default), to show what
-# entering and dumping each namespace costs. Prints the ratio N-ns / 1-ns.
+# NAMESPACES namespaces made with `ip netns add` (20 by default; a list, e.g.
+# "50 300", measures each), to show what entering and dumping each namespace
+# costs, with each attribution backend (ATTRIBUTIONS). Prints the ratio
+# N-ns / 1-ns. With PER_NAMESPACE=PxS every namespace holds the same load
+# instead (P workers × S sockets; the 1-ns layout one such load in the
+# host's): `PER_NAMESPACE=1x20 CLOSE_WAIT_PCT=100 FILES=0 NAMESPACES="50 300"`
+# is 10 CLOSE_WAIT in each of 50, then 300 namespaces.
 # See benches/README.md for how to run it and what the numbers mean.
 #
 # Everything it starts is stopped by pid, and every namespace it made deleted
@@ -16,7 +21,9 @@ source "$ROOT/benches/lib.sh"
 
 PROCESSES=${PROCESSES:-100}       # loadgen workers in all, both layouts
 SOCKETS=${SOCKETS:-1000}          # sockets per worker
-NAMESPACES=${NAMESPACES:-20}      # namespaces of the second layout
+NAMESPACES=${NAMESPACES:-20}      # namespaces of the other layouts (a list)
+PER_NAMESPACE=${PER_NAMESPACE:-}  # PxS: the load of each namespace (else PROCESSES split over them)
+ATTRIBUTIONS=${ATTRIBUTIONS:-"procfs bpf"} # closewatch --attribution values, interleaved
 RUNS=${RUNS:-5}                   # timed runs per layout
 WARMUP=${WARMUP:-1}               # untimed runs first
 CLOSE_WAIT_PCT=${CLOSE_WAIT_PCT:-10}
@@ -34,6 +41,7 @@ NS_PREFIX=${NS_PREFIX:-cwbench-$$-} # names of the namespaces made here
 CHILD_EHASH=${CHILD_EHASH:-}
 
 CW_ARGS=(--report --format json)
+BACKENDS=()
 
 LG_PIDS=()   # loadgens running (each SIGKILLs its workers when stopped)
 NETNS=()     # namespaces made here and not deleted yet
@@ -73,11 +81,24 @@ cd "$TMP" # stray output of a tool lands here, and is removed with it
 for tool in cargo ip jq python3 awk timeout; do
     command -v "$tool" >/dev/null || die "$tool is required"
 done
-for v in PROCESSES SOCKETS NAMESPACES RUNS WARMUP; do
+/usr/bin/time -f %M true 2>/dev/null >&2 || die "GNU time (/usr/bin/time) is required"
+if [[ -n $PER_NAMESPACE ]]; then
+    [[ $PER_NAMESPACE =~ ^([1-9][0-9]*)x([1-9][0-9]*)$ ]] || die "PER_NAMESPACE must be PROCESSESxSOCKETS"
+    PROCESSES=${BASH_REMATCH[1]}
+    SOCKETS=${BASH_REMATCH[2]}
+fi
+for v in PROCESSES SOCKETS RUNS WARMUP; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number ≥ 1"
 done
-((PROCESSES % NAMESPACES == 0)) || die "PROCESSES ($PROCESSES) must be a multiple of NAMESPACES ($NAMESPACES)"
-PER_NS=$((PROCESSES / NAMESPACES))
+for n in $NAMESPACES; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || die "NAMESPACES must be whole numbers ≥ 1"
+    [[ -n $PER_NAMESPACE ]] || ((PROCESSES % n == 0)) ||
+        die "PROCESSES ($PROCESSES) must be a multiple of each of NAMESPACES ($NAMESPACES)"
+done
+for a in $ATTRIBUTIONS; do
+    [[ $a == procfs || $a == bpf || $a == auto ]] || die "unknown attribution '$a' (procfs, bpf, auto)"
+    BACKENDS+=("$a")
+done
 if [[ -n $CHILD_EHASH ]]; then
     [[ $CHILD_EHASH =~ ^[0-9]+$ ]] || die "CHILD_EHASH must be a number of hash buckets"
     CHILD_EHASH_BEFORE=$(sysctl -n net.ipv4.tcp_child_ehash_entries) ||
@@ -149,15 +170,20 @@ loadgens_alive() {
 }
 
 # ----------------------------------------------------------- one run ----
-# Runs closewatch once and checks the run: exit 0/1/2; every namespace in
-# namespaces[] scanned, each of this layout's namespaces among them with the
-# CLOSE_WAIT its loadgen built; the CLOSE_WAIT and owned FIN_WAIT_2 attributed
-# to the loadgen workers equal what they built. Appends
-# "wall cpu scan_duration namespaces" to $1 for a timed run.
+# Runs closewatch once with --attribution BACKEND and checks the run: exit
+# 0/1/2; the report's attribution BACKEND's; every namespace in namespaces[]
+# scanned, each of this layout's namespaces among them with the CLOSE_WAIT its
+# loadgen built; the CLOSE_WAIT and owned FIN_WAIT_2 attributed to the loadgen
+# workers equal what they built. Appends "wall cpu scan_duration namespaces
+# bpf_load" to $1 for a timed run; a warmup run runs under GNU time and
+# appends its peak RSS (KiB) to $1.rss (in a timed run GNU time's CPU would
+# count). Keeps the report's counts (REPORT_COUNTS_JQ) in $1.counts.
 run_closewatch() {
-    local results=$1 mode=$2 line rc wall user sys
-    line=$(python3 "$TMP/measure.py" "$CMD_TIMEOUT" "$TMP/cw.json" "$TMP/cw.err" "$CW" "${CW_ARGS[@]}" \
-        {HOLD_FD}>&-) || die "closewatch measurement failed"
+    local results=$1 mode=$2 backend=$3 line rc wall user sys wrap=()
+    [[ $mode == warmup ]] && wrap=(/usr/bin/time -f %M -o "$TMP/rss")
+    line=$(RUST_LOG=$CW_RUST_LOG python3 "$TMP/measure.py" "$CMD_TIMEOUT" "$TMP/cw.json" "$TMP/cw.err" \
+        "${wrap[@]}" "$CW" "${CW_ARGS[@]}" --attribution "$backend" {HOLD_FD}>&-) ||
+        die "closewatch measurement failed"
     read -r rc wall user sys <<<"$line"
     if [[ $rc != [012] ]]; then
         sed 's/^/  closewatch stderr: /' "$TMP/cw.err" | head -20 >&2
@@ -178,56 +204,65 @@ run_closewatch() {
             (.errors | length),
             .attribution_complete,
             .scan_duration_seconds,
-            .status ] | @tsv' "$TMP/cw.json") ||
+            .status,
+            .attribution ] | @tsv' "$TMP/cw.json") ||
         die "closewatch printed invalid JSON"
-    local namespaces unscanned missing attributed fw2 listed errors complete scan status
-    read -r namespaces unscanned missing attributed fw2 listed errors complete scan status <<<"$check"
+    local namespaces unscanned missing attributed fw2 listed errors complete scan status attribution
+    read -r namespaces unscanned missing attributed fw2 listed errors complete scan status attribution <<<"$check"
+    [[ $backend == auto || $attribution == "$backend" ]] ||
+        die "closewatch --attribution $backend reported attribution \"$attribution\""
+    jq -c --argjson pids null "$REPORT_COUNTS_JQ" "$TMP/cw.json" >"$results.counts"
+    jq -c --argjson pids "$WORKER_PIDS" "$REPORT_COUNTS_JQ $WORKER_COUNTS_JQ" "$TMP/cw.json" >"$results.wcounts"
     if ((unscanned > 0 || missing > 0 || attributed != EXPECT_CW || fw2 != EXPECT_FW2)); then
         local kept=${TMPDIR:-/tmp}/closewatch-netns-bad-report.json
         cp "$TMP/cw.json" "$kept" 2>/dev/null || true
-        die "closewatch listed $namespaces namespaces, $unscanned not scanned, $missing of this layout's \
-missing or short of CLOSE_WAIT; it attributed $attributed CLOSE_WAIT and $fw2 FIN_WAIT_2 to $listed \
-loadgen workers; the loadgens built $EXPECT_CW and $EXPECT_FW2 in $PROCESSES (report kept as $kept)"
+        die "closewatch --attribution $backend listed $namespaces namespaces, $unscanned not scanned, \
+$missing of this layout's missing or short of CLOSE_WAIT; it attributed $attributed CLOSE_WAIT and $fw2 \
+FIN_WAIT_2 to $listed loadgen workers; the loadgens built $EXPECT_CW and $EXPECT_FW2 (report kept as $kept)"
     fi
     if ((errors > 0)) || [[ $complete != true ]]; then
         warn "closewatch reported $errors scan errors, attribution_complete=$complete"
     fi
-    if [[ -s $TMP/cw.err && $mode == warmup ]]; then
-        sed 's/^/  closewatch stderr: /' "$TMP/cw.err" | head -5 >&2
+    if [[ $mode == warmup ]] && grep -qv 'BPF iterators loaded in' "$TMP/cw.err"; then
+        grep -v 'BPF iterators loaded in' "$TMP/cw.err" | sed 's/^/  closewatch stderr: /' | head -5 >&2
     fi
-    STATUSES[$status]=$((${STATUSES[$status]:-0} + 1))
+    STATUSES[$backend.$status]=$((${STATUSES[$backend.$status]:-0} + 1))
     LAST_NAMESPACES=$namespaces
     if [[ $mode == timed ]]; then
         awk -v w="$wall" -v u="$user" -v s="$sys" -v d="$scan" -v n="$namespaces" \
-            'BEGIN {printf "%s %.6f %s %s\n", w, u + s, d, n}' >>"$results"
+            -v l="$(bpf_load_seconds "$TMP/cw.err")" 'BEGIN {printf "%s %.6f %s %s %s\n", w, u + s, d, n, l}' >>"$results"
+    else
+        tail -n 1 "$TMP/rss" >>"$results.rss"
     fi
 }
 
 # ----------------------------------------------------------- one layout ----
 SUMMARY=()
+COUNT_SUMMARY=()
 declare -A WALL CPU SCAN
 
 run_layout() {
-    local n=$1 i name
+    local n=$1 i name per_ns
     check_budget
     LG_PIDS=()
     LG_TAGS=()
     # [{netns: inode, close_wait}] of the namespaces this layout loads.
     local want_file=$TMP/want.$n
     : >"$want_file"
+    if [[ -n $PER_NAMESPACE ]]; then per_ns=$PROCESSES; else per_ns=$((PROCESSES / n)); fi
     if ((n == 1)); then
-        note "layout 1: loadgen --processes $PROCESSES --sockets $SOCKETS in the host's namespace"
+        note "layout 1: loadgen --processes $per_ns --sockets $SOCKETS in the host's namespace"
         LG_TAGS+=(host)
-        start_loadgen host - "$PROCESSES"
+        start_loadgen host - "$per_ns"
     else
-        note "layout $n: $n namespaces, loadgen --processes $PER_NS --sockets $SOCKETS in each"
+        note "layout $n: $n namespaces, loadgen --processes $per_ns --sockets $SOCKETS in each"
         for ((i = 1; i <= n; i++)); do
-            name=$(printf '%s%02d' "$NS_PREFIX" "$i")
+            name=$(printf '%s%03d' "$NS_PREFIX" "$i")
             ip netns add "$name" || die "ip netns add $name failed"
             NETNS+=("$name")
             ip -n "$name" link set lo up || die "cannot bring lo up in $name"
             LG_TAGS+=("$name")
-            start_loadgen "$name" "$name" "$PER_NS"
+            start_loadgen "$name" "$name" "$per_ns"
         done
     fi
     await_loadgens
@@ -246,54 +281,89 @@ run_layout() {
     note "layout $n: ready in $SETUP s: $TOTAL_SOCKETS sockets, $TOTAL_FDS fds, $EXPECT_CW CLOSE_WAIT; host ${busy}% busy"
     ((busy <= 10)) || warn "the host was ${busy}% busy with the load idle: timings will be noisy"
 
-    local res=$TMP/layout.$n total=$((WARMUP + RUNS)) mode
-    : >"$res"
+    local b res total=$((WARMUP + RUNS)) mode j nb=${#BACKENDS[@]}
+    for b in "${BACKENDS[@]}"; do
+        : >"$TMP/layout.$n.$b"
+        : >"$TMP/layout.$n.$b.rss"
+    done
     declare -gA STATUSES=()
     for ((i = 0; i < total; i++)); do
         check_budget
         loadgens_alive
         mode=timed
         ((i < WARMUP)) && mode=warmup
-        run_closewatch "$res" "$mode"
-        note "layout $n: run $((i + 1))/$total ($mode) done"
+        # The backends take turns to go first.
+        for ((j = 0; j < nb; j++)); do
+            b=${BACKENDS[$(((i + j) % nb))]}
+            run_closewatch "$TMP/layout.$n.$b" "$mode" "$b"
+        done
+        note "layout $n: round $((i + 1))/$total ($mode) done"
     done
     loadgens_alive
     stop_loadgens
     delete_netns
 
-    WALL[$n]=$(col_median "$res" 1)
-    CPU[$n]=$(col_median "$res" 2)
-    SCAN[$n]=$(col_median "$res" 3)
-    local statuses
+    local statuses load rss
     statuses=$(for s in "${!STATUSES[@]}"; do printf '%s×%s ' "$s" "${STATUSES[$s]}"; done)
     {
         echo
-        echo "== $n namespace(s) loaded: $PROCESSES processes × $SOCKETS sockets in all — $TOTAL_SOCKETS TCP \
+        echo "== $n namespace(s) loaded: $per_ns processes × $SOCKETS sockets in each — $TOTAL_SOCKETS TCP \
 sockets, $TOTAL_FDS fds, $EXPECT_CW CLOSE_WAIT (setup $SETUP s; host ${busy}% busy before); \
 closewatch scanned $LAST_NAMESPACES namespaces"
-        printf '%-32s %5s %11s %11s %11s %11s\n' "command" "runs" "wall med" "wall min" "CPU med" "scan med"
-        printf '%-32s %5s %8s ms %8s ms %8s ms %8s ms\n' "closewatch ${CW_ARGS[*]}" "$RUNS" \
-            "$(ms "${WALL[$n]}")" "$(ms "$(col_min "$res" 1)")" "$(ms "${CPU[$n]}")" "$(ms "${SCAN[$n]}")"
-        echo "wall per run, ms: $(awk '{printf "%.1f ", $1 * 1000}' "$res")"
-        echo "report status ${statuses% }"
+        printf '%-34s %5s %11s %11s %11s %11s %10s\n' "command" "runs" "wall med" "wall min" "CPU med" "scan med" "peak RSS"
     }
-    SUMMARY+=("| $n | $LAST_NAMESPACES | $PROCESSES × $SOCKETS | $TOTAL_SOCKETS | $EXPECT_CW \
-| $(ms "${WALL[$n]}") | $(ms "${CPU[$n]}") | $(ms "${SCAN[$n]}") |")
+    for b in "${BACKENDS[@]}"; do
+        res=$TMP/layout.$n.$b
+        WALL[$n.$b]=$(col_median "$res" 1)
+        CPU[$n.$b]=$(col_median "$res" 2)
+        SCAN[$n.$b]=$(col_median "$res" 3)
+        load=$(awk '$5 != "nan" {print $5}' "$res" | median)
+        rss=$(col_max "$res.rss" 1)
+        printf '%-34s %5s %8s ms %8s ms %8s ms %8s ms %6s MiB\n' "closewatch --attribution $b" "$RUNS" \
+            "$(ms "${WALL[$n.$b]}")" "$(ms "$(col_min "$res" 1)")" "$(ms "${CPU[$n.$b]}")" "$(ms "${SCAN[$n.$b]}")" \
+            "$(mib "$rss")"
+        echo "  wall per run, ms: $(awk '{printf "%.1f ", $1 * 1000}' "$res")"
+        local vs1="" 
+        if ((n != 1)) && [[ -n ${WALL[1.$b]:-} ]]; then
+            vs1="$(ratio "${WALL[$n.$b]}" "${WALL[1.$b]}" 2)× | $(ratio "${CPU[$n.$b]}" "${CPU[1.$b]}" 2)×"
+        else
+            vs1=" | "
+        fi
+        SUMMARY+=("| $n | $LAST_NAMESPACES | $per_ns × $SOCKETS | $TOTAL_SOCKETS | $EXPECT_CW | $b \
+| $(ms "${WALL[$n.$b]}") | $(ms "${CPU[$n.$b]}") | $(ms "${SCAN[$n.$b]}") | $(mib "$rss") \
+| $([[ $load == nan ]] && echo - || ms "$load") | $vs1 |")
+    done
+    local fc wc
+    for ((j = 1; j < nb; j++)); do
+        fc=$(count_diff "$TMP/layout.$n.${BACKENDS[0]}.counts" "$TMP/layout.$n.${BACKENDS[$j]}.counts")
+        wc=$(count_diff "$TMP/layout.$n.${BACKENDS[0]}.wcounts" "$TMP/layout.$n.${BACKENDS[$j]}.wcounts")
+        COUNT_SUMMARY+=("| $n | ${BACKENDS[0]} → ${BACKENDS[$j]} | $wc | $fc |")
+        echo "  report counts, ${BACKENDS[0]} → ${BACKENDS[$j]}: loadgen's workers: $wc; whole report: $fc"
+    done
+    echo "  report statuses: ${statuses% }"
 }
 
-echo "closewatch $REVISION on $(uname -r), $(nproc) CPUs; $RUNS timed runs + $WARMUP warmup per layout; $EHASH_NOTE"
-run_layout 1
-run_layout "$NAMESPACES"
+DATE=$(date -u +%Y-%m-%d)
+LAYOUTS="1 $NAMESPACES"
+echo "closewatch $REVISION on $(uname -r), $(nproc) CPUs, $DATE; $RUNS timed runs + $WARMUP warmup per backend \
+and layout, backends interleaved; $EHASH_NOTE"
+for n in $LAYOUTS; do
+    run_layout "$n"
+done
 
 echo
-# Ratios with two decimals here (compare.sh's have one).
-echo "ratio $NAMESPACES-ns / 1-ns: wall $(ratio "${WALL[$NAMESPACES]}" "${WALL[1]}" 2)×, \
-CPU $(ratio "${CPU[$NAMESPACES]}" "${CPU[1]}" 2)×, scan_duration $(ratio "${SCAN[$NAMESPACES]}" "${SCAN[1]}" 2)×"
+echo "### closewatch --report, 1 vs $NAMESPACES network namespaces, both backends ($REVISION, $(uname -r), \
+$(nproc) CPUs, $DATE, $EHASH_NOTE, medians of $RUNS runs)"
 echo
-echo "### closewatch --report, 1 vs $NAMESPACES network namespaces ($REVISION, $(uname -r), $(nproc) CPUs, $EHASH_NOTE, medians of $RUNS runs)"
-echo
-echo "| namespaces loaded | namespaces scanned | processes × sockets | TCP sockets | CLOSE_WAIT | wall ms | CPU ms | scan_duration ms |"
-echo "|--:|--:|---|--:|--:|--:|--:|--:|"
+echo "| namespaces loaded | namespaces scanned | load per namespace | TCP sockets | CLOSE_WAIT | attribution \
+| wall ms | CPU ms | scan_duration ms | peak RSS MiB | BPF load ms | wall / 1-ns | CPU / 1-ns |"
+echo "|--:|--:|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|"
 printf '%s\n' "${SUMMARY[@]}"
-echo "| ratio | | | | | $(ratio "${WALL[$NAMESPACES]}" "${WALL[1]}" 2)× | $(ratio "${CPU[$NAMESPACES]}" "${CPU[1]}" 2)× \
-| $(ratio "${SCAN[$NAMESPACES]}" "${SCAN[1]}" 2)× |"
+if ((${#COUNT_SUMMARY[@]} > 0)); then
+    echo
+    echo "### Do the backends' reports agree? (counts of the last timed report of each)"
+    echo
+    echo "| namespaces loaded | backends | counts that differ: loadgen's workers | whole report |"
+    echo "|--:|---|---|---|"
+    printf '%s\n' "${COUNT_SUMMARY[@]}"
+fi
