@@ -38,11 +38,15 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 /// The agent as the task runs it, but with no cap on the processes given
 /// series: on a host where many processes hold more CLOSE_WAIT than the
-/// fixture's, the default cap of 100 would leave the fixture out.
+/// fixture's, the default cap of 100 would leave the fixture out. The
+/// /proc walk's cache is what these tests look at: the BPF backend keeps
+/// none (every scan reads every table; tests/churn.rs runs both).
 fn start_agent(config: &tempfile::NamedTempFile) -> Agent {
     Agent::start(
         config.path(),
         &[
+            "--attribution",
+            "procfs",
             "--interval",
             "300ms",
             "--close-wait-age",
