@@ -12,8 +12,11 @@ out=$here/attribution.bpf.o
 work=$here/../target/bpf
 mkdir -p "$work"
 bpftool btf dump file /sys/kernel/btf/vmlinux format c >"$work/vmlinux.h"
-clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -I"$work" \
-    -c "$here/attribution.bpf.c" -o "$work/attribution.bpf.o"
+# Built from bpf/ with relative paths: the BTF line info names the source
+# file, and must not depend on where the repository is checked out.
+(cd "$here" && clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -I../target/bpf \
+    -fdebug-prefix-map="$here"=bpf \
+    -c attribution.bpf.c -o ../target/bpf/attribution.bpf.o)
 llvm-strip -g "$work/attribution.bpf.o"
 if [[ ${1:-} == --check ]]; then
     if ! cmp -s "$work/attribution.bpf.o" "$out"; then

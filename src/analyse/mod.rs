@@ -215,19 +215,10 @@ pub fn analyse(
         },
         settings,
     );
-    // Without owners (the walk, or forced BPF, failed) no pid is known
-    // missing, and no stale socket's owner known.
+    // Without owners (the walk, or forced BPF, failed) no stale socket's
+    // owner is known.
     let no_owners = snapshot.owners_unknown();
-    let missing_pids = settings
-        .only_pids
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|_| !no_owners)
-        .filter(|pid| !snapshot.processes.iter().any(|p| p.key.pid == *pid))
-        // It exists, but its fd table could not be read (skipped says why).
-        .filter(|pid| snapshot.denied.fds.binary_search(pid).is_err())
-        .collect();
+    let missing_pids = missing_pids(snapshot, settings);
     let process_worst = processes.iter().filter_map(ProcessAnalysis::severity).max();
     let host_worst = host_findings.iter().map(|f| f.severity).max();
     let status = Status::from_severity(if settings.only_pids.is_some() {
@@ -247,6 +238,23 @@ pub fn analyse(
             || (snapshot.skipped.permission_denied == 0 && !no_owners),
         skipped,
     }
+}
+
+/// The `--pid`s that are no process of the snapshot. None when no owner
+/// was looked up (the walk, or forced BPF, failed): nothing is known then.
+fn missing_pids(snapshot: &Snapshot, settings: &Settings) -> Vec<u32> {
+    if snapshot.owners_unknown() {
+        return Vec::new();
+    }
+    settings
+        .only_pids
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|pid| !snapshot.processes.iter().any(|p| p.key.pid == *pid))
+        // It exists, but its fd table could not be read (skipped says why).
+        .filter(|pid| snapshot.denied.fds.binary_search(pid).is_err())
+        .collect()
 }
 
 /// Runs every check on one process (index `index` of the snapshot).

@@ -109,6 +109,14 @@ fn attribution_failed(snap: &mut Snapshot, e: bpf::BpfError) {
     });
 }
 
+/// What a scan's attribution step is given.
+struct Owners<'a, 'w> {
+    backend: Backend<'a>,
+    tasks: Option<Vec<bpf::TaskRecord>>,
+    pids: &'a [u32],
+    wanted: &'a Wanted<'w>,
+}
+
 /// How many failures of one kind are spelled out before they are summarised.
 const MAX_LISTED_FAILURES: usize = 5;
 
@@ -232,19 +240,13 @@ impl Collector {
             alive: alive.as_ref(),
         };
         let walked = Instant::now();
-        match (backend, tasks) {
-            (Backend::Bpf(mut scan), Some(tasks)) => {
-                if let Err(e) = self.walk_bpf(&mut scan, &tasks, &wanted, &mut snap) {
-                    drop(scan);
-                    match self.attribution.unavailable(e) {
-                        Backend::Failed(e) => attribution_failed(&mut snap, e),
-                        _ => self.walk(&pids, &wanted, &mut snap, cache.as_deref_mut(), at.mono),
-                    }
-                }
-            }
-            (Backend::Failed(e), _) => attribution_failed(&mut snap, e),
-            _ => self.walk(&pids, &wanted, &mut snap, cache.as_deref_mut(), at.mono),
-        }
+        let owners = Owners {
+            backend,
+            tasks,
+            pids: &pids,
+            wanted: &wanted,
+        };
+        self.attribute(owners, &mut snap, cache.as_deref_mut(), at.mono);
         log::debug!(
             "scan by {}: task pass {tasks_took:?}, dumps {dumps_took:?}, \
              then the BPF load and task pass {waited:?}, fd pass {:?}",
@@ -422,6 +424,36 @@ impl Collector {
             None if looked => Freshness::Fresh,
             None => Freshness::Unknown,
         };
+    }
+
+    /// Names the owners of `owners.wanted` by the scan's backend; a BPF
+    /// read that fails falls back to the /proc walk (or, forced, fails).
+    fn attribute(
+        &self,
+        owners: Owners<'_, '_>,
+        snap: &mut Snapshot,
+        cache: Option<&mut ScanCache>,
+        now: Instant,
+    ) {
+        let Owners {
+            backend,
+            tasks,
+            pids,
+            wanted,
+        } = owners;
+        match (backend, tasks) {
+            (Backend::Bpf(mut scan), Some(tasks)) => {
+                if let Err(e) = self.walk_bpf(&mut scan, &tasks, wanted, snap) {
+                    drop(scan);
+                    match self.attribution.unavailable(e) {
+                        Backend::Failed(e) => attribution_failed(snap, e),
+                        _ => self.walk(pids, wanted, snap, cache, now),
+                    }
+                }
+            }
+            (Backend::Failed(e), _) => attribution_failed(snap, e),
+            _ => self.walk(pids, wanted, snap, cache, now),
+        }
     }
 
     /// The walk from the BPF iterators into `snap`: every fd of every
