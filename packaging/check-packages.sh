@@ -39,7 +39,8 @@ for path in \
     ./usr/share/closewatch/grafana/closewatch-dashboard.json \
     ./usr/share/doc/closewatch/README.md \
     ./usr/share/doc/closewatch/docs/report.schema.json \
-    ./usr/share/doc/closewatch/docs/metrics.md; do
+    ./usr/share/doc/closewatch/docs/metrics.md \
+    ./usr/share/doc/closewatch/web-config.yml; do
     grep -q " ${path}\$" <<<"$contents" || fail "$deb lacks $path"
 done
 control=$(mktemp -d)
@@ -66,7 +67,7 @@ if command -v rpm >/dev/null; then
     for path in /usr/bin/closewatch /etc/closewatch/closewatch.toml \
         /usr/lib/systemd/system/closewatch.service /usr/share/man/man1/closewatch.1.gz \
         /usr/share/doc/closewatch/README.md /usr/share/doc/closewatch/docs/report.schema.json \
-        /usr/share/doc/closewatch/docs/metrics.md; do
+        /usr/share/doc/closewatch/docs/metrics.md /usr/share/doc/closewatch/web-config.yml; do
         grep -qx "$path" <<<"$rpm_list" || fail "$rpm lacks $path"
     done
     rpm -qp --scripts "$rpm" | grep -q useradd || fail "the rpm does not create the user"

@@ -16,7 +16,9 @@ use crate::analyse::{self, Analysis, History, Status};
 use crate::cli::Cli;
 use crate::collect::{Collector, ScanCache, ScanTime, Skip};
 use crate::config::{self, Settings};
-use crate::export::http::{self, Limits, Published, Shared};
+use crate::export::http::address::{self, ListenAddr};
+use crate::export::http::web_config::{self, WebConfigError};
+use crate::export::http::{self, Limits, Published, Shared, Web};
 use crate::export::metrics::{self, AgentStats, ScanView};
 use crate::export::sdnotify::Notifier;
 use crate::model::Snapshot;
@@ -213,16 +215,24 @@ impl ScanLoop {
 
     fn reload(&mut self) {
         self.notifier.reloading();
-        match config::load(&self.cli) {
-            Ok(new) => {
+        let loaded = config::load(&self.cli)
+            .map_err(|e| e.to_string())
+            .and_then(|new| Ok((web(&new).map_err(|e| e.to_string())?, new)));
+        match loaded {
+            Ok((web, new)) => {
                 if new.listen != self.settings.listen {
                     log::warn!(
                         "config reload: listen changed to {} but stays {} until restart",
-                        new.listen,
-                        self.settings.listen
+                        addresses(&new.listen),
+                        addresses(&self.settings.listen)
                     );
                 }
-                let listen = self.settings.listen;
+                if web.tls.is_none() && self.shared.web().tls.is_some() {
+                    log::warn!("config reload: TLS is off from now on");
+                }
+                log::info!("web: {}", web.describe());
+                self.shared.set_web(Arc::new(web));
+                let listen = std::mem::take(&mut self.settings.listen);
                 self.settings = Settings { listen, ..new };
                 // The BPF iterators stay loaded across a reload.
                 self.collector = self.settings.collector().attributing_as(&self.collector);
@@ -286,7 +296,8 @@ impl ScanLoop {
 /// Runs the agent until SIGTERM or SIGINT: binds the listener, starts the
 /// signal and scan threads, and serves HTTP on this one.
 pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
-    let listener = listen(&settings)?;
+    let web = web(&settings)?;
+    let listeners = listen(&settings, &web)?;
     let notifier = Arc::new(Notifier::from_env().unwrap_or_else(|e| {
         log::warn!("not notifying systemd: {e}");
         Notifier::disabled()
@@ -298,6 +309,7 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
         );
     }
     let shared = Arc::new(Shared::new(settings.interval));
+    shared.set_web(Arc::new(web));
     let control = Arc::new(Control::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     handle_signals(control.clone(), notifier.clone(), stop_tx)?;
@@ -329,28 +341,42 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
             scan_loop.run()
         })
         .context("starting the scan thread")?;
-    serve(listener, shared, stop_rx)?;
+    serve(listeners, shared, stop_rx)?;
     // A scan in progress is abandoned: it holds nothing that needs cleanup.
     log::info!("stopped");
     Ok(())
 }
 
-/// The bound, non-blocking listener; its address is logged.
-fn listen(settings: &Settings) -> anyhow::Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(settings.listen)
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    listener.set_nonblocking(true)?;
+/// The web config the settings name (plain HTTP without one).
+fn web(settings: &Settings) -> Result<Web, WebConfigError> {
+    match &settings.web_config {
+        Some(path) => web_config::load(path),
+        None => Ok(Web::plain()),
+    }
+}
+
+/// `a, b` for the log.
+fn addresses(listen: &[ListenAddr]) -> String {
+    let all: Vec<String> = listen.iter().map(ToString::to_string).collect();
+    all.join(", ")
+}
+
+/// The bound, non-blocking listeners; each address is logged.
+fn listen(settings: &Settings, web: &Web) -> anyhow::Result<Vec<std::net::TcpListener>> {
     // std listens with a backlog of 128; a flood of connections (reconnecting
     // slowloris clients) overflows it and the kernel drops a scraper's SYN.
-    // The kernel caps this at net.core.somaxconn.
-    rustix::net::listen(&listener, LISTEN_BACKLOG).context("setting the listen backlog")?;
-    let bound: SocketAddr = listener.local_addr()?;
-    log::info!(
-        "closewatch {} listening on http://{bound}/metrics, scanning every {}",
-        env!("CARGO_PKG_VERSION"),
-        humantime::format_duration(settings.interval)
-    );
-    Ok(listener)
+    let listeners = address::bind(&settings.listen, LISTEN_BACKLOG)?;
+    log::info!("web: {}", web.describe());
+    for listener in &listeners {
+        let bound: SocketAddr = listener.local_addr()?;
+        log::info!(
+            "closewatch {} listening on {}://{bound}/metrics, scanning every {}",
+            env!("CARGO_PKG_VERSION"),
+            web.scheme(),
+            humantime::format_duration(settings.interval)
+        );
+    }
+    Ok(listeners)
 }
 
 /// A thread that turns SIGHUP into a reload request and SIGTERM or SIGINT
@@ -384,7 +410,7 @@ fn handle_signals(
 
 /// Serves HTTP on this thread (a current-thread runtime) until `stop`.
 fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     shared: Arc<Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -393,7 +419,10 @@ fn serve(
         .build()
         .context("starting the HTTP runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let listeners = listeners
+            .into_iter()
+            .map(tokio::net::TcpListener::from_std)
+            .collect::<Result<Vec<_>, _>>()?;
         let stopped = async move {
             while !*stop.borrow_and_update() {
                 if stop.changed().await.is_err() {
@@ -401,7 +430,7 @@ fn serve(
                 }
             }
         };
-        http::serve(listener, shared, Limits::default(), stopped).await;
+        http::serve(listeners, shared, Limits::default(), stopped).await;
         anyhow::Ok(())
     })
 }

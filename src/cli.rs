@@ -1,7 +1,6 @@
 //! Command-line flags. Every setting is optional here so that a flag given on
 //! the command line overrides the config file, and one left out does not.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::collect::attribution::Mode as AttributionMode;
 use crate::defaults;
+use crate::export::http::address::ListenAddr;
 
 /// The end of `--help` and the EXTRA section of the manual page.
 const AFTER_LONG_HELP: &str = "\
@@ -93,9 +93,15 @@ pub struct Cli {
     #[arg(short = 'c', long, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Agent: HTTP listen address (127.0.0.1:0 picks a free port)
+    /// Agent: HTTP listen address, repeatable: :PORT (every address, IPv4
+    /// and IPv6), HOST:PORT, IPV4:PORT or [IPV6]:PORT (port 0 picks a free one)
     #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+    pub listen: Vec<ListenAddr>,
+
+    /// Agent: TLS and basic auth, in the Prometheus exporter-toolkit's
+    /// web config format (node_exporter's --web.config.file)
+    #[arg(long, value_name = "PATH")]
+    pub web_config: Option<PathBuf>,
 
     /// Agent: time between scans
     #[arg(long, value_name = "DUR", value_parser = duration)]
@@ -318,7 +324,7 @@ mod tests {
         for (flag, value) in [
             ("--format", "text".to_string()),
             ("--duration", d(settings.duration)),
-            ("--listen", settings.listen.to_string()),
+            ("--listen", settings.listen[0].to_string()),
             ("--interval", d(settings.interval)),
             ("--close-wait-age", d(settings.close_wait_age)),
             ("--fin-wait2-age", d(settings.fin_wait2_age)),

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use crate::analyse::{self, Amount, Check, Levels, Thresholds, Unit};
 use crate::cli::{Cli, Format};
 use crate::collect::attribution::Mode as AttributionMode;
 use crate::defaults;
+use crate::export::http::address::ListenAddr;
 
 /// Everything closewatch runs with, after file and flags are merged.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,7 +29,10 @@ pub struct Settings {
     /// Which processes the report lists.
     pub listing: crate::report::Listing,
     pub duration: Duration,
-    pub listen: SocketAddr,
+    /// Every address the agent listens on (at least one).
+    pub listen: Vec<ListenAddr>,
+    /// TLS and basic auth for the agent's endpoint.
+    pub web_config: Option<PathBuf>,
     pub interval: Duration,
     pub close_wait_age: Duration,
     pub fin_wait2_age: Duration,
@@ -54,7 +57,8 @@ impl Default for Settings {
             pids: Vec::new(),
             listing: crate::report::Listing::default(),
             duration: defaults::DURATION,
-            listen: defaults::LISTEN,
+            listen: vec![defaults::LISTEN],
+            web_config: None,
             interval: defaults::INTERVAL,
             close_wait_age: defaults::CLOSE_WAIT_AGE,
             fin_wait2_age: defaults::FIN_WAIT2_AGE,
@@ -273,7 +277,8 @@ impl<'de> Visitor<'de> for AmountIn {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub format: Option<Format>,
-    pub listen: Option<SocketAddr>,
+    pub listen: Option<OneOrMore<ListenAddr>>,
+    pub web_config: Option<PathBuf>,
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -292,6 +297,34 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     #[serde(default)]
     pub thresholds: FileThresholds,
+}
+
+/// A key that takes one value or a list of them (`listen = ":9958"` or
+/// `listen = [":9958", "[::1]:9959"]`); a list is not empty.
+#[derive(Debug, PartialEq)]
+pub struct OneOrMore<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMore<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either<T> {
+            One(T),
+            More(Vec<T>),
+        }
+        // Untagged enums hide the inner error; try each shape in turn.
+        let value = toml::Value::deserialize(d)?;
+        let either = match value {
+            toml::Value::Array(_) => Vec::<T>::deserialize(value).map(Either::More),
+            _ => T::deserialize(value).map(Either::One),
+        }
+        .map_err(de::Error::custom)?;
+        match either {
+            Either::One(v) => Ok(OneOrMore(vec![v])),
+            Either::More(v) if v.is_empty() => Err(de::Error::custom("the list is empty")),
+            Either::More(v) => Ok(OneOrMore(v)),
+        }
+    }
 }
 
 /// 1-based line and column of a byte offset.
@@ -342,7 +375,12 @@ pub fn merge(file: FileConfig, path: Option<PathBuf>, cli: &Cli) -> Result<Setti
             top: cli.top,
         },
         duration: cli.duration.unwrap_or(d.duration),
-        listen: cli.listen.or(file.listen).unwrap_or(d.listen),
+        listen: if cli.listen.is_empty() {
+            file.listen.map_or(d.listen, |l| l.0)
+        } else {
+            cli.listen.clone()
+        },
+        web_config: cli.web_config.clone().or(file.web_config),
         interval: cli.interval.or(file.interval).unwrap_or(d.interval),
         close_wait_age: cli
             .close_wait_age
@@ -450,7 +488,9 @@ pub fn render(s: &Settings) -> String {
     #[derive(Serialize)]
     struct Out {
         format: Format,
-        listen: String,
+        listen: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        web_config: Option<String>,
         interval: String,
         close_wait_age: String,
         fin_wait2_age: String,
@@ -466,7 +506,8 @@ pub fn render(s: &Settings) -> String {
     let hd = |d: Duration| humantime::format_duration(d).to_string();
     let out = Out {
         format: s.format,
-        listen: s.listen.to_string(),
+        listen: s.listen.iter().map(ToString::to_string).collect(),
+        web_config: s.web_config.as_ref().map(|p| p.display().to_string()),
         interval: hd(s.interval),
         close_wait_age: hd(s.close_wait_age),
         fin_wait2_age: hd(s.fin_wait2_age),

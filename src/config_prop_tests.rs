@@ -3,6 +3,7 @@
 //! valid and survive `render` (what `--check-config` prints) unchanged; and a
 //! generated config is read back value for value.
 
+use crate::export::http::address::ListenAddr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::collection::vec;
@@ -189,7 +190,7 @@ fn every_truncation_of_the_full_sample() {
 #[derive(Clone, Debug)]
 struct Generated {
     format: &'static str,
-    listen: SocketAddr,
+    listen: std::net::SocketAddr,
     interval: Duration,
     ages: (Duration, Duration),
     max_processes: usize,
@@ -231,7 +232,7 @@ fn generated() -> impl Strategy<Value = Generated> {
                 ],
                 any::<u16>(),
             )
-                .prop_map(|(ip, port)| SocketAddr::new(ip, port)),
+                .prop_map(|(ip, port)| std::net::SocketAddr::new(ip, port)),
             duration(),
             (duration(), duration()),
             prop_oneof![0usize..3, 0usize..=i64::MAX as usize],
@@ -363,7 +364,7 @@ proptest! {
         prop_assert_eq!(settings.is_some(), g.valid(), "{}", text);
         if let Some(s) = settings {
             prop_assert_eq!(s.format, if g.format == "json" { Format::Json } else { Format::Text });
-            prop_assert_eq!(s.listen, g.listen);
+            prop_assert_eq!(s.listen, vec![ListenAddr::Socket(g.listen)]);
             prop_assert_eq!(s.interval, g.interval);
             prop_assert_eq!((s.close_wait_age, s.fin_wait2_age), g.ages);
             prop_assert_eq!(s.max_processes, g.max_processes);

@@ -5,6 +5,7 @@
 //! config file is an error.
 
 use super::*;
+use crate::export::http::address::ListenAddr;
 
 fn parse(text: &str) -> Result<FileConfig, ConfigError> {
     parse_str(text, Path::new("/etc/closewatch/closewatch.toml"))
@@ -35,7 +36,7 @@ fn every_key_is_read() {
     let file = parse(FULL).expect("valid");
     let s = merge(file, None, &Cli::default()).expect("valid");
     assert_eq!(s.format, Format::Json);
-    assert_eq!(s.listen, "127.0.0.1:9100".parse().expect("addr"));
+    assert_eq!(s.listen, vec!["127.0.0.1:9100".parse().expect("addr")]);
     assert_eq!(s.interval, Duration::from_secs(30));
     assert_eq!(s.close_wait_age, Duration::from_secs(300));
     assert_eq!(s.fin_wait2_age, Duration::from_secs(120));
@@ -87,7 +88,7 @@ fn flags_override_the_file() {
 fn empty_file_means_the_spec_defaults() {
     let s = merge(parse("").expect("valid"), None, &Cli::default()).expect("valid");
     assert_eq!(s, Settings::default());
-    assert_eq!(s.listen.to_string(), "0.0.0.0:9958");
+    assert_eq!(s.listen, vec![ListenAddr::Any(9958)]);
     assert_eq!(s.interval, Duration::from_secs(15));
     assert_eq!(s.max_processes, 100);
 }
@@ -186,4 +187,37 @@ fn a_level_in_another_unit_or_an_unknown_level_is_an_error_at_its_position() {
         parse("[thresholds]\ndeleted_open_files = { warning = \"1 GiB\" }\n").expect("bytes");
     let levels = &file.thresholds.0[&Check::DeletedOpenFiles];
     assert_eq!(levels.warning, Some(Amount::Bytes(1 << 30)));
+}
+
+/// Every example line of the shipped config, uncommented alone, is a valid
+/// config: the documentation shows values the parser takes.
+#[test]
+fn each_example_in_the_shipped_config_parses() {
+    let shipped = include_str!("../packaging/closewatch.toml");
+    let mut examples = 0;
+    let mut table = "";
+    for line in shipped.lines() {
+        let Some(example) = line
+            .strip_prefix('#')
+            .or(Some(line))
+            .filter(|l| !l.is_empty())
+        else {
+            continue;
+        };
+        if example.starts_with('[') {
+            table = example;
+            continue;
+        }
+        let is_key = example.split_once(" = ").is_some_and(|(k, _)| {
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        });
+        if !is_key {
+            continue;
+        }
+        examples += 1;
+        let example = format!("{table}\n{example}");
+        let file = parse(&example).unwrap_or_else(|e| panic!("{example:?}: {e}"));
+        merge(file, None, &Cli::default()).unwrap_or_else(|e| panic!("{example:?}: {e}"));
+    }
+    assert!(examples >= 10, "only {examples} examples found");
 }

@@ -2,7 +2,6 @@
 //! (see [`crate::cli::command`]) all read them from here; the checks' default
 //! levels are each check's own (`analyse/checks/`).
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use crate::cli::Format;
@@ -12,7 +11,9 @@ pub const CONFIG: &str = "/etc/closewatch/closewatch.toml";
 pub const FORMAT: Format = Format::Text;
 /// `--duration`: a report scans once.
 pub const DURATION: Duration = Duration::ZERO;
-pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 9958));
+/// `:9958`: every address, IPv4 and IPv6, as node_exporter's `:9100`.
+pub const LISTEN: crate::export::http::address::ListenAddr =
+    crate::export::http::address::ListenAddr::Any(9958);
 pub const INTERVAL: Duration = Duration::from_secs(15);
 pub const CLOSE_WAIT_AGE: Duration = Duration::from_secs(60);
 pub const FIN_WAIT2_AGE: Duration = Duration::from_secs(60);

@@ -85,6 +85,10 @@ fn try_main() -> Result<u8, Failure> {
         }
         Mode::CheckConfig => {
             let settings = load(&cli, mode)?;
+            if let Some(path) = &settings.web_config {
+                closewatch::export::http::web_config::load(path)
+                    .map_err(|e| Failure::new(FAILED, e.to_string()))?;
+            }
             let origin = settings.config_path.as_ref().map_or_else(
                 || "none (defaults and flags)".to_string(),
                 |p| p.display().to_string(),

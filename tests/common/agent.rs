@@ -89,10 +89,15 @@ impl Agent {
         args: &[S],
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Agent {
+        command.arg("--config").arg(config);
+        // A test that says where to listen gets only that.
+        if !args
+            .iter()
+            .any(|a| a.as_ref() == std::ffi::OsStr::new("--listen"))
+        {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         let mut child = command
-            .arg("--config")
-            .arg(config)
-            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
@@ -132,7 +137,11 @@ impl Agent {
             };
             // stderr is a pipe here, as under journald: no ANSI colour.
             assert!(!line.contains('\x1b'), "colour in a log line: {line:?}");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let after = line
+                .split("listening on http://")
+                .nth(1)
+                .or_else(|| line.split("listening on https://").nth(1));
+            if let Some(rest) = after {
                 let addr = rest.split('/').next().expect("address");
                 break addr.parse().expect("a socket address");
             }

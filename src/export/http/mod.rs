@@ -8,16 +8,28 @@
 //! scrape. An accept error is logged, and the loop backs off and continues;
 //! it is never fatal.
 //!
+//! With a web config ([`web_config`]), connections are TLS and requests need
+//! basic auth; the handshake counts against the header read timeout, and a
+//! connection still in its handshake is idle, so it is the first closed to
+//! make room. Each connection serves the web config in force when it was
+//! accepted.
+//!
 //! The rooms: [`published`] (what is served), `routes` (the answers),
 //! `connections` (the registry that makes room), `lifetime` (one
-//! connection's limits and drain), `backoff` (accept errors); the serve
-//! loop is here.
+//! connection's limits and drain), `backoff` (accept errors), [`address`]
+//! (`--listen`), [`web_config`] with `tls` and [`auth`]; the serve loop is
+//! here.
 
+pub mod address;
+pub mod auth;
 mod backoff;
+mod bucket;
 mod connections;
 mod lifetime;
 pub mod published;
 mod routes;
+mod tls;
+pub mod web_config;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,13 +44,14 @@ use hyper::server::conn::http1;
 use hyper::service::{service_fn, Service};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use backoff::Backoff;
 use connections::OpenConnections;
 pub use published::{Published, Shared};
 pub use routes::respond;
+pub use web_config::Web;
 
 /// Limits that keep misbehaving clients from starving a scrape.
 #[derive(Clone, Copy, Debug)]
@@ -75,46 +88,54 @@ impl Default for Limits {
 fn service(
     id: u64,
     shared: &Arc<Shared>,
+    web: &Arc<Web>,
     open: &Arc<OpenConnections>,
     retire_at: Instant,
 ) -> impl Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
 {
-    let (shared, open) = (shared.clone(), open.clone());
-    service_fn(move |req| routes::handle(req, shared.clone(), retire_at, open.clone(), id))
+    let (shared, web, open) = (shared.clone(), web.clone(), open.clone());
+    service_fn(move |req| {
+        routes::handle(
+            req,
+            shared.clone(),
+            web.clone(),
+            retire_at,
+            open.clone(),
+            id,
+        )
+    })
 }
 
-/// The next connection, after as many accept errors (and back-offs) as it
-/// takes; `None` once `shutdown` completes.
-async fn accept(
-    listener: &TcpListener,
-    backoff: &mut Backoff,
-    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Option<tokio::net::TcpStream> {
+/// Accepts on `listener` for as long as the server takes connections,
+/// backing off after errors; each connection goes to `to`.
+async fn accept_loop(listener: TcpListener, to: tokio::sync::mpsc::Sender<TcpStream>) {
+    let mut backoff = Backoff::new();
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            () = &mut *shutdown => return None,
-        };
-        match accepted {
+        match listener.accept().await {
             Ok((stream, _peer)) => {
                 backoff.succeeded();
-                return Some(stream);
-            }
-            Err(e) => {
-                let pause = backoff.failed(&e);
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    () = &mut *shutdown => return None,
+                if to.send(stream).await.is_err() {
+                    return;
                 }
             }
+            Err(e) => tokio::time::sleep(backoff.failed(&e)).await,
         }
     }
+}
+
+/// What every connection needs from the server.
+#[derive(Clone)]
+struct Context {
+    shared: Arc<Shared>,
+    open: Arc<OpenConnections>,
+    limits: Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Serves until `shutdown` completes, then stops accepting and gives
 /// in-flight requests `limits.shutdown_grace` to finish.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
@@ -122,16 +143,30 @@ pub async fn serve(
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut backoff = Backoff::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let open = Arc::new(OpenConnections::default());
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(1);
+    let acceptors: Vec<_> = listeners
+        .into_iter()
+        .map(|l| tokio::spawn(accept_loop(l, accepted_tx.clone())))
+        .collect();
+    drop(accepted_tx);
+    let cx = Context {
+        shared,
+        open: Arc::new(OpenConnections::default()),
+        limits,
+        stop: stop_rx,
+    };
     let mut next_id: u64 = 0;
     // Accept first: a client that waits in the backlog behind clients that
     // send nothing would wait for their header timeout (or, once the
     // backlog overflows, for its own SYN retries).
-    while let Some(stream) = accept(&listener, &mut backoff, &mut shutdown).await {
+    loop {
+        let stream = tokio::select! {
+            s = accepted.recv() => match s { Some(s) => s, None => break },
+            () = &mut shutdown => break,
+        };
         if slots.available_permits() == 0 {
-            open.close_idlest();
+            cx.open.close_idlest();
         }
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p {
@@ -144,29 +179,17 @@ pub async fn serve(
         let id = next_id;
         next_id += 1;
         let (make_room_tx, make_room) = tokio::sync::oneshot::channel();
-        open.opened(id, make_room_tx);
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(16 * 1024)
-            .serve_connection(
-                TokioIo::new(stream),
-                service(
-                    id,
-                    &shared,
-                    &open,
-                    Instant::now() + limits.connection_lifetime,
-                ),
-            );
-        let stop = stop_rx.clone();
-        let open = open.clone();
+        cx.open.opened(id, make_room_tx);
+        let cx = cx.clone();
         tokio::spawn(async move {
-            lifetime::connection(conn, limits, stop, make_room).await;
-            open.closed(id);
+            connection(stream, id, &cx, make_room).await;
+            cx.open.closed(id);
             drop(permit);
         });
     }
-    drop(listener);
+    for a in acceptors {
+        a.abort();
+    }
     let _ = stop_tx.send(true);
     // Every permit back means every connection has finished.
     let all = u32::try_from(max).unwrap_or(u32::MAX);
@@ -176,6 +199,98 @@ pub async fn serve(
             log::debug!("shutdown grace elapsed with connections still open");
         }
     }
+}
+
+/// One connection, from its TLS handshake (with a web config that asks for
+/// TLS) to its close.
+async fn connection(
+    stream: TcpStream,
+    id: u64,
+    cx: &Context,
+    mut make_room: tokio::sync::oneshot::Receiver<()>,
+) {
+    let web = cx.shared.web();
+    let Some(acceptor) = web.tls.clone() else {
+        return http(TokioIo::new(stream), id, cx, &web, make_room).await;
+    };
+    let handshake = async {
+        if !tls_hello(&stream).await {
+            refuse_plaintext(stream).await;
+            return None;
+        }
+        match acceptor.accept(stream).await {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                log::debug!("TLS handshake: {e}");
+                None
+            }
+        }
+    };
+    let stream = tokio::select! {
+        r = tokio::time::timeout(cx.limits.header_read_timeout, handshake) => match r {
+            Ok(Some(tls)) => tls,
+            Ok(None) => return,
+            Err(_) => {
+                log::debug!("TLS handshake not done within the header read timeout");
+                return;
+            }
+        },
+        Ok(()) = &mut make_room => return,
+    };
+    http(TokioIo::new(stream), id, cx, &web, make_room).await;
+}
+
+/// HTTP/1.1 on an open (and, with TLS, handshaken) connection.
+async fn http<I>(
+    io: TokioIo<I>,
+    id: u64,
+    cx: &Context,
+    web: &Arc<Web>,
+    make_room: tokio::sync::oneshot::Receiver<()>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cx.limits.header_read_timeout)
+        .max_buf_size(16 * 1024)
+        .serve_connection(
+            io,
+            service(
+                id,
+                &cx.shared,
+                web,
+                &cx.open,
+                Instant::now() + cx.limits.connection_lifetime,
+            ),
+        );
+    lifetime::connection(conn, cx.limits, cx.stop.clone(), make_room).await;
+}
+
+/// Whether the client's first byte is a TLS handshake record's (22).
+async fn tls_hello(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 22)
+}
+
+/// What Go's TLS server answers a plain HTTP request on a TLS port: a 400
+/// that says why, and no metrics. The request is read first (closing with
+/// it unread would reset the connection, and the client would see no
+/// answer), and the close waits for the client's (bounded by the caller's
+/// handshake timeout).
+async fn refuse_plaintext(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    log::debug!("plain HTTP on the TLS port: answered 400");
+    let mut buf = [0u8; 4096];
+    let _ = stream.read(&mut buf).await;
+    let _ = stream
+        .write_all(
+            b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n\
+              Client sent an HTTP request to an HTTPS server.\n",
+        )
+        .await;
+    let _ = stream.shutdown().await;
+    while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
 }
 
 #[cfg(test)]
@@ -235,7 +350,7 @@ mod tests {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = TcpListener::from_std(std_listener).expect("listener");
-                serve(listener, shared, limits, async move {
+                serve(vec![listener], shared, limits, async move {
                     let _ = stop_rx.await;
                 })
                 .await;

@@ -74,6 +74,8 @@ pub struct Shared {
     published: Mutex<Arc<Published>>,
     /// The scan interval, for /healthz's staleness rule.
     interval: Mutex<Duration>,
+    /// TLS, users and headers, swapped whole by a reload.
+    web: Mutex<Arc<super::Web>>,
 }
 
 impl Shared {
@@ -81,6 +83,7 @@ impl Shared {
         Shared {
             published: Mutex::new(Arc::new(Published::default())),
             interval: Mutex::new(interval),
+            web: Mutex::new(Arc::new(super::Web::plain())),
         }
     }
 
@@ -98,5 +101,14 @@ impl Shared {
 
     pub(super) fn interval(&self) -> Duration {
         *lock(&self.interval)
+    }
+
+    /// New connections are served with `web`.
+    pub fn set_web(&self, web: Arc<super::Web>) {
+        *lock(&self.web) = web;
+    }
+
+    pub fn web(&self) -> Arc<super::Web> {
+        lock(&self.web).clone()
     }
 }

@@ -10,14 +10,17 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE,
-    VARY,
+    HeaderValue, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION,
+    CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::auth::{self, Verdict};
 use super::connections::OpenConnections;
 use super::published::{accepts_gzip, Shared};
+use super::Web;
 use crate::export::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use crate::sync::lock;
 
 const INDEX: &str = "<!doctype html>\n<html><head><title>closewatch</title></head><body>\n\
 <h1>closewatch</h1>\n<p>Finds TCP sockets and file descriptors that programs forgot to close.</p>\n\
@@ -112,29 +115,69 @@ fn healthz(shared: &Shared) -> Response<Full<Bytes>> {
     }
 }
 
-/// Answers a request; from `retire_at` on, each response asks the client to
-/// close the connection (hyper closes it once that response is sent).
+/// Answers one request: the rate limit and basic auth of `web` first, then
+/// the route; `web`'s headers go on every answer.
 pub(super) async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
+    web: Arc<Web>,
     retire_at: Instant,
     open: Arc<OpenConnections>,
     id: u64,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     open.request_started(id);
-    let mut r = respond(
-        req.method(),
-        req.uri().path(),
-        req.headers().get(ACCEPT_ENCODING),
-        &shared,
-    );
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut r = match gate(&req, &web).await {
+        Some(refused) => refused,
+        None => respond(
+            req.method(),
+            req.uri().path(),
+            req.headers().get(ACCEPT_ENCODING),
+            &shared,
+        ),
+    };
+    let headers = r.headers_mut();
+    for (name, value) in &web.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if Instant::now() >= retire_at {
-        r.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(r)
+}
+
+/// The refusal of a request `web` does not let through, if it is one.
+/// `/healthz` needs no credentials: liveness probes carry none, and it
+/// tells nothing about the host.
+async fn gate(req: &Request<Incoming>, web: &Web) -> Option<Response<Full<Bytes>>> {
+    if let Some(limiter) = &web.limiter {
+        if !lock(limiter).take(Instant::now()) {
+            return Some(too_many("rate limit exceeded\n"));
+        }
+    }
+    let auth = web.auth.as_ref()?;
+    if req.uri().path() == "/healthz" {
+        return None;
+    }
+    match auth.check(req.headers().get(AUTHORIZATION)).await {
+        Verdict::Allowed => None,
+        Verdict::Missing | Verdict::Denied => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"closewatch\""),
+            );
+            Some(r)
+        }
+        Verdict::Throttled => Some(too_many("too many new credentials; retry shortly\n")),
+    }
+}
+
+fn too_many(body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::TOO_MANY_REQUESTS, body);
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(auth::RETRY_AFTER.as_secs()));
+    r
 }
 
 #[cfg(test)]
