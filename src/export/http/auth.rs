@@ -8,10 +8,11 @@
 //! - a credential that failed is remembered too (in a separate, bounded
 //!   table that attackers can fill but that cannot evict a good scraper);
 //! - a new credential is checked only as fast as [`CHECKS_PER_SECOND`]
-//!   allows, one at a time, off the HTTP thread; beyond that the answer is
-//!   429 without running bcrypt. A storm of wrong passwords costs at most
-//!   that many bcrypt runs a second, and never delays a scraper already
-//!   known.
+//!   allows, one at a time (waiting up to 2 s for the one before), off the
+//!   HTTP thread; beyond that the answer is 429 without running bcrypt. A
+//!   storm of wrong passwords costs at most that many bcrypt runs a second,
+//!   and never delays a scraper already known; scrapers that arrive at once
+//!   with one new credential wait for its first check and pass.
 //!
 //! An unknown user is checked against a hash of the same cost, so the time
 //! of an answer does not tell whether a user exists.
@@ -29,6 +30,8 @@ use crate::sync::lock;
 
 /// New credentials checked with bcrypt per second, at most.
 pub const CHECKS_PER_SECOND: u32 = 5;
+/// How long a new credential waits for the check before it, at most.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// Distinct good credentials remembered.
 const GOOD_CAPACITY: usize = 256;
 /// Distinct bad credentials remembered; the table is emptied when full.
@@ -96,15 +99,18 @@ impl Authenticator {
             return Verdict::Missing;
         };
         let key = key(&user, &password);
-        if lock(&self.good).contains(&key) {
-            return Verdict::Allowed;
+        if let Some(known) = self.known(&key) {
+            return known;
         }
-        if lock(&self.bad).contains(&key) {
-            return Verdict::Denied;
-        }
-        let Ok(_permit) = self.checking.try_acquire() else {
+        // Scrapers that start together with one credential queue here
+        // behind the first, and find it remembered when their turn comes.
+        let Ok(Ok(_permit)) = tokio::time::timeout(QUEUE_WAIT, self.checking.acquire()).await
+        else {
             return Verdict::Throttled;
         };
+        if let Some(known) = self.known(&key) {
+            return known;
+        }
         if !lock(&self.bucket).take(Instant::now()) {
             return Verdict::Throttled;
         }
@@ -117,6 +123,17 @@ impl Authenticator {
             Verdict::Allowed
         } else {
             Verdict::Denied
+        }
+    }
+
+    /// The verdict remembered for `key`, if any.
+    fn known(&self, key: &Key) -> Option<Verdict> {
+        if lock(&self.good).contains(key) {
+            Some(Verdict::Allowed)
+        } else if lock(&self.bad).contains(key) {
+            Some(Verdict::Denied)
+        } else {
+            None
         }
     }
 
@@ -192,6 +209,7 @@ mod tests {
 
     fn check(a: &Arc<Authenticator>, h: Option<&HeaderValue>) -> Verdict {
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
             .build()
             .expect("runtime");
         rt.block_on(a.check(h))
@@ -253,6 +271,54 @@ mod tests {
         }
         lock(&a.bucket).empty();
         assert_eq!(check(&a, Some(&header("prom", "secret"))), Verdict::Allowed);
+    }
+
+    #[test]
+    fn scrapers_arriving_together_with_one_new_credential_all_pass() {
+        let a = authenticator();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let h = header("prom", "secret");
+        let verdicts = rt.block_on(async {
+            let checks: Vec<_> = (0..20).map(|_| a.check(Some(&h))).collect();
+            let mut out = Vec::new();
+            for v in futures_join(checks).await {
+                out.push(v);
+            }
+            out
+        });
+        assert!(
+            verdicts.iter().all(|v| *v == Verdict::Allowed),
+            "{verdicts:?}"
+        );
+    }
+
+    /// Polls every future to completion, concurrently, on this task.
+    async fn futures_join<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+        let local = tokio::task::LocalSet::new();
+        let mut pinned: Vec<_> = fs.into_iter().map(Box::pin).collect();
+        let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+        local
+            .run_until(std::future::poll_fn(|cx| {
+                let mut pending = false;
+                for (f, o) in pinned.iter_mut().zip(out.iter_mut()) {
+                    if o.is_none() {
+                        match f.as_mut().poll(cx) {
+                            std::task::Poll::Ready(v) => *o = Some(v),
+                            std::task::Poll::Pending => pending = true,
+                        }
+                    }
+                }
+                if pending {
+                    std::task::Poll::Pending
+                } else {
+                    std::task::Poll::Ready(())
+                }
+            }))
+            .await;
+        out.into_iter().flatten().collect()
     }
 
     #[test]
