@@ -221,3 +221,35 @@ fn each_example_in_the_shipped_config_parses() {
     }
     assert!(examples >= 10, "only {examples} examples found");
 }
+
+#[test]
+fn listen_takes_one_address_or_a_list_and_flags_replace_it() {
+    let s = merge(
+        parse("listen = [\":9958\", \"[::1]:9959\", \"localhost:1\"]").expect("list"),
+        None,
+        &Cli::default(),
+    )
+    .expect("valid");
+    assert_eq!(
+        s.listen,
+        vec![
+            ListenAddr::Any(9958),
+            ListenAddr::Socket("[::1]:9959".parse().expect("addr")),
+            ListenAddr::Host("localhost".into(), 1),
+        ]
+    );
+    let cli = Cli {
+        listen: vec![ListenAddr::Any(1)],
+        ..Cli::default()
+    };
+    let s = merge(parse("listen = \":9958\"").expect("one"), None, &cli).expect("valid");
+    assert_eq!(
+        s.listen,
+        vec![ListenAddr::Any(1)],
+        "the flags replace the file's list"
+    );
+    for bad in ["listen = []", "listen = \"9958\"", "listen = [\":1\", 2]"] {
+        let e = parse(bad).expect_err(bad);
+        assert!(e.to_string().contains(":1:"), "{bad}: {e}");
+    }
+}
