@@ -151,6 +151,7 @@ impl ScanLoop {
             at.mono,
         );
         self.stats.count_scan(&snapshot);
+        self.stats.http = self.shared.counts();
         self.log_scan(&snapshot, &analysis);
         let view = ScanView {
             snapshot: &snapshot,

@@ -439,6 +439,29 @@ fn abuse_on_the_tls_port_never_costs_a_good_scraper_a_scrape() {
         "the good scraper: {good_scrapes:?}"
     );
     drop(held);
+    // The agent counts what it refused (as of its next scan).
+    let sample = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let counted = wait_for(Duration::from_secs(30), || {
+        let (_, text) = curl(&url, &ca, Some(&good()));
+        let wrong = sample(
+            &text,
+            "closewatch_http_requests_refused_total{reason=\"wrong_credentials\"}",
+        );
+        let throttled = sample(
+            &text,
+            "closewatch_http_requests_refused_total{reason=\"auth_throttled\"}",
+        );
+        let handshakes = sample(&text, "closewatch_http_tls_handshake_failures_total");
+        (wrong + throttled == 1000.0 && handshakes >= 400.0).then_some((wrong, handshakes))
+    });
+    assert!(
+        counted.is_some_and(|(wrong, _)| wrong == f64::from(denied)),
+        "refusals not counted as answered: {counted:?}"
+    );
 }
 
 #[test]

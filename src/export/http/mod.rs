@@ -49,7 +49,7 @@ use tokio::sync::Semaphore;
 
 use backoff::Backoff;
 use connections::OpenConnections;
-pub use published::{Published, Shared};
+pub use published::{HttpCounts, Published, Shared};
 pub use routes::respond;
 pub use web_config::Web;
 
@@ -226,16 +226,13 @@ async fn connection(
             }
         }
     };
-    let stream = tokio::select! {
-        r = tokio::time::timeout(cx.limits.header_read_timeout, handshake) => match r {
-            Ok(Some(tls)) => tls,
-            Ok(None) => return,
-            Err(_) => {
-                log::debug!("TLS handshake not done within the header read timeout");
-                return;
-            }
-        },
-        Ok(()) = &mut make_room => return,
+    let handshaken = tokio::select! {
+        r = tokio::time::timeout(cx.limits.header_read_timeout, handshake) => r.ok().flatten(),
+        Ok(()) = &mut make_room => None,
+    };
+    let Some(stream) = handshaken else {
+        cx.shared.count(|c| c.tls_handshake_failures += 1);
+        return;
     };
     http(TokioIo::new(stream), id, cx, &web, make_room).await;
 }

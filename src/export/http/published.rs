@@ -76,6 +76,29 @@ pub struct Shared {
     interval: Mutex<Duration>,
     /// TLS, users and headers, swapped whole by a reload.
     web: Mutex<Arc<super::Web>>,
+    counts: Mutex<HttpCounts>,
+}
+
+/// What the server refused, since the agent started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpCounts {
+    pub no_credentials: u64,
+    pub wrong_credentials: u64,
+    pub auth_throttled: u64,
+    pub rate_limited: u64,
+    pub tls_handshake_failures: u64,
+}
+
+impl HttpCounts {
+    /// The refusals by their `reason` label.
+    pub fn refused(&self) -> [(&'static str, u64); 4] {
+        [
+            ("no_credentials", self.no_credentials),
+            ("wrong_credentials", self.wrong_credentials),
+            ("auth_throttled", self.auth_throttled),
+            ("rate_limited", self.rate_limited),
+        ]
+    }
 }
 
 impl Shared {
@@ -84,6 +107,7 @@ impl Shared {
             published: Mutex::new(Arc::new(Published::default())),
             interval: Mutex::new(interval),
             web: Mutex::new(Arc::new(super::Web::plain())),
+            counts: Mutex::default(),
         }
     }
 
@@ -110,5 +134,13 @@ impl Shared {
 
     pub fn web(&self) -> Arc<super::Web> {
         lock(&self.web).clone()
+    }
+
+    pub(super) fn count(&self, f: impl FnOnce(&mut HttpCounts)) {
+        f(&mut lock(&self.counts));
+    }
+
+    pub fn counts(&self) -> HttpCounts {
+        *lock(&self.counts)
     }
 }

@@ -126,7 +126,7 @@ pub(super) async fn handle(
     id: u64,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     open.request_started(id);
-    let mut r = match gate(&req, &web).await {
+    let mut r = match gate(&req, &web, &shared).await {
         Some(refused) => refused,
         None => respond(
             req.method(),
@@ -149,9 +149,14 @@ pub(super) async fn handle(
 /// The refusal of a request `web` does not let through, if it is one.
 /// `/healthz` needs no credentials: liveness probes carry none, and it
 /// tells nothing about the host.
-async fn gate(req: &Request<Incoming>, web: &Web) -> Option<Response<Full<Bytes>>> {
+async fn gate(
+    req: &Request<Incoming>,
+    web: &Web,
+    shared: &Shared,
+) -> Option<Response<Full<Bytes>>> {
     if let Some(limiter) = &web.limiter {
         if !lock(limiter).take(Instant::now()) {
+            shared.count(|c| c.rate_limited += 1);
             return Some(too_many("rate limit exceeded\n"));
         }
     }
@@ -159,7 +164,14 @@ async fn gate(req: &Request<Incoming>, web: &Web) -> Option<Response<Full<Bytes>
     if req.uri().path() == "/healthz" {
         return None;
     }
-    match auth.check(req.headers().get(AUTHORIZATION)).await {
+    let verdict = auth.check(req.headers().get(AUTHORIZATION)).await;
+    shared.count(|c| match verdict {
+        Verdict::Allowed => {}
+        Verdict::Missing => c.no_credentials += 1,
+        Verdict::Denied => c.wrong_credentials += 1,
+        Verdict::Throttled => c.auth_throttled += 1,
+    });
+    match verdict {
         Verdict::Allowed => None,
         Verdict::Missing | Verdict::Denied => {
             let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");

@@ -288,6 +288,21 @@ pub const CONFIG_LAST_RELOAD_SUCCESSFUL: Family = family(
     &[],
     "1 if the last config reload succeeded (or none was attempted).",
 );
+pub const HTTP_REFUSED: Family = family(
+    "closewatch_http_requests_refused_total",
+    IntCounter,
+    &["reason"],
+    "Requests refused by the web config: no_credentials and wrong_credentials \
+     (401), auth_throttled (429: a new credential beyond the bcrypt check rate), \
+     rate_limited (429: rate_limit). Counted up to the last scan.",
+);
+pub const TLS_HANDSHAKE_FAILURES: Family = family(
+    "closewatch_http_tls_handshake_failures_total",
+    IntCounter,
+    &[],
+    "Connections to the TLS port that never completed a handshake (errors, \
+     timeouts, plain HTTP). Counted up to the last scan.",
+);
 pub const BUILD_INFO: Family = family(
     "closewatch_build_info",
     IntGauge,
@@ -335,5 +350,7 @@ pub const ALL: &[&Family] = &[
     &ATTRIBUTION_COMPLETE,
     &CONFIG_RELOADS,
     &CONFIG_LAST_RELOAD_SUCCESSFUL,
+    &HTTP_REFUSED,
+    &TLS_HANDSHAKE_FAILURES,
     &BUILD_INFO,
 ];

@@ -34,6 +34,8 @@ pub struct AgentStats {
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub last_reload_ok: bool,
+    /// What the HTTP server counted, as of the scan.
+    pub http: crate::export::http::HttpCounts,
 }
 
 impl AgentStats {
@@ -451,6 +453,13 @@ fn agent(m: &mut Metrics, stats: &AgentStats) -> Result<(), prometheus::Error> {
         &families::CONFIG_LAST_RELOAD_SUCCESSFUL,
         i64::from(stats.last_reload_ok),
     )?;
+    let refused = m.counter(&families::HTTP_REFUSED)?;
+    for (reason, n) in stats.http.refused() {
+        refused.with_label_values(&[reason]).inc_by(n);
+    }
+    m.counter(&families::TLS_HANDSHAKE_FAILURES)?
+        .with_label_values(NO_LABELS)
+        .inc_by(stats.http.tls_handshake_failures);
     m.int_gauge(&families::BUILD_INFO)?
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
