@@ -366,7 +366,11 @@ fn addresses(listen: &[ListenAddr]) -> String {
 fn listen(settings: &Settings, web: &Web) -> anyhow::Result<Vec<std::net::TcpListener>> {
     // std listens with a backlog of 128; a flood of connections (reconnecting
     // slowloris clients) overflows it and the kernel drops a scraper's SYN.
-    let listeners = address::bind(&settings.listen, LISTEN_BACKLOG)?;
+    let listeners = if settings.systemd_socket {
+        address::inherited().context("--web-systemd-socket")?
+    } else {
+        address::bind(&settings.listen, LISTEN_BACKLOG)?
+    };
     log::info!("web: {}", web.describe());
     for listener in &listeners {
         let bound: SocketAddr = listener.local_addr()?;

@@ -98,6 +98,11 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<ListenAddr>,
 
+    /// Agent: serve on the sockets systemd passes (socket activation, a
+    /// .socket unit) instead of --listen
+    #[arg(long)]
+    pub web_systemd_socket: bool,
+
     /// Agent: TLS and basic auth, in the Prometheus exporter-toolkit's
     /// web config format (node_exporter's --web.config.file)
     #[arg(long, value_name = "PATH")]

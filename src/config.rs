@@ -33,6 +33,8 @@ pub struct Settings {
     pub listen: Vec<ListenAddr>,
     /// TLS and basic auth for the agent's endpoint.
     pub web_config: Option<PathBuf>,
+    /// Serve on the sockets systemd passes, not on `listen`.
+    pub systemd_socket: bool,
     pub interval: Duration,
     pub close_wait_age: Duration,
     pub fin_wait2_age: Duration,
@@ -59,6 +61,7 @@ impl Default for Settings {
             duration: defaults::DURATION,
             listen: vec![defaults::LISTEN],
             web_config: None,
+            systemd_socket: false,
             interval: defaults::INTERVAL,
             close_wait_age: defaults::CLOSE_WAIT_AGE,
             fin_wait2_age: defaults::FIN_WAIT2_AGE,
@@ -381,6 +384,7 @@ pub fn merge(file: FileConfig, path: Option<PathBuf>, cli: &Cli) -> Result<Setti
             cli.listen.clone()
         },
         web_config: cli.web_config.clone().or(file.web_config),
+        systemd_socket: cli.web_systemd_socket,
         interval: cli.interval.or(file.interval).unwrap_or(d.interval),
         close_wait_age: cli
             .close_wait_age

@@ -615,3 +615,71 @@ fn the_shipped_web_config_example_is_valid_for_promtool_and_for_us() {
         "{head}"
     );
 }
+
+/// Socket activation as systemd does it, by systemd's own tool: the agent
+/// serves on the socket it is given (and binds nothing itself).
+#[test]
+fn the_agent_serves_on_a_socket_systemd_passes() {
+    if Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "systemd-socket-activate missing in CI"
+        );
+        eprintln!("**** SKIPPED: systemd-socket-activate is not installed ****");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = empty_config();
+    let child = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(env!("CARGO_BIN_EXE_closewatch"))
+        .arg("-c")
+        .arg(config.path())
+        .args([
+            "--web-systemd-socket",
+            "--interval",
+            "1s",
+            "--listen",
+            "127.0.0.1:1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill(); // by pid: the tool execs the agent in place
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Stop(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    // The first connection is what starts the agent.
+    let r = wait_for(Duration::from_secs(60), || {
+        request(addr, "GET", "/healthz").filter(|r| r.status == 200)
+    });
+    assert!(r.is_some(), "no answer on the passed socket");
+    let stderr = child.0.stderr.take().expect("stderr");
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut log = String::new();
+    let _ = std::io::BufReader::new(stderr).read_to_string(&mut log);
+    assert!(
+        log.contains(&format!("listening on http://127.0.0.1:{port}/metrics")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("127.0.0.1:1/"),
+        "--listen is not bound: {log}"
+    );
+}

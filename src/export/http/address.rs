@@ -9,6 +9,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 
+use std::os::fd::FromRawFd;
+
 use anyhow::Context;
 
 /// One `--listen` value, as written.
@@ -147,6 +149,50 @@ pub fn bind(addrs: &[ListenAddr], backlog: i32) -> anyhow::Result<Vec<std::net::
         anyhow::ensure!(bound_any, "cannot listen on any address of {addr}");
     }
     Ok(listeners)
+}
+
+/// The first fd systemd passes (`SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+
+/// The listening sockets systemd passed (socket activation, as
+/// node_exporter's `--web.systemd-socket`): `LISTEN_FDS` of them from fd 3,
+/// if `LISTEN_PID` is this process. Each must be a listening TCP socket.
+/// The variables are removed, as `sd_listen_fds(1)` does.
+pub fn inherited() -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let pid = std::env::var("LISTEN_PID").context("LISTEN_PID is not set: not socket-activated")?;
+    anyhow::ensure!(
+        pid.trim().parse::<u32>().ok() == Some(std::process::id()),
+        "LISTEN_PID={pid} is not this process ({}): the sockets are not ours",
+        std::process::id()
+    );
+    let n: i32 = std::env::var("LISTEN_FDS")
+        .context("LISTEN_FDS is not set")?
+        .trim()
+        .parse()
+        .context("LISTEN_FDS is not a number")?;
+    anyhow::ensure!(n >= 1, "systemd passed no socket (LISTEN_FDS={n})");
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    (LISTEN_FDS_START..LISTEN_FDS_START + n)
+        .map(|raw| {
+            // SAFETY: systemd hands these fds to this process (LISTEN_PID
+            // checked above) and nothing else in it owns them.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+            let listening = rustix::net::sockopt::socket_acceptconn(&fd)
+                .with_context(|| format!("fd {raw} from systemd is not a socket"))?;
+            anyhow::ensure!(listening, "fd {raw} from systemd is not a listening socket");
+            let kind = rustix::net::sockopt::socket_type(&fd)?;
+            anyhow::ensure!(
+                kind == rustix::net::SocketType::STREAM,
+                "fd {raw} from systemd is not a stream socket"
+            );
+            rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        })
+        .collect()
 }
 
 fn no_ipv6(e: &std::io::Error) -> bool {
