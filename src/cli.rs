@@ -57,7 +57,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(Parser, Debug, Clone, Default)]
 #[command(
     name = "closewatch",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about,
     long_about,
     max_term_width = 100,

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod analyse;
+pub mod build_info;
 pub mod cli;
 pub mod collect;
 pub mod config;
