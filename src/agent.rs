@@ -14,7 +14,7 @@ use signal_hook::iterator::Signals;
 
 use crate::analyse::{self, Analysis, History, Status};
 use crate::cli::Cli;
-use crate::collect::{Collector, ScanCache, ScanTime, Skip};
+use crate::collect::{own_process, Collector, ScanCache, ScanTime, Skip};
 use crate::config::{self, Settings};
 use crate::export::http::{self, Limits, Published, Shared};
 use crate::export::metrics::{self, AgentStats, ScanView};
@@ -132,6 +132,11 @@ impl ScanLoop {
     fn scan_once(&mut self) {
         let at = ScanTime::now();
         let snapshot = self.collector.scan_cached(&mut self.scan_cache, at);
+        // Between scans' reads, so that its fd count is the agent at rest:
+        // what the scan opened is closed, nothing after it is open yet.
+        let own_process = own_process::read()
+            .inspect_err(|e| log::warn!("reading the agent's own process: {e}"))
+            .ok();
         self.history
             .observe(&snapshot, at.wall, self.settings.fd_growth_window);
         let analysis = analyse::analyse(
@@ -157,6 +162,7 @@ impl ScanLoop {
             units_unreadable,
             thresholds: &self.settings.thresholds,
             max_processes: self.settings.max_processes,
+            own_process,
         };
         match metrics::render(&view, &self.stats) {
             Ok(text) => self
