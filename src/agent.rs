@@ -221,6 +221,7 @@ impl ScanLoop {
         self.notifier.reloading();
         match config::load(&self.cli) {
             Ok(new) => {
+                let new = keep_logging(&self.settings, new);
                 if new.listen != self.settings.listen {
                     log::warn!(
                         "config reload: listen changed to {} but stays {} until restart",
@@ -286,6 +287,25 @@ impl ScanLoop {
                 self.reload();
             }
         }
+    }
+}
+
+/// Logging is set up once, at start: a reloaded config that changes it
+/// says so, and the running level and format stay (as `listen` does).
+fn keep_logging(running: &Settings, new: Settings) -> Settings {
+    if new.log_level != running.log_level || new.log_format != running.log_format {
+        log::warn!(
+            "config reload: log_level {} and log_format {} stay {} and {} until restart",
+            new.log_level,
+            new.log_format.name(),
+            running.log_level,
+            running.log_format.name()
+        );
+    }
+    Settings {
+        log_level: running.log_level.clone(),
+        log_format: running.log_format,
+        ..new
     }
 }
 

@@ -14,6 +14,7 @@ pub mod collect;
 pub mod config;
 pub mod defaults;
 pub mod export;
+pub mod logging;
 pub mod model;
 pub mod oneshot;
 pub mod report;
