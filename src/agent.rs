@@ -14,7 +14,7 @@ use signal_hook::iterator::Signals;
 
 use crate::analyse::{self, Analysis, History, Status};
 use crate::cli::Cli;
-use crate::collect::{Collector, ScanCache, ScanTime, Skip};
+use crate::collect::{own_process, Collector, ScanCache, ScanTime, Skip};
 use crate::config::{self, Settings};
 use crate::export::http::address::{self, ListenAddr};
 use crate::export::http::web_config::{self, WebConfigError};
@@ -134,6 +134,11 @@ impl ScanLoop {
     fn scan_once(&mut self) {
         let at = ScanTime::now();
         let snapshot = self.collector.scan_cached(&mut self.scan_cache, at);
+        // Between scans' reads, so that its fd count is the agent at rest:
+        // what the scan opened is closed, nothing after it is open yet.
+        let own_process = own_process::read()
+            .inspect_err(|e| log::warn!("reading the agent's own process: {e}"))
+            .ok();
         self.history
             .observe(&snapshot, at.wall, self.settings.fd_growth_window);
         let analysis = analyse::analyse(
@@ -160,6 +165,7 @@ impl ScanLoop {
             units_unreadable,
             thresholds: &self.settings.thresholds,
             max_processes: self.settings.max_processes,
+            own_process,
         };
         match metrics::render(&view, &self.stats) {
             Ok(text) => self
@@ -221,6 +227,7 @@ impl ScanLoop {
             .and_then(|new| Ok((web(&new).map_err(|e| e.to_string())?, new)));
         match loaded {
             Ok((web, new)) => {
+                let new = keep_logging(&self.settings, new);
                 if new.listen != self.settings.listen {
                     log::warn!(
                         "config reload: listen changed to {} but stays {} until restart",
@@ -291,6 +298,25 @@ impl ScanLoop {
                 self.reload();
             }
         }
+    }
+}
+
+/// Logging is set up once, at start: a reloaded config that changes it
+/// says so, and the running level and format stay (as `listen` does).
+fn keep_logging(running: &Settings, new: Settings) -> Settings {
+    if new.log_level != running.log_level || new.log_format != running.log_format {
+        log::warn!(
+            "config reload: log_level {} and log_format {} stay {} and {} until restart",
+            new.log_level,
+            new.log_format.name(),
+            running.log_level,
+            running.log_format.name()
+        );
+    }
+    Settings {
+        log_level: running.log_level.clone(),
+        log_format: running.log_format,
+        ..new
     }
 }
 

@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 use crate::collect::attribution::Mode as AttributionMode;
 use crate::defaults;
 use crate::export::http::address::ListenAddr;
+use crate::logging::LogFormat;
 
 /// The end of `--help` and the EXTRA section of the manual page.
 const AFTER_LONG_HELP: &str = "\
@@ -57,7 +58,7 @@ fn duration(s: &str) -> Result<Duration, String> {
 #[derive(Parser, Debug, Clone, Default)]
 #[command(
     name = "closewatch",
-    version,
+    version = crate::build_info::LONG_VERSION,
     about,
     long_about,
     max_term_width = 100,
@@ -156,6 +157,12 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Log line format: text, logfmt or json (node_exporter's keys: time,
+    /// level, source, msg); under journald each line starts with its
+    /// syslog priority
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
     /// Print the manual page or a shell completion script (from these very
     /// flags) and exit
     #[arg(long, value_enum, value_name = "WHAT")]
@@ -169,7 +176,7 @@ pub struct Cli {
 
 /// The value `--help` shows as each flag's default, from [`defaults`]
 /// (the one place each is written): `(flag id, value)`.
-fn shown_defaults() -> [(&'static str, String); 14] {
+fn shown_defaults() -> [(&'static str, String); 15] {
     let d = |d: Duration| humantime::format_duration(d).to_string();
     [
         ("format", format!("{:?}", defaults::FORMAT).to_lowercase()),
@@ -186,6 +193,7 @@ fn shown_defaults() -> [(&'static str, String); 14] {
         ("proc_root", defaults::PROC_ROOT.to_string()),
         ("attribution", defaults::ATTRIBUTION.name().to_string()),
         ("log_level", defaults::LOG_LEVEL.to_string()),
+        ("log_format", defaults::LOG_FORMAT.name().to_string()),
     ]
 }
 
@@ -340,6 +348,7 @@ mod tests {
             ("--proc-root", settings.proc_root.display().to_string()),
             ("--attribution", settings.attribution.name().to_string()),
             ("--log-level", settings.log_level.clone()),
+            ("--log-format", settings.log_format.name().to_string()),
             (
                 "--config",
                 "/etc/closewatch/closewatch.toml if present".into(),

@@ -18,6 +18,7 @@ use crate::cli::{Cli, Format};
 use crate::collect::attribution::Mode as AttributionMode;
 use crate::defaults;
 use crate::export::http::address::ListenAddr;
+use crate::logging::LogFormat;
 
 /// Everything closewatch runs with, after file and flags are merged.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +47,7 @@ pub struct Settings {
     pub proc_root: PathBuf,
     pub attribution: AttributionMode,
     pub log_level: String,
+    pub log_format: LogFormat,
     pub thresholds: Thresholds,
     /// Hidden: TCP tables from a recording.
     pub replay_sockdiag: Option<PathBuf>,
@@ -72,6 +74,7 @@ impl Default for Settings {
             proc_root: PathBuf::from(defaults::PROC_ROOT),
             attribution: defaults::ATTRIBUTION,
             log_level: defaults::LOG_LEVEL.to_string(),
+            log_format: defaults::LOG_FORMAT,
             thresholds: Thresholds::default(),
             replay_sockdiag: None,
         }
@@ -298,6 +301,7 @@ pub struct FileConfig {
     pub proc_root: Option<PathBuf>,
     pub attribution: Option<AttributionMode>,
     pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub thresholds: FileThresholds,
 }
@@ -421,6 +425,7 @@ pub fn merge(file: FileConfig, path: Option<PathBuf>, cli: &Cli) -> Result<Setti
             .clone()
             .or(file.log_level)
             .unwrap_or(d.log_level),
+        log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
         thresholds: merge_thresholds(&file.thresholds),
         replay_sockdiag: cli.replay_sockdiag.clone(),
         config_path: path,
@@ -505,6 +510,7 @@ pub fn render(s: &Settings) -> String {
         proc_root: String,
         attribution: &'static str,
         log_level: String,
+        log_format: LogFormat,
         thresholds: RenderedThresholds,
     }
     let hd = |d: Duration| humantime::format_duration(d).to_string();
@@ -522,6 +528,7 @@ pub fn render(s: &Settings) -> String {
         proc_root: s.proc_root.display().to_string(),
         attribution: s.attribution.name(),
         log_level: s.log_level.clone(),
+        log_format: s.log_format,
         thresholds: RenderedThresholds(s.thresholds),
     };
     toml::to_string(&out).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))

@@ -20,6 +20,7 @@ fin_wait2_age = "2m"
 max_processes = 20
 proc_root = "/host/proc"
 log_level = "debug"
+log_format = "logfmt"
 
 [thresholds]
 close_wait_stale = { warning = 5, critical = 50 }
@@ -43,6 +44,7 @@ fn every_key_is_read() {
     assert_eq!(s.max_processes, 20);
     assert_eq!(s.proc_root, PathBuf::from("/host/proc"));
     assert_eq!(s.log_level, "debug");
+    assert_eq!(s.log_format, crate::logging::LogFormat::Logfmt);
     let t = s.thresholds;
     let levels = |warning, critical| Levels { warning, critical };
     assert_eq!(

@@ -29,3 +29,4 @@ pub const PROC_ROOT: &str = "/proc";
 /// How sockets are mapped to processes (`--attribution`).
 pub const ATTRIBUTION: crate::collect::attribution::Mode = crate::collect::attribution::Mode::Auto;
 pub const LOG_LEVEL: &str = "info";
+pub const LOG_FORMAT: crate::logging::LogFormat = crate::logging::LogFormat::Text;

@@ -8,11 +8,13 @@
 
 pub mod agent;
 pub mod analyse;
+pub mod build_info;
 pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod defaults;
 pub mod export;
+pub mod logging;
 pub mod model;
 pub mod oneshot;
 pub mod report;

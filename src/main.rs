@@ -118,7 +118,7 @@ fn try_main() -> Result<u8, Failure> {
 fn load(cli: &Cli, mode: Mode) -> Result<config::Settings, Failure> {
     let settings = config::load(cli).map_err(|e| Failure::new(mode.failed(), e.to_string()))?;
     if mode != Mode::CheckConfig {
-        init_logging(&settings.log_level);
+        closewatch::logging::init(&settings.log_level, settings.log_format);
     }
     Ok(settings)
 }
@@ -193,12 +193,4 @@ fn report(settings: &config::Settings) -> Result<u8, Failure> {
             format!("writing the report: {e}"),
         )),
     }
-}
-
-fn init_logging(level: &str) {
-    let env = env_logger::Env::default().filter_or("RUST_LOG", level);
-    env_logger::Builder::from_env(env)
-        .format_timestamp_millis()
-        .format_target(false)
-        .init();
 }

@@ -136,6 +136,7 @@ fn agent_counts(snap: &Snapshot, stats: &mut AgentStats) -> String {
         units_unreadable: 0,
         thresholds: &Thresholds::default(),
         max_processes: 10,
+        own_process: None,
     };
     metrics::render(&view, stats).expect("renders")
 }

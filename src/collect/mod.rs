@@ -10,6 +10,7 @@ pub mod attribution;
 pub mod bpf;
 pub mod cache;
 pub mod netns;
+pub mod own_process;
 mod peers;
 pub mod procfs;
 pub mod sockdiag;

@@ -12,6 +12,8 @@ pub enum Kind {
     IntGauge,
     /// A counter (`_total`), kept by the agent across scans.
     IntCounter,
+    /// A counter with a float value (CPU seconds), read from the kernel.
+    Counter,
 }
 
 impl Kind {
@@ -19,7 +21,7 @@ impl Kind {
     pub fn type_name(self) -> &'static str {
         match self {
             Kind::Gauge | Kind::IntGauge => "gauge",
-            Kind::IntCounter => "counter",
+            Kind::IntCounter | Kind::Counter => "counter",
         }
     }
 }
@@ -49,7 +51,7 @@ const fn family(
 
 const PROC: &[&str] = &["pid", "comm", "unit"];
 const PROC_STATE: &[&str] = &["pid", "comm", "unit", "state"];
-use Kind::{Gauge, IntCounter, IntGauge};
+use Kind::{Counter, Gauge, IntCounter, IntGauge};
 
 // The host's sockets and namespaces.
 pub const TCP_SOCKETS: Family = family(
@@ -266,7 +268,7 @@ pub const READ_FAILURES: Family = family(
     "closewatch_read_failures",
     IntGauge,
     &["source"],
-    "Reads that failed in the last scan without failing it, by source, each leaving a figure unknown (run_netns: namespaces made by ip netns may be missing; fd_stat: files that may be deleted, of unknown size; port_range: namespaces whose ephemeral port range is unknown; netstat: namespaces whose listen counters are unknown; cgroup: exported processes whose unit label is empty because their cgroup could not be read).",
+    "Reads that failed in the last scan without failing it, by source, each leaving a figure unknown (run_netns: namespaces made by ip netns may be missing; fd_stat: files that may be deleted, of unknown size; port_range: namespaces whose ephemeral port range is unknown; netstat: namespaces whose listen counters are unknown; cgroup: exported processes whose unit label is empty because their cgroup could not be read; own_process: the agent's process_* figures are missing).",
 );
 pub const ATTRIBUTION_COMPLETE: Family = family(
     "closewatch_attribution_complete",
@@ -306,8 +308,49 @@ pub const TLS_HANDSHAKE_FAILURES: Family = family(
 pub const BUILD_INFO: Family = family(
     "closewatch_build_info",
     IntGauge,
-    &["version"],
-    "Always 1; the version is a label.",
+    &["version", "revision", "rustc"],
+    "Always 1; the version, the git commit it was built from (\"unknown\" outside a git checkout) and the compiler's version are labels.",
+);
+
+// The agent's own process, named as every Prometheus client library names
+// it (client_golang's process collector) so that the dashboards and alerts
+// written for any exporter work here too. The only names without the
+// closewatch_ prefix. Read at each scan, with the rest of the text.
+pub const OWN_CPU_SECONDS: Family = family(
+    "process_cpu_seconds_total",
+    Counter,
+    &[],
+    "Total user and system CPU time spent in seconds (the agent's, read at each scan).",
+);
+pub const OWN_RESIDENT_MEMORY: Family = family(
+    "process_resident_memory_bytes",
+    IntGauge,
+    &[],
+    "Resident memory size in bytes (the agent's, read at each scan).",
+);
+pub const OWN_VIRTUAL_MEMORY: Family = family(
+    "process_virtual_memory_bytes",
+    IntGauge,
+    &[],
+    "Virtual memory size in bytes (the agent's, read at each scan).",
+);
+pub const OWN_OPEN_FDS: Family = family(
+    "process_open_fds",
+    IntGauge,
+    &[],
+    "Number of open file descriptors (the agent's, read at each scan).",
+);
+pub const OWN_MAX_FDS: Family = family(
+    "process_max_fds",
+    IntGauge,
+    &[],
+    "Maximum number of open file descriptors: the agent's soft RLIMIT_NOFILE (absent when unlimited).",
+);
+pub const OWN_START_TIME: Family = family(
+    "process_start_time_seconds",
+    Gauge,
+    &[],
+    "Start time of the process since unix epoch in seconds.",
 );
 
 /// Every family, in the order of the sections above.
@@ -353,4 +396,10 @@ pub const ALL: &[&Family] = &[
     &HTTP_REFUSED,
     &TLS_HANDSHAKE_FAILURES,
     &BUILD_INFO,
+    &OWN_CPU_SECONDS,
+    &OWN_RESIDENT_MEMORY,
+    &OWN_VIRTUAL_MEMORY,
+    &OWN_OPEN_FDS,
+    &OWN_MAX_FDS,
+    &OWN_START_TIME,
 ];

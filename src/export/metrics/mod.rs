@@ -12,11 +12,14 @@ pub mod families;
 use std::collections::BTreeMap;
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    CounterVec, Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::analyse::{
     Analysis, ProcessAnalysis, Severity, SocketSummary, Thresholds, Unattributed,
 };
+use crate::collect::own_process::OwnProcess;
 use crate::model::{Attribution, Freshness, ProcessInfo, Snapshot, Stage, TcpState};
 use families::{Family, Kind};
 
@@ -68,6 +71,9 @@ pub struct ScanView<'a> {
     pub units_unreadable: u64,
     pub thresholds: &'a Thresholds,
     pub max_processes: usize,
+    /// The agent's own process, read after the scan; `None` when it could
+    /// not be read (counted in `closewatch_read_failures`).
+    pub own_process: Option<OwnProcess>,
 }
 
 /// The registry of one scan, handing out the families of [`families`].
@@ -108,6 +114,10 @@ impl Metrics {
         self.add(f, Kind::IntCounter, IntCounterVec::new)
     }
 
+    fn float_counter(&mut self, f: &Family) -> Result<CounterVec, prometheus::Error> {
+        self.add(f, Kind::Counter, CounterVec::new)
+    }
+
     /// A family without labels, set to `value`.
     fn set(&mut self, f: &Family, value: i64) -> Result<(), prometheus::Error> {
         self.int_gauge(f)?.with_label_values(NO_LABELS).set(value);
@@ -138,6 +148,7 @@ fn fill(view: &ScanView<'_>, stats: &AgentStats) -> Result<Metrics, prometheus::
     host(&mut m, view.snapshot, view.thresholds)?;
     scan(&mut m, view, stats)?;
     agent(&mut m, stats)?;
+    own_process(&mut m, view.own_process.as_ref())?;
     Ok(m)
 }
 
@@ -431,6 +442,7 @@ fn scan(m: &mut Metrics, view: &ScanView<'_>, stats: &AgentStats) -> Result<(), 
         ("port_range", snap.unread.port_range),
         ("netstat", snap.unread.netstat),
         ("cgroup", view.units_unreadable),
+        ("own_process", u64::from(view.own_process.is_none())),
     ] {
         unread.with_label_values(&[source]).set(n as i64);
     }
@@ -461,8 +473,39 @@ fn agent(m: &mut Metrics, stats: &AgentStats) -> Result<(), prometheus::Error> {
         .with_label_values(NO_LABELS)
         .inc_by(stats.http.tls_handshake_failures);
     m.int_gauge(&families::BUILD_INFO)?
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .with_label_values(&[
+            crate::build_info::VERSION,
+            crate::build_info::REVISION,
+            crate::build_info::RUSTC,
+        ])
         .set(1);
+    Ok(())
+}
+
+/// The agent's own process, as client libraries export theirs; nothing
+/// when it could not be read (never a made-up 0).
+fn own_process(m: &mut Metrics, own: Option<&OwnProcess>) -> Result<(), prometheus::Error> {
+    let cpu = m.float_counter(&families::OWN_CPU_SECONDS)?;
+    let resident = m.int_gauge(&families::OWN_RESIDENT_MEMORY)?;
+    let virt = m.int_gauge(&families::OWN_VIRTUAL_MEMORY)?;
+    let open = m.int_gauge(&families::OWN_OPEN_FDS)?;
+    let max = m.int_gauge(&families::OWN_MAX_FDS)?;
+    let start = m.gauge(&families::OWN_START_TIME)?;
+    let Some(own) = own else { return Ok(()) };
+    let u = &own.usage;
+    cpu.with_label_values(NO_LABELS).inc_by(u.cpu_seconds);
+    resident
+        .with_label_values(NO_LABELS)
+        .set(i64::try_from(u.resident_bytes).unwrap_or(i64::MAX));
+    virt.with_label_values(NO_LABELS)
+        .set(i64::try_from(u.virtual_bytes).unwrap_or(i64::MAX));
+    open.with_label_values(NO_LABELS)
+        .set(i64::try_from(own.open_fds).unwrap_or(i64::MAX));
+    if let Some(n) = own.max_fds {
+        max.with_label_values(NO_LABELS)
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    start.with_label_values(NO_LABELS).set(u.start_time_seconds);
     Ok(())
 }
 

@@ -69,6 +69,20 @@ fn scan() -> Snapshot {
     }
 }
 
+/// The agent's own process as a scan reads it.
+fn own() -> OwnProcess {
+    OwnProcess {
+        usage: crate::collect::own_process::Usage {
+            cpu_seconds: 3.75,
+            resident_bytes: 8_388_608,
+            virtual_bytes: 31_457_280,
+            start_time_seconds: 1_700_000_050.5,
+        },
+        open_fds: 17,
+        max_fds: Some(1024),
+    }
+}
+
 /// Renders the synthetic scan with the agent's settings.
 fn render_with(max_processes: usize) -> String {
     with_view(max_processes, |view| {
@@ -93,6 +107,7 @@ fn with_view<T>(max_processes: usize, f: impl FnOnce(&ScanView<'_>) -> T) -> T {
         units_unreadable: 0,
         thresholds: &Thresholds::default(),
         max_processes,
+        own_process: Some(own()),
     };
     f(&view)
 }
@@ -123,12 +138,27 @@ fn every_declared_family_is_filled_once_and_nothing_else_is_exported() {
     }
 }
 
+/// The self-metrics every Prometheus client library exports, by the names
+/// client_golang gives them.
+const CLIENT_LIBRARY_NAMES: [&str; 6] = [
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+];
+
 #[test]
 fn names_carry_the_prefix_and_counters_end_in_total() {
     for f in families::ALL {
-        assert!(f.name.starts_with("closewatch_"), "{}", f.name);
+        assert!(
+            f.name.starts_with("closewatch_") || CLIENT_LIBRARY_NAMES.contains(&f.name),
+            "{}",
+            f.name
+        );
         assert_eq!(
-            f.kind == families::Kind::IntCounter,
+            matches!(f.kind, families::Kind::IntCounter | families::Kind::Counter),
             f.name.ends_with("_total"),
             "{}",
             f.name
@@ -215,6 +245,7 @@ fn render_scan(snap: &Snapshot, units_unreadable: u64, stats: &AgentStats) -> St
         units_unreadable,
         thresholds: &Thresholds::default(),
         max_processes: 10,
+        own_process: None,
     };
     render(&view, stats).expect("renders")
 }
@@ -251,4 +282,62 @@ fn failed_reads_are_exported_by_source() {
     ] {
         assert!(text.contains(line), "{line} in:\n{text}");
     }
+}
+
+#[test]
+fn the_agents_own_process_is_exported_as_client_libraries_name_it() {
+    let text = render_with(100);
+    for line in [
+        "# TYPE process_cpu_seconds_total counter",
+        "process_cpu_seconds_total 3.75",
+        "process_resident_memory_bytes 8388608",
+        "process_virtual_memory_bytes 31457280",
+        "process_open_fds 17",
+        "process_max_fds 1024",
+        "process_start_time_seconds 1700000050.5",
+    ] {
+        assert!(text.contains(&format!("\n{line}\n")), "{line} in:\n{text}");
+    }
+    let declared: Vec<&str> = families::ALL
+        .iter()
+        .map(|f| f.name)
+        .filter(|n| !n.starts_with("closewatch_"))
+        .collect();
+    assert_eq!(declared, CLIENT_LIBRARY_NAMES);
+}
+
+#[test]
+fn an_unlimited_fd_limit_is_absent_not_a_number() {
+    let text = with_view(100, |view| {
+        let own = view.own_process.map(|o| OwnProcess { max_fds: None, ..o });
+        let view = ScanView {
+            own_process: own,
+            ..*view
+        };
+        render(&view, &AgentStats::default()).expect("renders")
+    });
+    assert!(text.contains("\nprocess_open_fds 17\n"));
+    assert!(!text.contains("\nprocess_max_fds "), "{text}");
+}
+
+#[test]
+fn an_unreadable_own_process_is_counted_and_exports_no_figure() {
+    let text = render_scan(&scan(), 0, &AgentStats::default());
+    assert!(text.contains(r#"closewatch_read_failures{source="own_process"} 1"#));
+    for name in CLIENT_LIBRARY_NAMES {
+        assert!(!text.contains(&format!("\n{name} ")), "{name} without data");
+    }
+}
+
+#[test]
+fn build_info_names_the_version_revision_and_compiler() {
+    let text = render_with(100);
+    let line = format!(
+        r#"closewatch_build_info{{revision="{}",rustc="{}",version="{}"}} 1"#,
+        crate::build_info::REVISION,
+        crate::build_info::RUSTC,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.contains(&line), "{line} in:\n{text}");
+    assert!(!crate::build_info::RUSTC.is_empty());
 }
