@@ -306,8 +306,10 @@ close_wait_age = "3s"
 close_wait_stale = { warning = 2, critical = 50 }
 EOF
 in_ct systemctl reload closewatch
-wait_for 20 eval '[ "$(sample "$(metrics)" closewatch_config_last_reload_successful)" = 1 ]' ||
-    fail "the fixed config did not reload"
+fixed() {
+    text=$(metrics) && [ "$(sample "$text" closewatch_config_last_reload_successful)" = 1 ]
+}
+wait_for 20 fixed || fail "the fixed config did not reload"
 say "2 ok: reload applied interval 2s and close_wait_stale warning 1 → 2 in the same pid $pid_before; a broken file kept them:"
 journal=$(in_ct journalctl -u closewatch --no-pager -o cat)
 grep -E 'SIGHUP|reload' <<<"$journal" >&2 || true
@@ -351,7 +353,7 @@ $(grep netns <<<"$text")"
 [ "$(sample "$text" closewatch_netns_scanned)" -ge 2 ] || fail "fewer than 2 namespaces scanned"
 [ "$(sample "$text" closewatch_attribution_complete)" = 1 ] || fail "attribution incomplete"
 say "3 ok: under the unit's sandbox, as user $(in_ct ps -o user= -p "$(unit_prop MainPID)"):"
-grep -E "^closewatch_process_(tcp_sockets|finding)\{.*pid=\"($host_pid|$netns_pid)\"|^closewatch_netns_scanned|^closewatch_scans_by_attribution_total|^closewatch_attribution_complete" <<<"$text" >&2 || true
+grep -E "^closewatch_process_(tcp_sockets|finding)\{.*pid=\"($host_pid|$netns_pid)\"|^closewatch_netns_scanned|^closewatch_scans_by_attribution_total|^closewatch_attribution_complete|^closewatch_scan_duration_seconds" <<<"$text" >&2 || true
 # Which backend ran, and why. BPF iterators report pids as the kernel's
 # initial pid namespace numbers them; the container's /proc has its own, so
 # the agent must fall back to the /proc walk here, after loading and running
