@@ -1027,3 +1027,135 @@ fn the_daemonset_config_is_one_the_agent_accepts() {
         &out,
     );
 }
+
+// ------------------------------------------------- mixin and PrometheusRule
+
+const MIXIN: &str = "packaging/mixin";
+const PROMETHEUS_RULE: &str = "packaging/kubernetes/closewatch-prometheusrule.yaml";
+/// The mixin's default `_config.closewatchSelector`.
+const DEFAULT_SELECTOR: &str = "job=\"closewatch\"";
+
+/// Whether a tool that .ci/run installs is here: in CI its absence fails the
+/// test, elsewhere the test says loudly that it skipped.
+fn installed(name: &str, args: &[&str], install: &str) -> bool {
+    let found = Command::new(name)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is missing in CI: .ci/run must install it ({install})"
+        );
+        eprintln!("\n**** SKIPPED: {name} is not installed ({install}) ****\n");
+    }
+    found
+}
+
+/// One of the mixin's rendering programs, as packaging/mixin/build.sh runs it.
+fn render_mixin(program: &str, selector: Option<&str>) -> String {
+    let mut cmd = Command::new("jsonnet");
+    cmd.arg("-S").arg("-J").arg(MIXIN);
+    if let Some(s) = selector {
+        cmd.arg("--tla-str").arg(format!("selector={s}"));
+    }
+    let out = cmd
+        .arg(format!("{MIXIN}/{program}"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run jsonnet");
+    assert_success(&format!("jsonnet {program}"), &out);
+    String::from_utf8(out.stdout).expect("jsonnet prints UTF-8")
+}
+
+/// The first line where two texts differ, for a readable failure.
+fn first_difference(a: &str, b: &str) -> String {
+    a.lines()
+        .zip(b.lines())
+        .enumerate()
+        .find(|(_, (x, y))| x != y)
+        .map(|(i, (x, y))| format!("line {}:\n  committed: {x}\n  rendered:  {y}", i + 1))
+        .unwrap_or_else(|| format!("{} vs {} lines", a.lines().count(), b.lines().count()))
+}
+
+#[test]
+fn the_rule_files_are_what_the_mixin_renders() {
+    if !installed("jsonnet", &["--version"], "Debian: apt-get install jsonnet") {
+        return;
+    }
+    for (program, committed) in [
+        ("closewatch-alerts.jsonnet", RULES),
+        ("closewatch-prometheusrule.jsonnet", PROMETHEUS_RULE),
+    ] {
+        let rendered = render_mixin(program, None);
+        let text = read(committed);
+        assert!(
+            text == rendered,
+            "{committed} is not what {MIXIN}/{program} renders: it is generated, never \
+             edited by hand (edit {MIXIN}/alerts.libsonnet, run packaging/mixin/build.sh). \
+             First difference at {}",
+            first_difference(&text, &rendered)
+        );
+    }
+}
+
+#[test]
+fn the_selector_of_the_mixin_changes_the_selector_and_nothing_else() {
+    if !installed("jsonnet", &["--version"], "Debian: apt-get install jsonnet") {
+        return;
+    }
+    let other = "job=\"kubernetes-pods\", app_kubernetes_io_name=\"closewatch\"";
+    let rendered = render_mixin("closewatch-alerts.jsonnet", Some(other));
+    let committed = read(RULES);
+    assert!(
+        committed.contains(&format!("up{{{DEFAULT_SELECTOR}}} == 0"))
+            && committed.contains(&format!("absent(up{{{DEFAULT_SELECTOR}}})")),
+        "{RULES}: the agent-health alerts no longer select up{{{DEFAULT_SELECTOR}}}"
+    );
+    let expected = committed.replace(DEFAULT_SELECTOR, other);
+    assert!(
+        rendered == expected,
+        "rendered with selector {other}, the rules differ from {RULES} by more than the \
+         selector: {}",
+        first_difference(&expected, &rendered)
+    );
+    assert!(!rendered.contains(DEFAULT_SELECTOR));
+}
+
+/// The PrometheusRule's spec, dedented, is the rule file's `groups:` part,
+/// byte for byte: no tool needed, so this holds even where jsonnet is not
+/// installed.
+#[test]
+fn the_prometheusrule_holds_exactly_the_alert_rules() {
+    let rule = read(PROMETHEUS_RULE);
+    let lines = yaml_lines(&rule);
+    for (k, v) in [
+        ("apiVersion", "monitoring.coreos.com/v1"),
+        ("kind", "PrometheusRule"),
+    ] {
+        assert!(has(&lines, k, v), "{PROMETHEUS_RULE}: no {k}: {v}");
+    }
+    let spec: Vec<String> = rule
+        .lines()
+        .skip_while(|l| *l != "spec:")
+        .skip(1)
+        .map(|l| l.strip_prefix("  ").unwrap_or(l).to_string())
+        .collect();
+    let rules = read(RULES);
+    let groups: Vec<String> = rules
+        .lines()
+        .skip_while(|l| *l != "groups:")
+        .map(str::to_string)
+        .collect();
+    assert!(
+        groups.len() > 100,
+        "{RULES}: no top-level `groups:` followed by the rules"
+    );
+    assert!(
+        spec == groups,
+        "{PROMETHEUS_RULE}: its spec is not the rule groups of {RULES} (both are rendered \
+         by packaging/mixin/build.sh): {}",
+        first_difference(&groups.join("\n"), &spec.join("\n"))
+    );
+}
