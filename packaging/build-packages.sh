@@ -8,9 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in cargo-deb cargo-generate-rpm; do
-    command -v "$tool" >/dev/null || {
-        echo "build-packages.sh: $tool is missing: cargo install --locked $tool" >&2
+for tool in cargo-deb@3.8.0 cargo-generate-rpm@0.21.1; do
+    command -v "${tool%@*}" >/dev/null || {
+        echo "build-packages.sh: ${tool%@*} is missing: cargo install --locked $tool" >&2
         exit 1
     }
 done

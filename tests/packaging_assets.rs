@@ -1027,3 +1027,277 @@ fn the_daemonset_config_is_one_the_agent_accepts() {
         &out,
     );
 }
+
+// ------------------------------------------------- mixin and PrometheusRule
+
+const MIXIN: &str = "packaging/mixin";
+const PROMETHEUS_RULE: &str = "packaging/kubernetes/closewatch-prometheusrule.yaml";
+/// The mixin's default `_config.closewatchSelector`.
+const DEFAULT_SELECTOR: &str = "job=\"closewatch\"";
+
+/// Whether a tool that .ci/run installs is here: in CI its absence fails the
+/// test, elsewhere the test says loudly that it skipped.
+fn installed(name: &str, args: &[&str], install: &str) -> bool {
+    let found = Command::new(name)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is missing in CI: .ci/run must install it ({install})"
+        );
+        eprintln!("\n**** SKIPPED: {name} is not installed ({install}) ****\n");
+    }
+    found
+}
+
+/// One of the mixin's rendering programs, as packaging/mixin/build.sh runs it.
+fn render_mixin(program: &str, selector: Option<&str>) -> String {
+    let mut cmd = Command::new("jsonnet");
+    cmd.arg("-S").arg("-J").arg(MIXIN);
+    if let Some(s) = selector {
+        cmd.arg("--tla-str").arg(format!("selector={s}"));
+    }
+    let out = cmd
+        .arg(format!("{MIXIN}/{program}"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run jsonnet");
+    assert_success(&format!("jsonnet {program}"), &out);
+    String::from_utf8(out.stdout).expect("jsonnet prints UTF-8")
+}
+
+/// The first line where two texts differ, for a readable failure.
+fn first_difference(a: &str, b: &str) -> String {
+    a.lines()
+        .zip(b.lines())
+        .enumerate()
+        .find(|(_, (x, y))| x != y)
+        .map(|(i, (x, y))| format!("line {}:\n  committed: {x}\n  rendered:  {y}", i + 1))
+        .unwrap_or_else(|| format!("{} vs {} lines", a.lines().count(), b.lines().count()))
+}
+
+#[test]
+fn the_rule_files_are_what_the_mixin_renders() {
+    if !installed("jsonnet", &["--version"], "Debian: apt-get install jsonnet") {
+        return;
+    }
+    for (program, committed) in [
+        ("closewatch-alerts.jsonnet", RULES),
+        ("closewatch-prometheusrule.jsonnet", PROMETHEUS_RULE),
+    ] {
+        let rendered = render_mixin(program, None);
+        let text = read(committed);
+        assert!(
+            text == rendered,
+            "{committed} is not what {MIXIN}/{program} renders: it is generated, never \
+             edited by hand (edit {MIXIN}/alerts.libsonnet, run packaging/mixin/build.sh). \
+             First difference at {}",
+            first_difference(&text, &rendered)
+        );
+    }
+}
+
+#[test]
+fn the_selector_of_the_mixin_changes_the_selector_and_nothing_else() {
+    if !installed("jsonnet", &["--version"], "Debian: apt-get install jsonnet") {
+        return;
+    }
+    let other = "job=\"kubernetes-pods\", app_kubernetes_io_name=\"closewatch\"";
+    let rendered = render_mixin("closewatch-alerts.jsonnet", Some(other));
+    let committed = read(RULES);
+    assert!(
+        committed.contains(&format!("up{{{DEFAULT_SELECTOR}}} == 0"))
+            && committed.contains(&format!("absent(up{{{DEFAULT_SELECTOR}}})")),
+        "{RULES}: the agent-health alerts no longer select up{{{DEFAULT_SELECTOR}}}"
+    );
+    let expected = committed.replace(DEFAULT_SELECTOR, other);
+    assert!(
+        rendered == expected,
+        "rendered with selector {other}, the rules differ from {RULES} by more than the \
+         selector: {}",
+        first_difference(&expected, &rendered)
+    );
+    assert!(!rendered.contains(DEFAULT_SELECTOR));
+}
+
+/// The PrometheusRule's spec, dedented, is the rule file's `groups:` part,
+/// byte for byte: no tool needed, so this holds even where jsonnet is not
+/// installed.
+#[test]
+fn the_prometheusrule_holds_exactly_the_alert_rules() {
+    let rule = read(PROMETHEUS_RULE);
+    let lines = yaml_lines(&rule);
+    for (k, v) in [
+        ("apiVersion", "monitoring.coreos.com/v1"),
+        ("kind", "PrometheusRule"),
+    ] {
+        assert!(has(&lines, k, v), "{PROMETHEUS_RULE}: no {k}: {v}");
+    }
+    let spec: Vec<String> = rule
+        .lines()
+        .skip_while(|l| *l != "spec:")
+        .skip(1)
+        .map(|l| l.strip_prefix("  ").unwrap_or(l).to_string())
+        .collect();
+    let rules = read(RULES);
+    let groups: Vec<String> = rules
+        .lines()
+        .skip_while(|l| *l != "groups:")
+        .map(str::to_string)
+        .collect();
+    assert!(
+        groups.len() > 100,
+        "{RULES}: no top-level `groups:` followed by the rules"
+    );
+    assert!(
+        spec == groups,
+        "{PROMETHEUS_RULE}: its spec is not the rule groups of {RULES} (both are rendered \
+         by packaging/mixin/build.sh): {}",
+        first_difference(&groups.join("\n"), &spec.join("\n"))
+    );
+}
+
+// ------------------------------------------------ Kubernetes manifests
+
+const KUBERNETES: &str = "packaging/kubernetes";
+
+#[test]
+fn the_kubernetes_manifests_pass_schema_validation() {
+    let out = Command::new("packaging/check-manifests.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run packaging/check-manifests.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.code() == Some(2) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the manifest validators are missing in CI: .ci/run must run \
+             packaging/check-manifests.sh --install\n{text}"
+        );
+        eprintln!("\n**** SKIPPED: {}****\n", text.trim_end());
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "packaging/check-manifests.sh failed ({}):\n{text}",
+        out.status
+    );
+    eprintln!("{text}");
+}
+
+/// The value of `key:` in the block nested under the first `under:` line.
+fn value_under(lines: &[Line<'_>], under: &str, key: &str) -> Option<String> {
+    let at = *find_key(lines, under).first()?;
+    nested(lines, at)
+        .iter()
+        .find_map(|l| value_of(l.text, key).map(|v| unquote(v).to_string()))
+}
+
+/// The Service, ServiceMonitor and PodMonitor find the DaemonSet's pods and
+/// port, name the job the rules select, and every manifest is in the
+/// kustomization (the schemas cannot see any of this: each object is valid
+/// on its own).
+#[test]
+fn the_operator_manifests_select_the_agent_and_the_job_the_rules_select() {
+    let label = ("app.kubernetes.io/name", "closewatch");
+    let daemonset = read(DAEMONSET);
+    let ds = yaml_lines(&daemonset);
+    let mut problems = Vec::new();
+    let mut expect = |ok: bool, what: String| {
+        if !ok {
+            problems.push(what);
+        }
+    };
+    // The pod template's label, and its port's name.
+    let template = find_key(&ds, "template")
+        .first()
+        .map(|&i| nested(&ds, i))
+        .unwrap_or_default();
+    expect(
+        value_under(template, "labels", label.0).as_deref() == Some(label.1),
+        format!("{DAEMONSET}: pod template label {}: {}", label.0, label.1),
+    );
+    let port = find_key(&ds, "containerPort")
+        .first()
+        .and_then(|&i| value_of(item_of(&ds, i)[0].text, "name").map(|v| unquote(v).to_string()));
+    expect(
+        port.as_deref() == Some("metrics"),
+        format!("{DAEMONSET}: the container port 9958 is named metrics, not {port:?}"),
+    );
+
+    let service_text = read(&format!("{KUBERNETES}/closewatch-service.yaml"));
+    let service = yaml_lines(&service_text);
+    expect(
+        value_under(&service, "selector", label.0).as_deref() == Some(label.1)
+            && has(&service, "targetPort", "metrics")
+            && has(&service, "name", "metrics")
+            && value_under(&service, "labels", label.0).as_deref() == Some(label.1),
+        "the Service selects the pods by their label, targets the port metrics, \
+         names its port metrics and carries the label the ServiceMonitor selects"
+            .to_string(),
+    );
+
+    for (file, endpoints) in [
+        ("closewatch-servicemonitor.yaml", "endpoints"),
+        (
+            "podmonitor/closewatch-podmonitor.yaml",
+            "podMetricsEndpoints",
+        ),
+    ] {
+        let text = read(&format!("{KUBERNETES}/{file}"));
+        let l = yaml_lines(&text);
+        // jobLabel names a label whose value is the job of the default
+        // selector, job="closewatch".
+        expect(
+            has(&l, "jobLabel", label.0) && DEFAULT_SELECTOR == format!("job=\"{}\"", label.1),
+            format!("{file}: jobLabel {} (job=\"{}\")", label.0, label.1),
+        );
+        expect(
+            value_under(&l, "matchLabels", label.0).as_deref() == Some(label.1),
+            format!("{file}: selects {}: {}", label.0, label.1),
+        );
+        let eps = find_key(&l, endpoints)
+            .first()
+            .map(|&i| nested(&l, i))
+            .unwrap_or_default();
+        expect(
+            has(eps, "port", "metrics") && has(eps, "path", "/metrics"),
+            format!("{file}: {endpoints} on port metrics, path /metrics"),
+        );
+    }
+
+    // Every manifest is in a kustomization: the main one or the component.
+    let listed = |k: &str| -> BTreeSet<String> {
+        let text = read(&format!("{KUBERNETES}/{k}"));
+        let l = yaml_lines(&text);
+        find_key(&l, "resources")
+            .first()
+            .map(|&i| list_under(&l, i).into_iter().collect())
+            .unwrap_or_default()
+    };
+    let main = listed("kustomization.yaml");
+    let component = listed("podmonitor/kustomization.yaml");
+    for dir in [KUBERNETES.to_string(), format!("{KUBERNETES}/podmonitor")] {
+        let entries = std::fs::read_dir(repo_path(&dir)).expect("read the directory");
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !name.ends_with(".yaml") || name == "kustomization.yaml" {
+                continue;
+            }
+            let in_main = dir == KUBERNETES && main.contains(&name);
+            let in_component = dir != KUBERNETES && component.contains(&name);
+            expect(
+                in_main || in_component,
+                format!("{dir}/{name} is in no kustomization"),
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
