@@ -253,7 +253,7 @@ esac
 invocation=$(unit_prop InvocationID)
 journal=$(in_ct journalctl --no-pager -o short-monotonic _SYSTEMD_INVOCATION_ID="$invocation" + \
     INVOCATION_ID="$invocation" _PID=1)
-scan_line=$(grep -n 'INFO ] status ' <<<"$journal" | head -1 | cut -d: -f1)
+scan_line=$(grep -n 'closewatch\[[0-9]*\]: status ' <<<"$journal" | head -1 | cut -d: -f1)
 started_line=$(grep -n 'Started closewatch.service' <<<"$journal" | head -1 | cut -d: -f1)
 [ -n "$scan_line" ] && [ -n "$started_line" ] && [ "$scan_line" -lt "$started_line" ] ||
     fail "the journal does not show the first scan before \"Started\":
@@ -262,6 +262,18 @@ exec_us=$(unit_prop ExecMainStartTimestampMonotonic)
 active_us=$(unit_prop ActiveEnterTimestampMonotonic)
 say "1 ok: active only once scan 1 is served (3 restarts; exec→READY=1 $(((active_us - exec_us) / 1000)) ms); journal:"
 grep -E 'Starting|listening|status|Started' <<<"$journal" >&2 || true
+
+# --- 1b. priorities: the agent's "<N>" prefixes reach journald as PRIORITY,
+# so `journalctl -p warning` shows its warnings (here: BPF refused in the
+# container's pid namespace) and not its info lines.
+warnings=$(in_ct journalctl -u closewatch -p warning --no-pager -o cat _SYSTEMD_INVOCATION_ID="$invocation")
+grep -q 'BPF attribution unavailable' <<<"$warnings" ||
+    fail "journalctl -p warning lacks the agent's warning:
+$warnings"
+! grep -q 'listening on' <<<"$warnings" || fail "an info line has warning priority:
+$warnings"
+grep -q '^<[0-9]>' <<<"$warnings" && fail "the <N> prefix reached the journal's text"
+say "1b ok: journalctl -p warning shows the agent's warning and none of its info lines"
 
 # --- 2. reload
 conf=/proc/$leader/root/etc/closewatch/closewatch.toml
