@@ -471,7 +471,7 @@
             },
             annotations: {
               summary: 'closewatch on {{ $labels.instance }} cannot be scraped',
-              description: 'Prometheus has failed to scrape closewatch on {{ $labels.instance }} (job {{ $labels.job }}) for 5 minutes: socket and fd leaks on that host go unnoticed. Check `systemctl status closewatch` (or the pod) and `curl http://{{ $labels.instance }}/healthz`.',
+              description: 'Prometheus has failed to scrape closewatch on {{ $labels.instance }} (job {{ $labels.job }}) for 5 minutes: socket and fd leaks on that host go unnoticed. Check `systemctl status closewatch` (or the pod), its /healthz, and the last scrape error Prometheus shows for the target (a 401 is a web config password Prometheus does not have).',
             },
           },
           // No target at all: the job is missing from the scrape config or service
