@@ -683,3 +683,125 @@ fn the_agent_serves_on_a_socket_systemd_passes() {
         "--listen is not bound: {log}"
     );
 }
+
+/// A client certificate from its own CA: `NAME-client.pem` and
+/// `NAME-client-key.pem`, signed by `NAME-clients-ca.pem`.
+fn client_pki(dir: &Path, name: &str) {
+    let p = |f: &str| dir.join(f).display().to_string();
+    let (ca_key, ca) = (
+        p(&format!("{name}-clients-ca-key.pem")),
+        p(&format!("{name}-clients-ca.pem")),
+    );
+    run(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=clients CA",
+    ]));
+    let (key, csr) = (
+        p(&format!("{name}-client-key.pem")),
+        p(&format!("{name}-client.csr")),
+    );
+    run(Command::new("openssl").args([
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=prometheus",
+    ]));
+    let ext = p(&format!("{name}-client.ext"));
+    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").expect("ext");
+    run(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &p(&format!("{name}-client.pem")),
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]));
+}
+
+#[test]
+fn client_certificates_are_required_and_verified_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki(dir.path(), "a");
+    client_pki(dir.path(), "a");
+    client_pki(dir.path(), "other");
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        "tls_server_config:\n  cert_file: a.pem\n  key_file: a-key.pem\n  \
+         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: a-clients-ca.pem\n",
+    )
+    .expect("web.yml");
+    let config = empty_config();
+    let web_flag = web.display().to_string();
+    let agent = Agent::start(
+        config.path(),
+        &["--interval", "1s", "--web-config", &web_flag],
+    );
+    let url = format!("https://{}/metrics", agent.addr);
+    let ca = dir.path().join("a-ca.pem");
+    let with_cert = |name: &str| -> u16 {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+            ])
+            .arg(&ca)
+            .arg("--cert")
+            .arg(dir.path().join(format!("{name}-client.pem")))
+            .arg("--key")
+            .arg(dir.path().join(format!("{name}-client-key.pem")))
+            .arg(&url)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let ok = wait_for(Duration::from_secs(60), || {
+        Some(with_cert("a")).filter(|s| *s == 200)
+    });
+    assert_eq!(ok, Some(200), "a certificate of the clients' CA");
+    assert_eq!(
+        with_cert("other"),
+        0,
+        "a certificate of another CA: no handshake"
+    );
+    assert_eq!(curl(&url, &ca, None).0, 0, "no certificate: no handshake");
+}
