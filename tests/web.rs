@@ -684,14 +684,9 @@ fn the_agent_serves_on_a_socket_systemd_passes() {
     );
 }
 
-/// A client certificate from its own CA: `NAME-client.pem` and
-/// `NAME-client-key.pem`, signed by `NAME-clients-ca.pem`.
-fn client_pki(dir: &Path, name: &str) {
+/// A client CA in `dir`: `CA-clients-ca.pem` and its key.
+fn client_ca(dir: &Path, ca: &str) {
     let p = |f: &str| dir.join(f).display().to_string();
-    let (ca_key, ca) = (
-        p(&format!("{name}-clients-ca-key.pem")),
-        p(&format!("{name}-clients-ca.pem")),
-    );
     run(Command::new("openssl").args([
         "req",
         "-x509",
@@ -701,14 +696,20 @@ fn client_pki(dir: &Path, name: &str) {
         "ec_paramgen_curve:P-256",
         "-nodes",
         "-keyout",
-        &ca_key,
+        &p(&format!("{ca}-clients-ca-key.pem")),
         "-out",
-        &ca,
+        &p(&format!("{ca}-clients-ca.pem")),
         "-days",
         "2",
         "-subj",
         "/CN=clients CA",
     ]));
+}
+
+/// A client certificate with subject alternative names `sans` (openssl's
+/// syntax), signed by `client_ca(dir, ca)`: `NAME-client.pem`, `NAME-client-key.pem`.
+fn client_cert(dir: &Path, ca: &str, name: &str, sans: &str) {
+    let p = |f: &str| dir.join(f).display().to_string();
     let (key, csr) = (
         p(&format!("{name}-client-key.pem")),
         p(&format!("{name}-client.csr")),
@@ -728,16 +729,20 @@ fn client_pki(dir: &Path, name: &str) {
         "/CN=prometheus",
     ]));
     let ext = p(&format!("{name}-client.ext"));
-    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").expect("ext");
+    std::fs::write(
+        &ext,
+        format!("extendedKeyUsage=clientAuth\nsubjectAltName={sans}\n"),
+    )
+    .expect("ext");
     run(Command::new("openssl").args([
         "x509",
         "-req",
         "-in",
         &csr,
         "-CA",
-        &ca,
+        &p(&format!("{ca}-clients-ca.pem")),
         "-CAkey",
-        &ca_key,
+        &p(&format!("{ca}-clients-ca-key.pem")),
         "-CAcreateserial",
         "-out",
         &p(&format!("{name}-client.pem")),
@@ -748,60 +753,103 @@ fn client_pki(dir: &Path, name: &str) {
     ]));
 }
 
-#[test]
-fn client_certificates_are_required_and_verified_when_asked() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    pki(dir.path(), "a");
-    client_pki(dir.path(), "a");
-    client_pki(dir.path(), "other");
-    let web = dir.path().join("web.yml");
+/// Starts an agent with TLS from `pki(dir, "a")` and these extra
+/// `tls_server_config` lines; returns it with a GET by client certificate
+/// (the status, 0 when there was no handshake).
+fn mtls_agent(dir: &Path, extra: &str) -> (Agent, impl Fn(&str) -> u16) {
+    let web = dir.join("web.yml");
     std::fs::write(
         &web,
-        "tls_server_config:\n  cert_file: a.pem\n  key_file: a-key.pem\n  \
-         client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: a-clients-ca.pem\n",
+        format!("tls_server_config:\n  cert_file: a.pem\n  key_file: a-key.pem\n{extra}"),
     )
     .expect("web.yml");
-    let config = empty_config();
+    let config = dir.join("closewatch.toml");
+    std::fs::write(&config, "").expect("config");
     let web_flag = web.display().to_string();
-    let agent = Agent::start(
-        config.path(),
-        &["--interval", "1s", "--web-config", &web_flag],
-    );
+    let agent = Agent::start(&config, &["--interval", "1s", "--web-config", &web_flag]);
     let url = format!("https://{}/metrics", agent.addr);
-    let ca = dir.path().join("a-ca.pem");
-    let with_cert = |name: &str| -> u16 {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "10",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--cacert",
-            ])
-            .arg(&ca)
-            .arg("--cert")
-            .arg(dir.path().join(format!("{name}-client.pem")))
-            .arg("--key")
-            .arg(dir.path().join(format!("{name}-client-key.pem")))
-            .arg(&url)
-            .output()
-            .expect("curl");
+    let (dir, ca) = (dir.to_path_buf(), dir.join("a-ca.pem"));
+    let get = move |name: &str| -> u16 {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+        ])
+        .arg(&ca);
+        if !name.is_empty() {
+            cmd.arg("--cert")
+                .arg(dir.join(format!("{name}-client.pem")))
+                .arg("--key")
+                .arg(dir.join(format!("{name}-client-key.pem")));
+        }
+        let out = cmd.arg(&url).output().expect("curl");
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
             .unwrap_or(0)
     };
+    (agent, get)
+}
+
+#[test]
+fn client_certificates_are_required_and_verified_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki(dir.path(), "a");
+    client_ca(dir.path(), "ours");
+    client_ca(dir.path(), "theirs");
+    client_cert(dir.path(), "ours", "good", "DNS:good.example");
+    client_cert(dir.path(), "theirs", "foreign", "DNS:good.example");
+    let (_agent, get) = mtls_agent(
+        dir.path(),
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ours-clients-ca.pem\n",
+    );
     let ok = wait_for(Duration::from_secs(60), || {
-        Some(with_cert("a")).filter(|s| *s == 200)
+        Some(get("good")).filter(|s| *s == 200)
     });
     assert_eq!(ok, Some(200), "a certificate of the clients' CA");
     assert_eq!(
-        with_cert("other"),
+        get("foreign"),
         0,
         "a certificate of another CA: no handshake"
     );
-    assert_eq!(curl(&url, &ca, None).0, 0, "no certificate: no handshake");
+    assert_eq!(get(""), 0, "no certificate: no handshake");
+}
+
+#[test]
+fn client_allowed_sans_admits_only_certificates_that_name_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki(dir.path(), "a");
+    client_ca(dir.path(), "ours");
+    client_cert(dir.path(), "ours", "dns", "DNS:prometheus-0.example");
+    client_cert(dir.path(), "ours", "ip", "IP:192.0.2.7");
+    client_cert(
+        dir.path(),
+        "ours",
+        "uri",
+        "URI:spiffe://example.org/prometheus",
+    );
+    client_cert(
+        dir.path(),
+        "ours",
+        "other",
+        "DNS:grafana.example,IP:192.0.2.8",
+    );
+    let (_agent, get) = mtls_agent(
+        dir.path(),
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ours-clients-ca.pem\n  \
+         client_allowed_sans: [prometheus-0.example, 192.0.2.7, 'spiffe://example.org/prometheus']\n",
+    );
+    let ok = wait_for(Duration::from_secs(60), || {
+        Some(get("dns")).filter(|s| *s == 200)
+    });
+    assert_eq!(ok, Some(200), "a DNS name allowed");
+    assert_eq!(get("ip"), 200, "an IP address allowed");
+    assert_eq!(get("uri"), 200, "a URI allowed");
+    assert_eq!(get("other"), 0, "the same CA, other names: no handshake");
 }

@@ -24,6 +24,7 @@ pub mod address;
 pub mod auth;
 mod backoff;
 mod bucket;
+mod client_sans;
 mod connections;
 mod lifetime;
 pub mod published;

@@ -4,6 +4,7 @@
 //! their IANA names. What rustls does not implement is an error naming it,
 //! never silently dropped: TLS 1.0 and 1.1, CBC suites, CurveP521, and the
 //! client auth types that take a certificate without verifying it.
+//! `client_allowed_sans` is checked by `client_sans`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 
+use super::client_sans::AllowedSans;
 use super::web_config::{beside, TlsFile};
 
 /// The acceptor `file` describes; paths are relative to `dir`.
@@ -164,9 +166,6 @@ fn client_verifier(
 ) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, String> {
     let auth = file.client_auth_type.as_deref().unwrap_or("NoClientCert");
     let has_ca = file.client_ca.is_some() || file.client_ca_file.is_some();
-    if file.client_allowed_sans.is_some() {
-        return Err("client_allowed_sans is not supported yet".to_string());
-    }
     let required = match auth {
         "NoClientCert" if has_ca => {
             return Err("client CAs are given without a client_auth_type".to_string())
@@ -199,8 +198,13 @@ fn client_verifier(
     } else {
         builder.allow_unauthenticated()
     };
-    builder
-        .build()
-        .map(Some)
-        .map_err(|e| format!("client_ca: {e}"))
+    let verifier = builder.build().map_err(|e| format!("client_ca: {e}"))?;
+    match &file.client_allowed_sans {
+        None => Ok(Some(verifier)),
+        // As the toolkit: SANs are matched only when a certificate is required.
+        Some(_) if !required => {
+            Err("client_allowed_sans needs client_auth_type RequireAndVerifyClientCert".to_string())
+        }
+        Some(allowed) => Ok(Some(Arc::new(AllowedSans::new(verifier, allowed)?))),
+    }
 }
