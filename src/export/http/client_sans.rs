@@ -126,7 +126,11 @@ mod tests {
 
     #[test]
     fn names_and_addresses_are_told_apart_and_emails_refused() {
-        let sans = ["a.example".to_string(), "192.0.2.1".to_string(), "::1".to_string()];
+        let sans = [
+            "a.example".to_string(),
+            "192.0.2.1".to_string(),
+            "::1".to_string(),
+        ];
         let a = AllowedSans::new(inner(), &sans).expect("valid");
         assert_eq!(a.names, ["a.example"]);
         assert_eq!(a.ips.len(), 2);
