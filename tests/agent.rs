@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::agent::{request, sample, signal, wait_for, Agent};
+use common::agent::{sample, signal, tool, wait_for, Agent, Prometheus};
 use common::Fixture;
 
 fn empty_config() -> tempfile::NamedTempFile {
@@ -290,28 +290,9 @@ fn sighup_reloads_a_good_config_and_keeps_the_old_one_on_a_bad_one() {
     assert!(matches!(agent.request("GET", "/healthz"), Some(r) if r.status == 200));
 }
 
-/// Whether a tool is installed; in CI its absence fails the test, elsewhere
-/// the test says loudly that it skipped.
-fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is missing in CI: .ci/run must install Debian's prometheus package"
-        );
-        eprintln!("\n**** SKIPPED: {name} is not installed (apt-get install prometheus) ****\n");
-    }
-    found
-}
-
 #[test]
 fn promtool_accepts_a_real_scrape() {
-    if !tool("promtool") {
+    if !tool("promtool", "prometheus") {
         return;
     }
     // The fixture first: the agent's first scan then has per-process series,
@@ -350,15 +331,9 @@ fn promtool_accepts_a_real_scrape() {
     assert!(lint.trim().is_empty(), "promtool lint findings:\n{lint}");
 }
 
-/// A free loopback port (bound, then released: Prometheus binds it next).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 #[test]
 fn a_real_prometheus_scrapes_the_leak() {
-    if !tool("prometheus") {
+    if !tool("prometheus", "prometheus") {
         return;
     }
     let config = empty_config();
@@ -369,49 +344,15 @@ fn a_real_prometheus_scrapes_the_leak() {
     let fixture = Fixture::start("eof-server", Some(3));
     let server = fixture.info.role("server").pids[0];
 
-    let data = tempfile::tempdir().expect("tempdir");
-    let prom_config = data.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: closewatch\n    static_configs:\n      - targets: ['{}']\n",
-            agent.addr
-        ),
-    )
-    .expect("write prometheus.yml");
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            data.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill(); // by pid
-            let _ = self.0.wait();
-        }
-    }
-    let _prometheus = Stop(child);
-
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let prometheus = Prometheus::start(&format!(
+        "  - job_name: closewatch\n    static_configs:\n      - targets: ['{}']\n",
+        agent.addr
+    ));
     let query = format!(
-        "/api/v1/query?query=closewatch_process_tcp_sockets%7Bstate%3D%22close_wait%22%2Cpid%3D%22{server}%22%7D"
+        "closewatch_process_tcp_sockets%7Bstate%3D%22close_wait%22%2Cpid%3D%22{server}%22%7D"
     );
-    let answer = wait_for(Duration::from_secs(90), || {
-        let r = request(addr, "GET", &query)?;
-        let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
-        let result = v["data"]["result"].as_array()?.first()?.clone();
-        Some(result)
-    })
-    .expect("Prometheus has the series within 90 s");
+    let answer = wait_for(Duration::from_secs(90), || prometheus.first(&query))
+        .expect("Prometheus has the series within 90 s");
     assert_eq!(answer["metric"]["job"], "closewatch");
     assert_eq!(answer["metric"]["comm"], "fixture");
     assert_eq!(answer["value"][1], "3", "{answer}");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::agent::{request, wait_for, Agent};
+use common::agent::{free_port, request, tool, wait_for, Agent, Prometheus, Reaped};
 
 const USER: &str = "prometheus";
 const PASSWORD: &str = "correct horse battery staple";
@@ -30,32 +30,36 @@ fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
-/// A CA and a server certificate it signed for 127.0.0.1, ::1 and
-/// localhost, in `dir`: `NAME-ca.pem`, `NAME.pem`, `NAME-key.pem`.
-fn pki(dir: &Path, name: &str) {
-    let p = |f: &str| dir.join(f).display().to_string();
-    let ca_key = p(&format!("{name}-ca-key.pem"));
-    let ca = p(&format!("{name}-ca.pem"));
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &ca_key,
-            "-out",
-            &ca,
-            "-days",
-            "2",
-            "-subj",
-        ])
-        .arg(format!("/CN=closewatch test CA {name}")));
-    let csr = p(&format!("{name}.csr"));
-    let key = p(&format!("{name}-key.pem"));
+/// Files of `dir`, as openssl's arguments take them.
+fn at(dir: &Path, file: &str) -> String {
+    dir.join(file).display().to_string()
+}
+
+/// A self-signed CA certificate `cert` with its key `key` (P-256), in `dir`.
+fn self_signed(dir: &Path, key: &str, cert: &str, subject: &str) {
+    run(Command::new("openssl").args([
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &at(dir, key),
+        "-out",
+        &at(dir, cert),
+        "-days",
+        "2",
+        "-subj",
+        subject,
+    ]));
+}
+
+/// A new key `key` and certificate `cert` for `subject` with the X.509 v3
+/// extensions `ext` (openssl's syntax), signed by the CA `ca` (`ca_key`).
+fn signed(dir: &Path, (ca, ca_key): (&str, &str), key: &str, cert: &str, subject: &str, ext: &str) {
+    let (csr, ext_file) = (format!("{cert}.csr"), format!("{cert}.ext"));
     run(Command::new("openssl").args([
         "req",
         "-newkey",
@@ -64,35 +68,45 @@ fn pki(dir: &Path, name: &str) {
         "ec_paramgen_curve:P-256",
         "-nodes",
         "-keyout",
-        &key,
+        &at(dir, key),
         "-out",
-        &csr,
+        &at(dir, &csr),
         "-subj",
-        "/CN=localhost",
+        subject,
     ]));
-    let ext = p(&format!("{name}.ext"));
-    std::fs::write(
-        &ext,
-        "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext");
+    std::fs::write(dir.join(&ext_file), ext).expect("extensions file");
     run(Command::new("openssl").args([
         "x509",
         "-req",
         "-in",
-        &csr,
+        &at(dir, &csr),
         "-CA",
-        &ca,
+        &at(dir, ca),
         "-CAkey",
-        &ca_key,
+        &at(dir, ca_key),
         "-CAcreateserial",
         "-out",
-        &p(&format!("{name}.pem")),
+        &at(dir, cert),
         "-days",
         "2",
         "-extfile",
-        &ext,
+        &at(dir, &ext_file),
     ]));
+}
+
+/// A CA and a server certificate it signed for 127.0.0.1, ::1 and
+/// localhost, in `dir`: `NAME-ca.pem`, `NAME.pem`, `NAME-key.pem`.
+fn pki(dir: &Path, name: &str) {
+    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca-key.pem"));
+    self_signed(dir, &ca_key, &ca, &format!("/CN=closewatch test CA {name}"));
+    signed(
+        dir,
+        (&ca, &ca_key),
+        &format!("{name}-key.pem"),
+        &format!("{name}.pem"),
+        "/CN=localhost",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\n",
+    );
 }
 
 /// A web config with TLS from `pki(dir, name)` (relative paths, as the
@@ -206,13 +220,7 @@ fn https_with_basic_auth_refuses_what_it_should() {
 
 #[test]
 fn a_real_prometheus_scrapes_over_tls_with_basic_auth() {
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(std::env::var_os("CI").is_none(), "prometheus missing in CI");
-        eprintln!("**** SKIPPED: prometheus is not installed ****");
+    if !tool("prometheus", "prometheus") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -225,8 +233,8 @@ fn a_real_prometheus_scrapes_over_tls_with_basic_auth() {
             agent.addr
         )
     };
-    let config = format!(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n{}{}{}",
+    let prometheus = Prometheus::start(&format!(
+        "{}{}{}",
         job(
             "good",
             &format!("    basic_auth:\n      username: {USER}\n      password: '{PASSWORD}'\n")
@@ -236,39 +244,8 @@ fn a_real_prometheus_scrapes_over_tls_with_basic_auth() {
             "wrong",
             &format!("    basic_auth:\n      username: {USER}\n      password: nope\n")
         ),
-    );
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(&prom_config, config).expect("prometheus.yml");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", prom_config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start prometheus");
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill(); // by pid
-            let _ = self.0.wait();
-        }
-    }
-    let _prometheus = Stop(child);
-    let prom: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let query = |q: &str| -> Option<serde_json::Value> {
-        let r = request(prom, "GET", &format!("/api/v1/query?query={q}"))?;
-        let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
-        v["data"]["result"].as_array()?.first().cloned()
-    };
+    ));
+    let query = |q: &str| prometheus.first(q);
     let scans = wait_for(Duration::from_secs(90), || {
         query("closewatch_scans_total%7Bjob%3D%22good%22%7D")
     })
@@ -284,7 +261,7 @@ fn a_real_prometheus_scrapes_over_tls_with_basic_auth() {
         assert!(query(&format!("closewatch_scans_total%7Bjob%3D%22{job}%22%7D")).is_none());
     }
     // And why: Prometheus's own view of the target says 401.
-    let targets = request(prom, "GET", "/api/v1/targets").expect("targets");
+    let targets = request(prometheus.addr, "GET", "/api/v1/targets").expect("targets");
     let v: serde_json::Value = serde_json::from_str(&targets.body).expect("json");
     let errors: Vec<String> = v["data"]["activeTargets"]
         .as_array()
@@ -577,22 +554,19 @@ fn the_shipped_web_config_example_is_valid_for_promtool_and_for_us() {
         &web,
     )
     .expect("copy the example");
-    match Command::new("promtool")
-        .arg("check")
-        .arg("web-config")
-        .arg(&web)
-        .output()
-    {
-        Ok(out) => assert!(
+    if tool("promtool", "prometheus") {
+        let out = Command::new("promtool")
+            .arg("check")
+            .arg("web-config")
+            .arg(&web)
+            .output()
+            .expect("promtool");
+        assert!(
             out.status.success(),
             "promtool check web-config: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(_) => {
-            assert!(std::env::var_os("CI").is_none(), "promtool missing in CI");
-            eprintln!("**** SKIPPED promtool: not installed ****");
-        }
+        );
     }
     let config = empty_config();
     let web_flag = web.display().to_string();
@@ -620,22 +594,10 @@ fn the_shipped_web_config_example_is_valid_for_promtool_and_for_us() {
 /// serves on the socket it is given (and binds nothing itself).
 #[test]
 fn the_agent_serves_on_a_socket_systemd_passes() {
-    if Command::new("systemd-socket-activate")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "systemd-socket-activate missing in CI"
-        );
-        eprintln!("**** SKIPPED: systemd-socket-activate is not installed ****");
+    if !tool("systemd-socket-activate", "systemd") {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     let config = empty_config();
     let child = Command::new("systemd-socket-activate")
         .arg("-l")
@@ -655,14 +617,8 @@ fn the_agent_serves_on_a_socket_systemd_passes() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("systemd-socket-activate");
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill(); // by pid: the tool execs the agent in place
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Stop(child);
+    // By pid: the tool execs the agent in place.
+    let mut child = Reaped(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     // The first connection is what starts the agent.
     let r = wait_for(Duration::from_secs(60), || {
@@ -686,71 +642,28 @@ fn the_agent_serves_on_a_socket_systemd_passes() {
 
 /// A client CA in `dir`: `CA-clients-ca.pem` and its key.
 fn client_ca(dir: &Path, ca: &str) {
-    let p = |f: &str| dir.join(f).display().to_string();
-    run(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &p(&format!("{ca}-clients-ca-key.pem")),
-        "-out",
-        &p(&format!("{ca}-clients-ca.pem")),
-        "-days",
-        "2",
-        "-subj",
-        "/CN=clients CA",
-    ]));
+    let (cert, key) = (
+        format!("{ca}-clients-ca.pem"),
+        format!("{ca}-clients-ca-key.pem"),
+    );
+    self_signed(dir, &key, &cert, "/CN=clients CA");
 }
 
 /// A client certificate with subject alternative names `sans` (openssl's
 /// syntax), signed by `client_ca(dir, ca)`: `NAME-client.pem`, `NAME-client-key.pem`.
 fn client_cert(dir: &Path, ca: &str, name: &str, sans: &str) {
-    let p = |f: &str| dir.join(f).display().to_string();
-    let (key, csr) = (
-        p(&format!("{name}-client-key.pem")),
-        p(&format!("{name}-client.csr")),
+    let (ca_cert, ca_key) = (
+        format!("{ca}-clients-ca.pem"),
+        format!("{ca}-clients-ca-key.pem"),
     );
-    run(Command::new("openssl").args([
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &csr,
-        "-subj",
+    signed(
+        dir,
+        (&ca_cert, &ca_key),
+        &format!("{name}-client-key.pem"),
+        &format!("{name}-client.pem"),
         "/CN=prometheus",
-    ]));
-    let ext = p(&format!("{name}-client.ext"));
-    std::fs::write(
-        &ext,
-        format!("extendedKeyUsage=clientAuth\nsubjectAltName={sans}\n"),
-    )
-    .expect("ext");
-    run(Command::new("openssl").args([
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &p(&format!("{ca}-clients-ca.pem")),
-        "-CAkey",
-        &p(&format!("{ca}-clients-ca-key.pem")),
-        "-CAcreateserial",
-        "-out",
-        &p(&format!("{name}-client.pem")),
-        "-days",
-        "2",
-        "-extfile",
-        &ext,
-    ]));
+        &format!("extendedKeyUsage=clientAuth\nsubjectAltName={sans}\n"),
+    );
 }
 
 /// Starts an agent with TLS from `pki(dir, "a")` and these extra

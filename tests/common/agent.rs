@@ -278,3 +278,89 @@ pub fn signal(pid: u32, sig: libc::c_int) {
     let r = unsafe { libc::kill(pid, sig) };
     assert_eq!(r, 0, "kill({pid}, {sig})");
 }
+
+/// A free loopback port (bound, then released: the caller binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A child process killed by pid and reaped when dropped.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill(); // by pid
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus server on a free loopback port, with `scrape_configs`
+/// (YAML, already indented under the key) in a 1 s scrape interval config,
+/// its data in a temporary directory. Stopped by pid when dropped.
+pub struct Prometheus {
+    pub addr: SocketAddr,
+    _server: Reaped,
+    _data: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(scrape_configs: &str) -> Prometheus {
+        let data = tempfile::tempdir().expect("tempdir");
+        let config = data.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n{scrape_configs}"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let port = free_port();
+        let server = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                data.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _server: Reaped(server),
+            _data: data,
+        }
+    }
+
+    /// The first series of an instant query (`query` URL-encoded).
+    pub fn first(&self, query: &str) -> Option<serde_json::Value> {
+        let r = request(self.addr, "GET", &format!("/api/v1/query?query={query}"))?;
+        let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        v["data"]["result"].as_array()?.first().cloned()
+    }
+}
+
+/// Whether `name` is installed; in CI its absence fails the test, elsewhere
+/// the test says loudly that it skipped. `package` is the Debian package
+/// .ci/run installs it from.
+pub fn tool(name: &str, package: &str) -> bool {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is missing in CI: .ci/run must install Debian's {package} package"
+        );
+        eprintln!("\n**** SKIPPED: {name} is not installed (apt-get install {package}) ****\n");
+    }
+    found
+}
