@@ -378,7 +378,8 @@ pub fn run(cli: Cli, settings: Settings) -> anyhow::Result<()> {
 fn web(settings: &Settings) -> Result<Web, WebConfigError> {
     match &settings.web_config {
         Some(path) => web_config::load(path),
-        None => Ok(Web::plain()),
+        // No web config: plain HTTP, no authentication.
+        None => Ok(Web::default()),
     }
 }
 

@@ -106,7 +106,7 @@ impl Shared {
         Shared {
             published: Mutex::new(Arc::new(Published::default())),
             interval: Mutex::new(interval),
-            web: Mutex::new(Arc::new(super::Web::plain())),
+            web: Mutex::new(Arc::new(super::Web::default())),
             counts: Mutex::default(),
         }
     }

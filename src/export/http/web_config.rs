@@ -103,7 +103,8 @@ pub struct RateLimit {
     pub interval: Duration,
 }
 
-/// What the server runs with: the loaded web config (or none of it).
+/// What the server runs with: the loaded web config; the default is plain
+/// HTTP with no authentication (no `--web-config`).
 #[derive(Default)]
 pub struct Web {
     /// Set: every connection is TLS.
@@ -115,8 +116,6 @@ pub struct Web {
     pub rate_limit: Option<RateLimit>,
     /// The requests `rate_limit` still allows.
     pub(super) limiter: Option<Mutex<Bucket>>,
-    /// The file it came from.
-    pub path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Web {
@@ -126,17 +125,11 @@ impl std::fmt::Debug for Web {
             .field("users", &self.auth.as_ref().map_or(0, |a| a.users()))
             .field("headers", &self.headers)
             .field("rate_limit", &self.rate_limit)
-            .field("path", &self.path)
             .finish()
     }
 }
 
 impl Web {
-    /// Plain HTTP, no authentication: no `--web-config`.
-    pub fn plain() -> Web {
-        Web::default()
-    }
-
     /// `http` or `https`, for the log.
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() {
@@ -186,10 +179,7 @@ pub fn load(path: &Path) -> Result<Web, WebConfigError> {
         serde_yaml_ng::from_str(&text).map_err(|e| fail(e.to_string()))?
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    build(file, dir).map_err(fail).map(|mut web| {
-        web.path = Some(path.to_path_buf());
-        web
-    })
+    build(file, dir).map_err(fail)
 }
 
 fn build(file: File, dir: &Path) -> Result<Web, String> {
@@ -213,7 +203,6 @@ fn build(file: File, dir: &Path) -> Result<Web, String> {
         headers: headers(&file.http_server_config.headers)?,
         rate_limit,
         limiter: rate_limit.map(|r| Mutex::new(Bucket::new(r.burst, r.interval, Instant::now()))),
-        path: None,
     })
 }
 
