@@ -86,14 +86,12 @@ pub fn run(settings: &Settings, collector: &Collector, progress: Option<&mut dyn
         stage: Stage::Pid,
         message: format!("no process with pid {pid}"),
     }));
-    let details = analysis
+    let keys: Vec<_> = analysis
         .processes
         .iter()
-        .map(|p| {
-            let key = snapshot.processes.get(p.index)?.key;
-            collector.describe(key).ok()
-        })
+        .map(|p| snapshot.processes.get(p.index).map(|s| s.key))
         .collect();
+    let details = collector.describe_all(&keys);
     Done {
         snapshot,
         listing: settings.listing,

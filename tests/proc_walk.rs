@@ -146,6 +146,43 @@ fn describe_reads_details_and_rejects_a_reused_pid() {
 }
 
 #[test]
+fn describe_all_keeps_the_order_of_its_keys_on_threads_too() {
+    let dir = tree();
+    let root = ProcRoot::new(dir.path());
+    let key = ProcessKey {
+        pid: 100,
+        start_time: 4242,
+    };
+    let reused = ProcessKey {
+        pid: 100,
+        start_time: 1,
+    };
+    // Enough keys to be described on threads; every seventh is a reused
+    // pid and every eleventh no key at all, both to come back as None in
+    // their own places.
+    let keys: Vec<Option<ProcessKey>> = (0..1000)
+        .map(|i| match i {
+            i if i % 11 == 0 => None,
+            i if i % 7 == 0 => Some(reused),
+            _ => Some(key),
+        })
+        .collect();
+    for threads in [1, 2, 3] {
+        let details = root.describe_all(&keys, threads);
+        assert_eq!(details.len(), keys.len());
+        for (i, (k, d)) in keys.iter().zip(&details).enumerate() {
+            match k {
+                Some(k) if *k == key => {
+                    let d = d.as_ref().expect("described");
+                    assert_eq!(d.cmdline, "leaky --port 8080", "key {i}, {threads} threads");
+                }
+                _ => assert_eq!(d, &None, "key {i}, {threads} threads"),
+            }
+        }
+    }
+}
+
+#[test]
 fn host_figures_come_from_the_proc_root() {
     let dir = tree();
     let (host, errors) = ProcRoot::new(dir.path()).host();

@@ -114,7 +114,8 @@ fn attribution_failed(snap: &mut Snapshot, e: bpf::BpfError) {
 struct Owners<'a, 'w> {
     backend: Backend<'a>,
     tasks: Option<Vec<bpf::TaskRecord>>,
-    pids: &'a [u32],
+    /// The pids in /proc, if listed (a walk lists them when not).
+    pids: Option<&'a [u32]>,
     wanted: &'a Wanted<'w>,
 }
 
@@ -202,21 +203,13 @@ impl Collector {
     fn scan_with(&self, mut cache: Option<&mut ScanCache>, at: ScanTime) -> Snapshot {
         let mut snap = Snapshot::new(at.wall);
         self.host(&mut snap, cache.as_deref_mut(), at.mono);
-        let pids = match self.root.pids() {
-            Ok(pids) => pids,
-            Err(e) => {
-                snap.errors.push(ScanError {
-                    stage: Stage::Procfs,
-                    message: e.to_string(),
-                });
-                Vec::new()
-            }
-        };
         let started = Instant::now();
         let (backend, tasks) = self.begin_attribution(&snap, false);
         let tasks_took = started.elapsed();
+        // The task pass lists every process: /proc is listed only without it.
+        let pids = tasks.is_none().then(|| self.pids(&mut snap));
         let (tables, namespaces) = self.tables(
-            &pids,
+            pids.as_deref().unwrap_or_default(),
             tasks.as_deref(),
             &mut snap,
             cache.as_deref_mut(),
@@ -244,7 +237,7 @@ impl Collector {
         let owners = Owners {
             backend,
             tasks,
-            pids: &pids,
+            pids: pids.as_deref(),
             wanted: &wanted,
         };
         self.attribute(owners, &mut snap, cache.as_deref_mut(), at.mono);
@@ -442,18 +435,43 @@ impl Collector {
             pids,
             wanted,
         } = owners;
+        let walk = |snap: &mut Snapshot| {
+            let listed;
+            let pids = match pids {
+                Some(pids) => pids,
+                None => {
+                    listed = self.pids(snap);
+                    &listed
+                }
+            };
+            self.walk(pids, wanted, snap, cache, now);
+        };
         match (backend, tasks) {
             (Backend::Bpf(mut scan), Some(tasks)) => {
                 if let Err(e) = self.walk_bpf(&mut scan, &tasks, wanted, snap) {
                     drop(scan);
                     match self.attribution.unavailable(e) {
                         Backend::Failed(e) => attribution_failed(snap, e),
-                        _ => self.walk(pids, wanted, snap, cache, now),
+                        _ => walk(snap),
                     }
                 }
             }
             (Backend::Failed(e), _) => attribution_failed(snap, e),
-            _ => self.walk(pids, wanted, snap, cache, now),
+            _ => walk(snap),
+        }
+    }
+
+    /// The pids in /proc; a listing that fails is a scan error (and no pid).
+    fn pids(&self, snap: &mut Snapshot) -> Vec<u32> {
+        match self.root.pids() {
+            Ok(pids) => pids,
+            Err(e) => {
+                snap.errors.push(ScanError {
+                    stage: Stage::Procfs,
+                    message: e.to_string(),
+                });
+                Vec::new()
+            }
         }
     }
 
@@ -558,9 +576,10 @@ impl Collector {
         );
     }
 
-    /// Reads what a report shows of one process (exe, cmdline, unit, netns).
-    pub fn describe(&self, key: ProcessKey) -> Result<ProcessDetails, Skip> {
-        self.root.describe(key)
+    /// Reads what a report shows of each process (exe, cmdline, unit,
+    /// netns), in order; `None` for one that could not be described.
+    pub fn describe_all(&self, keys: &[Option<ProcessKey>]) -> Vec<Option<ProcessDetails>> {
+        self.root.describe_all(keys, self.threads)
     }
 
     /// The agent's details of one process: only its unit (see
