@@ -212,7 +212,12 @@ fn check_record(p: &[u8]) -> Result<(), TestCaseError> {
 fn check_sinks(msgs: &[RawMessage<'_>]) -> Result<(), TestCaseError> {
     let mut table = TableSink {
         netns: NETNS,
-        keep_sockets: true,
+        keep: Keep::Every,
+        ..TableSink::default()
+    };
+    let mut flagged = TableSink {
+        netns: NETNS,
+        keep: Keep::Flagged,
         ..TableSink::default()
     };
     let mut list = SocketSink {
@@ -223,11 +228,24 @@ fn check_sinks(msgs: &[RawMessage<'_>]) -> Result<(), TestCaseError> {
     for m in msgs.iter().filter(|m| m.control() == Ok(Control::Record)) {
         counted += u64::from(m.payload.len() >= INET_DIAG_MSG_LEN);
         let t = table.record(m.payload);
+        let f = flagged.record(m.payload);
         let s = list.record(m.payload);
         if s.is_ok() {
             prop_assert!(t.is_ok(), "SocketSink took a record TableSink refused");
+            prop_assert!(f.is_ok(), "SocketSink took a record Keep::Flagged refused");
         }
     }
+    // Keep::Flagged keeps exactly the sockets of the flagged states.
+    let in_flagged_states: Vec<&TcpSocket> = list
+        .sockets
+        .iter()
+        .filter(|s| s.state.mask() & FLAGGED_STATES != 0)
+        .collect();
+    prop_assert_eq!(
+        flagged.sockets.iter().collect::<Vec<_>>(),
+        in_flagged_states
+    );
+    prop_assert_eq!(flagged.states.total(), counted);
     prop_assert_eq!(table.states.total(), counted);
     prop_assert!((table.sockets.len() + table.listeners.len()) as u64 <= counted);
     // The table keeps every socket the list keeps, but a LISTEN one as a
@@ -601,7 +619,7 @@ fn run_dump(script: &[(Vec<u8>, usize)]) -> (Result<(), DumpError>, TableSink, u
     let mut connects = 0;
     let mut sink = TableSink {
         netns: NETNS,
-        keep_sockets: true,
+        keep: Keep::Every,
         ..TableSink::default()
     };
     let req = Request {
