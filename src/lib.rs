@@ -15,6 +15,7 @@ pub mod config;
 pub mod defaults;
 pub mod export;
 pub mod logging;
+pub mod malloc;
 pub mod model;
 pub mod oneshot;
 pub mod report;

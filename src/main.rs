@@ -61,6 +61,7 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    closewatch::malloc::tune();
     match try_main() {
         Ok(status) => ExitCode::from(status),
         Err(failure) => {

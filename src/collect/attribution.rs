@@ -186,8 +186,7 @@ fn load() -> Result<Iterators, BpfError> {
     // Parsing the kernel's BTF takes some 40 MB, all freed by now, in this
     // thread's malloc arena: give it back rather than keep it for the
     // agent's lifetime.
-    // SAFETY: malloc_trim only releases free memory.
-    unsafe { libc::malloc_trim(0) };
+    crate::malloc::trim();
     let it = it?;
     log::debug!("BPF iterators loaded in {:?}", started.elapsed());
     Ok(it)
