@@ -247,11 +247,13 @@ settle_host() {
 }
 
 # jq definitions for the scripts' checks of a closewatch JSON report: the
-# processes of loadgen's workers ($pids: their pids), and the CLOSE_WAIT and
-# FIN_WAIT_2 attributed to them (two columns).
+# processes of loadgen's workers ($pids: their pids, looked up as object
+# keys: `index` over 10,000 pids per process took jq minutes), and the
+# CLOSE_WAIT and FIN_WAIT_2 attributed to them (two columns).
 # shellcheck disable=SC2016,SC2034
 REPORT_JQ='
-def workers($pids): [.processes[] | select(.pid as $p | $pids | index($p))];
+def workers($pids): ($pids | map(tostring) | INDEX(.)) as $set
+    | [.processes[] | select($set[.pid | tostring] != null)];
 def attributed($w): ([$w[].sockets.close_wait] | add // 0), ([$w[].sockets.fin_wait2] | add // 0);
 '
 
@@ -264,7 +266,9 @@ def attributed($w): ([$w[].sockets.close_wait] | add // 0), ([$w[].sockets.fin_w
 # between any two runs.
 # shellcheck disable=SC2016,SC2034
 REPORT_COUNTS_JQ='
-def s(f): [.processes[] | select($pids == null or (.pid as $p | $pids | index($p))) | f] | add // 0;
+(if $pids == null then null else $pids | map(tostring) | INDEX(.) end) as $set
+| def held: $set == null or $set[.pid | tostring] != null;
+  def s(f): [.processes[] | select(held) | f] | add // 0;
 { status,
   attribution_complete,
   errors: (.errors | length),
@@ -272,7 +276,7 @@ def s(f): [.processes[] | select($pids == null or (.pid as $p | $pids | index($p
   tcp_close_wait: .tcp_states.close_wait,
   tcp_fin_wait2: .tcp_states.fin_wait2,
   tcp_listen: .tcp_states.listen,
-  processes: ([.processes[] | select($pids == null or (.pid as $p | $pids | index($p)))] | length),
+  processes: ([.processes[] | select(held)] | length),
   processes_omitted,
   findings: (.findings | length),
   process_findings: s(.findings | length),
