@@ -283,12 +283,13 @@ text=$(metrics)
 [ "$(sample "$text" closewatch_threshold check=close_wait_stale severity=warning)" = 1 ] ||
     fail "the default close_wait_stale warning threshold is not 1"
 # Faster scans and a short age for the checks below; a changed threshold to see.
-cat >"$conf" <<'EOF'
+cat >"$work/closewatch.toml.test" <<'EOF'
 interval = "2s"
 close_wait_age = "3s"
 [thresholds]
 close_wait_stale = { warning = 2, critical = 50 }
 EOF
+cp "$work/closewatch.toml.test" "$conf"
 in_ct systemctl reload closewatch
 reloaded() {
     text=$(metrics) &&
@@ -311,12 +312,7 @@ wait_for 20 broken || fail "a broken config did not show as closewatch_config_la
 [ "$(unit_prop ActiveState)" = active ] || fail "a broken config stopped the agent"
 [ "$(sample "$text" closewatch_threshold check=close_wait_stale severity=warning)" = 2 ] ||
     fail "a broken config changed the running thresholds"
-cat >"$conf" <<'EOF'
-interval = "2s"
-close_wait_age = "3s"
-[thresholds]
-close_wait_stale = { warning = 2, critical = 50 }
-EOF
+cp "$work/closewatch.toml.test" "$conf"
 in_ct systemctl reload closewatch
 fixed() {
     text=$(metrics) && [ "$(sample "$text" closewatch_config_last_reload_successful)" = 1 ]

@@ -56,6 +56,17 @@ fn tree() -> tempfile::TempDir {
     dir
 }
 
+/// tree()'s process 100, by its stat's start time; and its pid as a
+/// process started later would reuse it.
+const LEAKY: ProcessKey = ProcessKey {
+    pid: 100,
+    start_time: 4242,
+};
+const REUSED: ProcessKey = ProcessKey {
+    pid: 100,
+    start_time: 1,
+};
+
 #[test]
 fn walk_reads_identity_fds_and_wanted_sockets() {
     let dir = tree();
@@ -67,13 +78,7 @@ fn walk_reads_identity_fds_and_wanted_sockets() {
     assert_eq!(walk.processes.len(), 1);
     assert_eq!(walk.skipped.vanished, 1, "pid 101 has no stat: it exited");
     let p = &walk.processes[0];
-    assert_eq!(
-        p.key,
-        ProcessKey {
-            pid: 100,
-            start_time: 4242
-        }
-    );
+    assert_eq!(p.key, LEAKY);
     assert_eq!(p.comm, "leaky server");
     assert!(p.fds_walked);
     // Not procfs: st_size means nothing, so the entries are counted.
@@ -124,19 +129,13 @@ fn an_empty_limits_file_is_a_process_that_exited() {
 fn describe_reads_details_and_rejects_a_reused_pid() {
     let dir = tree();
     let root = ProcRoot::new(dir.path());
-    let key = ProcessKey {
-        pid: 100,
-        start_time: 4242,
-    };
+    let key = LEAKY;
     let d = root.describe(key).expect("describe");
     assert_eq!(d.cmdline, "leaky --port 8080");
     assert_eq!(d.unit.as_deref(), Some("leaky.service"));
     assert_eq!(d.exe.as_deref(), Some("/usr/bin/leaky"));
     assert_eq!(d.netns.map(|n| n.0), Some(4026531840));
-    let reused = ProcessKey {
-        pid: 100,
-        start_time: 1,
-    };
+    let reused = REUSED;
     assert_eq!(root.describe(reused), Err(Skip::Vanished));
     let gone = ProcessKey {
         pid: 7777,
@@ -149,14 +148,8 @@ fn describe_reads_details_and_rejects_a_reused_pid() {
 fn describe_all_keeps_the_order_of_its_keys_on_threads_too() {
     let dir = tree();
     let root = ProcRoot::new(dir.path());
-    let key = ProcessKey {
-        pid: 100,
-        start_time: 4242,
-    };
-    let reused = ProcessKey {
-        pid: 100,
-        start_time: 1,
-    };
+    let key = LEAKY;
+    let reused = REUSED;
     // Enough keys to be described on threads; every seventh is a reused
     // pid and every eleventh no key at all, both to come back as None in
     // their own places.
@@ -293,10 +286,7 @@ fn failed_reads_are_counted_not_taken_for_nothing_there() {
 
     std::fs::remove_file(root.join("100/cgroup")).expect("rm");
     std::fs::create_dir(root.join("100/cgroup")).expect("mkdir");
-    let key = ProcessKey {
-        pid: 100,
-        start_time: 4242,
-    };
+    let key = LEAKY;
     let d = proc_root.describe(key).expect("the rest is still read");
     assert_eq!(d.cmdline, "leaky --port 8080");
     assert_eq!(d.unit, None);

@@ -35,45 +35,47 @@ fn at(dir: &Path, file: &str) -> String {
     dir.join(file).display().to_string()
 }
 
+/// `openssl req`'s arguments for a new, unencrypted P-256 key.
+const NEW_P256_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
 /// A self-signed CA certificate `cert` with its key `key` (P-256), in `dir`.
 fn self_signed(dir: &Path, key: &str, cert: &str, subject: &str) {
-    run(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &at(dir, key),
-        "-out",
-        &at(dir, cert),
-        "-days",
-        "2",
-        "-subj",
-        subject,
-    ]));
+    run(Command::new("openssl")
+        .args(["req", "-x509"])
+        .args(NEW_P256_KEY)
+        .args([
+            "-keyout",
+            &at(dir, key),
+            "-out",
+            &at(dir, cert),
+            "-days",
+            "2",
+            "-subj",
+            subject,
+        ]));
 }
 
 /// A new key `key` and certificate `cert` for `subject` with the X.509 v3
 /// extensions `ext` (openssl's syntax), signed by the CA `ca` (`ca_key`).
 fn signed(dir: &Path, (ca, ca_key): (&str, &str), key: &str, cert: &str, subject: &str, ext: &str) {
     let (csr, ext_file) = (format!("{cert}.csr"), format!("{cert}.ext"));
-    run(Command::new("openssl").args([
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &at(dir, key),
-        "-out",
-        &at(dir, &csr),
-        "-subj",
-        subject,
-    ]));
+    run(Command::new("openssl")
+        .args(["req"])
+        .args(NEW_P256_KEY)
+        .args([
+            "-keyout",
+            &at(dir, key),
+            "-out",
+            &at(dir, &csr),
+            "-subj",
+            subject,
+        ]));
     std::fs::write(dir.join(&ext_file), ext).expect("extensions file");
     run(Command::new("openssl").args([
         "x509",
