@@ -8,8 +8,11 @@
 //   iter/task_file  one `fd_rec` per open fd of every distinct fd table (the
 //                   kernel skips threads that share their leader's table; a
 //                   thread that unshare(CLONE_FILES)-ed is visited on its own).
+//   iter/task_file  (closewatch_tcp) one `tcp_rec` per fd of a TCP socket in
+//                   a TCP table (any state but CLOSE): its namespace and its
+//                   addresses, which a sock_diag lookup of it needs.
 //
-// The layout of both records is read by src/collect/bpf/records.rs: change
+// The layout of the records is read by src/collect/bpf/records.rs: change
 // them together. Regenerate the object with bpf/build.sh.
 //
 // The programs keep no state between calls: when the reader's buffer fills,
@@ -21,6 +24,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -30,6 +34,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define S_IFREG 0100000
+
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define TCP_CLOSE 7
+#define TCP_LISTEN 10
 
 #define SOCKFS_MAGIC 0x534F434B
 #define PIPEFS_MAGIC 0x50495045
@@ -70,6 +81,20 @@ struct fd_rec {
 	__u32 netns; // sockets: the inode of the socket's network namespace
 	__u16 protocol; // sockets: IPPROTO_*
 	__u16 pad;
+};
+
+struct tcp_rec {
+	__u32 netns; // the inode of the socket's network namespace
+	__u8 family; // AF_INET or AF_INET6
+	__u8 state; // TCP_*
+	__u16 sport; // local port, host order
+	__u64 ino;
+	__u64 cookie; // 0: none made yet (the kernel makes one on demand)
+	__u16 dport; // remote port, host order
+	__u16 pad;
+	__u32 requests; // listeners: connection requests in their handshake
+	__u8 saddr[16]; // network order; AF_INET: the first 4 bytes
+	__u8 daddr[16];
 };
 
 SEC("iter/task")
@@ -140,6 +165,52 @@ int closewatch_task_file(struct bpf_iter__task_file *ctx)
 	} else {
 		rec.kind = FD_FILE;
 	}
+	bpf_seq_write(seq, &rec, sizeof(rec));
+	return 0;
+}
+
+SEC("iter/task_file")
+int closewatch_tcp(struct bpf_iter__task_file *ctx)
+{
+	struct seq_file *seq = ctx->meta->seq;
+	struct file *file = ctx->file;
+	struct tcp_rec rec = {};
+	struct socket *sock;
+	struct sock_common *skc;
+	struct inode *inode;
+
+	if (!ctx->task || !file)
+		return 0;
+	inode = file->f_inode;
+	if ((inode->i_mode & S_IFMT) != S_IFSOCK || inode->i_sb->s_magic != SOCKFS_MAGIC)
+		return 0;
+	sock = bpf_sock_from_file(file);
+	if (!sock || !sock->sk || sock->type != SOCK_STREAM)
+		return 0;
+	if (sock->sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	skc = &sock->sk->__sk_common;
+	rec.family = skc->skc_family;
+	rec.state = skc->skc_state;
+	if ((rec.family != AF_INET && rec.family != AF_INET6) || rec.state == TCP_CLOSE)
+		return 0;
+	rec.netns = skc->skc_net.net->ns.inum;
+	rec.ino = inode->i_ino;
+	rec.cookie = skc->skc_cookie.counter;
+	rec.sport = skc->skc_num;
+	rec.dport = bpf_ntohs(skc->skc_dport);
+	if (rec.family == AF_INET) {
+		__builtin_memcpy(rec.saddr, &skc->skc_rcv_saddr, 4);
+		__builtin_memcpy(rec.daddr, &skc->skc_daddr, 4);
+	} else {
+		__builtin_memcpy(rec.saddr, &skc->skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(rec.daddr, &skc->skc_v6_daddr, 16);
+	}
+	// A listener's requests: the verifier allows no direct load through
+	// the cast, so a (CO-RE) probe read, for listeners alone.
+	if (rec.state == TCP_LISTEN)
+		rec.requests = BPF_CORE_READ((struct inet_connection_sock *)sock->sk,
+					     icsk_accept_queue.qlen.counter);
 	bpf_seq_write(seq, &rec, sizeof(rec));
 	return 0;
 }

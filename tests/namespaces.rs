@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::agent::{sample, wait_for, Agent};
-use common::{Fixture, Netns};
+use common::{Backend, Fixture, Netns};
 use serde_json::Value;
 
 /// The report's entry for namespace `id`.
@@ -263,4 +263,64 @@ fn a_half_close_pair_across_a_veth_names_each_other() {
     assert_eq!(close_wait["peer_pid"], me, "{p:#}");
     assert_eq!(close_wait["peer_state"], "fin_wait2", "{p:#}");
     drop((client, server));
+}
+
+/// A namespace where every TCP socket is held by a process (a half-closed
+/// pair, whose listener is closed once it accepted) is read by lookups of those sockets when the BPF
+/// pass has named them, not by a dump's walk of the shared hash table: the
+/// report says the same of it under both backends (the /proc walk always
+/// dumps).
+#[test]
+fn a_namespace_whose_sockets_are_all_held_reads_the_same_by_lookups() {
+    if !common::root("ip netns add, and BPF") {
+        return;
+    }
+    let ns = Netns::add();
+    let fx = Fixture::start_with(&["ip", "netns", "exec", &ns.name], "half-close", None);
+    let said = format!("netns {}: TCP tables from 2 lookups, no dump", ns.id());
+    let mut views = Vec::new();
+    for backend in Backend::ALL {
+        let run = common::report_json_by(backend, &fx.info.pids, &["--log-level", "debug"]);
+        let report = run.json();
+        assert_eq!(
+            run.stderr.contains(&said),
+            backend == Backend::Bpf,
+            "--attribution {}: {said:?} in the log?\n{}",
+            backend.name(),
+            run.stderr
+        );
+        let entry = namespace(&report, ns.id());
+        let sockets: Vec<Value> = fx
+            .info
+            .pids
+            .iter()
+            .filter_map(|&pid| common::process(&report, pid))
+            .map(|p| {
+                // Ages grow between the two reports.
+                let mut counts = p["sockets"].clone();
+                if let Some(fields) = counts.as_object_mut() {
+                    fields.retain(|k, _| !k.starts_with("oldest_"));
+                }
+                counts
+            })
+            .collect();
+        views.push((entry["tcp_states"].clone(), sockets));
+    }
+    assert_eq!(views[0], views[1], "procfs, then bpf");
+    let (states, sockets) = &views[0];
+    assert_eq!(
+        (
+            &states["listen"],
+            &states["close_wait"],
+            &states["fin_wait2"]
+        ),
+        (&Value::from(0), &Value::from(1), &Value::from(1)),
+        "{states:#}"
+    );
+    let held = |field: &str| sockets.iter().filter(|s| s[field] == 1).count();
+    assert_eq!(
+        (held("close_wait"), held("fin_wait2")),
+        (1, 1),
+        "each end named: {sockets:?}"
+    );
 }

@@ -388,11 +388,12 @@ impl closewatch::collect::source::SocketSource for Hiding {
         &self,
         netns: closewatch::model::NetnsId,
         wants: closewatch::collect::sockdiag::Wants,
+        _held: Option<&[closewatch::collect::sockdiag::lookup::Exact]>,
     ) -> (
         closewatch::collect::sockdiag::TcpTables,
         Vec<closewatch::collect::sockdiag::FamilyError>,
     ) {
-        let (mut t, errors) = closewatch::collect::source::Netlink.tables(netns, wants);
+        let (mut t, errors) = closewatch::collect::source::Netlink.tables(netns, wants, None);
         t.inodes.retain(|&i| i != self.hidden);
         (t, errors)
     }

@@ -90,6 +90,7 @@ impl SocketSource for FaultySource {
         &self,
         netns: NetnsId,
         wants: sockdiag::Wants,
+        _held: Option<&[sockdiag::lookup::Exact]>,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
         // The recording has no ESTABLISHED dump.
         let wants = sockdiag::Wants {

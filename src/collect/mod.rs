@@ -100,6 +100,32 @@ fn wanted(tables: &[(NetnsScan, sockdiag::TcpTables)], snap: &Snapshot) -> FxHas
     wanted
 }
 
+/// The TCP sockets processes hold in each `deferred` namespace, each once,
+/// from the BPF TCP pass; `None` if the pass failed (the namespaces are
+/// then dumped).
+fn held_sockets(
+    scan: &mut BpfScan<'_>,
+    deferred: &tables::Deferred,
+) -> Option<rustc_hash::FxHashMap<crate::model::NetnsId, Vec<sockdiag::lookup::Exact>>> {
+    let mut held: rustc_hash::FxHashMap<crate::model::NetnsId, Vec<sockdiag::lookup::Exact>> =
+        deferred.ids().map(|id| (id, Vec::new())).collect();
+    let mut seen = FxHashSet::default();
+    let read = scan.iterators().tcp_sockets(|r| {
+        if let Some(list) = held.get_mut(&crate::model::NetnsId(u64::from(r.netns))) {
+            if seen.insert(r.socket.inode) {
+                list.push(r.socket);
+            }
+        }
+    });
+    match read {
+        Ok(()) => Some(held),
+        Err(e) => {
+            log::debug!("the TCP socket pass failed ({e}): deferred namespaces dumped");
+            None
+        }
+    }
+}
+
 /// `--attribution bpf` and the iterators could not be used: no owner is
 /// known, and the scan says why.
 fn attribution_failed(snap: &mut Snapshot, e: bpf::BpfError) {
@@ -208,20 +234,31 @@ impl Collector {
         let tasks_took = started.elapsed();
         // The task pass lists every process: /proc is listed only without it.
         let pids = tasks.is_none().then(|| self.pids(&mut snap));
-        let (tables, namespaces) = self.tables(
+        let defer = matches!(backend, Backend::Bpf(_) | Backend::Loading);
+        let (mut tables, namespaces, deferred) = self.tables(
             pids.as_deref().unwrap_or_default(),
             tasks.as_deref(),
             &mut snap,
             cache.as_deref_mut(),
+            defer,
             at.mono,
         );
         let dumps_took = started.elapsed() - tasks_took;
         let waited = Instant::now();
-        let (backend, tasks) = match backend {
+        let (mut backend, tasks) = match backend {
             Backend::Loading => self.begin_attribution(&snap, true),
             ready => (ready, tasks),
         };
         let waited = waited.elapsed();
+        if !deferred.is_empty() {
+            let held = match &mut backend {
+                Backend::Bpf(scan) => held_sockets(scan, &deferred),
+                _ => None,
+            };
+            self.dumps()
+                .complete(deferred, held.as_ref(), &namespaces, &mut tables, &mut snap);
+        }
+        self.finish_tables(&mut tables, &mut snap, cache.as_deref_mut(), at.mono);
         let wanted = wanted(&tables, &snap);
         let alive = alive(&tables, &snap);
         for (scan, mut t) in tables {
@@ -349,16 +386,23 @@ impl Collector {
         }
     }
 
-    /// Every namespace's TCP tables; a cached scan counts every state only
-    /// when its counts are due, and takes the rest from the last count.
+    /// Every namespace's TCP tables but those `deferred` (see
+    /// [`tables::Dumps::dump`]); a cached scan counts every state only when
+    /// its counts are due, and takes the rest from the last count
+    /// ([`finish_tables`](Self::finish_tables)).
     fn tables(
         &self,
         pids: &[u32],
         tasks: Option<&[bpf::TaskRecord]>,
         snap: &mut Snapshot,
-        mut cache: Option<&mut ScanCache>,
+        cache: Option<&mut ScanCache>,
+        defer: bool,
         now: Instant,
-    ) -> (Vec<(NetnsScan, sockdiag::TcpTables)>, Vec<netns::Namespace>) {
+    ) -> (
+        Vec<(NetnsScan, sockdiag::TcpTables)>,
+        Vec<netns::Namespace>,
+        tables::Deferred,
+    ) {
         let counted_recently = cache
             .as_deref()
             .map(|c| c.counted_recently(now))
@@ -368,24 +412,34 @@ impl Collector {
             None => Some(self.idle_floor),
         };
         let dumps = self.dumps();
-        let known = cache.as_deref_mut().map(ScanCache::netns);
+        let known = cache.map(ScanCache::netns);
         let processes = match tasks {
             Some(tasks) => tables::Processes::Tasks(tasks),
             None => tables::Processes::Pids(pids, known),
         };
-        let (mut tables, namespaces) = dumps.dump(processes, snap, &counted_recently, idle, now);
-        for (_, t) in &mut tables {
+        dumps.dump(processes, snap, &counted_recently, idle, defer, now)
+    }
+
+    /// The local peers, the idle connections, and (a cached scan) the
+    /// counts carried from the last count, once every table is in.
+    fn finish_tables(
+        &self,
+        tables: &mut [(NetnsScan, sockdiag::TcpTables)],
+        snap: &mut Snapshot,
+        mut cache: Option<&mut ScanCache>,
+        now: Instant,
+    ) {
+        for (_, t) in tables.iter_mut() {
             peers::resolve(t);
         }
-        peers::resolve_across(&mut tables);
-        self.idle(&mut tables, snap, cache.as_deref_mut(), now);
+        peers::resolve_across(tables);
+        self.idle(tables, snap, cache.as_deref_mut(), now);
         if let Some(cache) = cache {
             let scans = tables
                 .iter_mut()
                 .map(|(scan, t)| (scan.id, &mut scan.states, t.counted));
             cache.merge_counts(now, scans, sockdiag::EVERY_SCAN_STATES);
         }
-        (tables, namespaces)
     }
 
     /// The idle connections into `snap`: this scan's, if it looked (and the
@@ -604,3 +658,6 @@ impl Collector {
 #[cfg(test)]
 #[path = "fault_tests.rs"]
 mod fault_tests;
+
+#[cfg(test)]
+mod lookup_tests;

@@ -251,33 +251,24 @@ fn open_handle(ns: &Namespace) -> Result<OwnedFd, Unscanned> {
     })
 }
 
-/// Runs `f` on a thread inside namespace `ns`; the thread ends with `f`, so
-/// no other code ever runs in the wrong namespace.
-pub fn run_in<T: Send>(ns: &Namespace, f: impl FnOnce() -> T + Send) -> Result<T, Unscanned> {
+/// Moves the calling thread into namespace `ns`. Only for a thread made
+/// for it, which ends without running anything else (see
+/// `collect::tables`): the rest of the process stays in its own namespace.
+pub fn enter(ns: &Namespace) -> Result<(), Unscanned> {
     let fd = open_handle(ns)?;
-    std::thread::scope(|s| {
-        let worker = s.spawn(|| {
-            match rustix::thread::move_into_link_name_space(
-                fd.as_fd(),
-                Some(LinkNameSpaceType::Network),
-            ) {
-                Ok(()) => {}
-                Err(Errno::PERM | Errno::ACCESS) => return Err(Unscanned::SetnsDenied),
-                Err(e) => return Err(Unscanned::Failed(format!("setns: {e}"))),
-            }
-            match own_netns() {
-                Ok(id) if id == ns.id => Ok(f()),
-                Ok(id) => Err(Unscanned::Failed(format!(
-                    "setns landed in {id}, not {}",
-                    ns.id
-                ))),
-                Err(e) => Err(Unscanned::Failed(format!("after setns: {e}"))),
-            }
-        });
-        worker
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+    match rustix::thread::move_into_link_name_space(fd.as_fd(), Some(LinkNameSpaceType::Network)) {
+        Ok(()) => {}
+        Err(Errno::PERM | Errno::ACCESS) => return Err(Unscanned::SetnsDenied),
+        Err(e) => return Err(Unscanned::Failed(format!("setns: {e}"))),
+    }
+    match own_netns() {
+        Ok(id) if id == ns.id => Ok(()),
+        Ok(id) => Err(Unscanned::Failed(format!(
+            "setns landed in {id}, not {}",
+            ns.id
+        ))),
+        Err(e) => Err(Unscanned::Failed(format!("after setns: {e}"))),
+    }
 }
 
 #[cfg(test)]

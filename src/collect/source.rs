@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use rustc_hash::FxHashSet;
 
+use super::procfs::parse::TcpSockstat;
 use super::{procfs, sockdiag};
 use crate::model::NetnsId;
 
@@ -16,20 +17,29 @@ pub trait SocketSource: Send + Sync + std::fmt::Debug {
     fn namespace(&self) -> io::Result<NetnsId>;
     /// Dumps both families of the calling thread's namespace: the flagged
     /// sockets and the listeners, and what `wants` asks for besides (the
-    /// source fills in the namespace's port range).
+    /// source fills in the namespace's port range). Given `held` (every
+    /// TCP socket a process holds in the namespace, each once), a source
+    /// that can looks those up instead where the namespace's counters show
+    /// they are all its sockets (see [`sockdiag::lookup`]).
     fn tables(
         &self,
         netns: NetnsId,
         wants: sockdiag::Wants,
+        held: Option<&[sockdiag::lookup::Exact]>,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>);
     /// Whether the other namespaces of the host can be entered and dumped
     /// (a recording holds only its own).
     fn every_namespace(&self) -> bool;
+    /// The TCP counters of the calling thread's namespace, if the source
+    /// has them (a recording has not).
+    fn tcp_counters(&self) -> Option<TcpSockstat> {
+        None
+    }
     /// Which of `candidates` are in a TCP table of the calling thread's
     /// namespace, in any state: a second look at the sockets a walk found
     /// in no table. `None` if a family could not be dumped.
     fn found_among(&self, netns: NetnsId, candidates: &FxHashSet<u64>) -> Option<FxHashSet<u64>> {
-        let (t, errors) = self.tables(netns, ALL_STATES);
+        let (t, errors) = self.tables(netns, ALL_STATES, None);
         (t.counted && errors.is_empty()).then(|| {
             t.inodes
                 .into_iter()
@@ -48,6 +58,9 @@ const ALL_STATES: sockdiag::Wants = sockdiag::Wants {
 
 /// The TCP counters of the calling thread's network namespace.
 const NETSTAT: &str = "/proc/thread-self/net/netstat";
+const SOCKSTAT: &str = "/proc/thread-self/net/sockstat";
+/// Absent when IPv6 is disabled.
+const SOCKSTAT6: &str = "/proc/thread-self/net/sockstat6";
 
 /// The ephemeral port range of the opener's network namespace.
 const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
@@ -61,10 +74,26 @@ impl SocketSource for Netlink {
         procfs::own_netns()
     }
 
+    fn tcp_counters(&self) -> Option<TcpSockstat> {
+        let read = || -> Result<TcpSockstat, String> {
+            let v4 = std::fs::read(SOCKSTAT).map_err(|e| format!("{SOCKSTAT}: {e}"))?;
+            let v6 = match std::fs::read(SOCKSTAT6) {
+                Ok(text) => Some(text),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(format!("{SOCKSTAT6}: {e}")),
+            };
+            procfs::parse::tcp_sockstat(&v4, v6.as_deref()).map_err(|e| format!("sockstat: {e}"))
+        };
+        read()
+            .inspect_err(|e| log::debug!("{e}: TCP tables dumped"))
+            .ok()
+    }
+
     fn tables(
         &self,
         netns: NetnsId,
         wants: sockdiag::Wants,
+        held: Option<&[sockdiag::lookup::Exact]>,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
         // The calling thread's namespace answers: net sysctls follow the
         // opener's namespace. Read only when every socket is counted.
@@ -80,8 +109,11 @@ impl SocketSource for Netlink {
             range: range.clone().and_then(Result::ok),
             ..wants
         };
-        let (mut tables, errors) =
-            sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open, wants);
+        let looked_up = held.and_then(|held| self.looked_up(netns, wants, held));
+        let (mut tables, errors) = match looked_up {
+            Some(tables) => (tables, Vec::new()),
+            None => sockdiag::dump_tables(netns, sockdiag::NetlinkTransport::open, wants),
+        };
         tables.port_range_error = range.and_then(Result::err);
         match sockdiag::unix::dump_unix(netns, sockdiag::NetlinkTransport::open) {
             Ok(unix) => tables.unix = unix,
@@ -112,6 +144,42 @@ impl SocketSource for Netlink {
     }
 }
 
+impl Netlink {
+    /// The tables from lookups of `held`, if the counters show those are
+    /// all the namespace's sockets and every lookup finds its socket.
+    fn looked_up(
+        &self,
+        netns: NetnsId,
+        wants: sockdiag::Wants,
+        held: &[sockdiag::lookup::Exact],
+    ) -> Option<sockdiag::TcpTables> {
+        let counters = self.tcp_counters()?;
+        if let Err(why) = sockdiag::lookup::complete(&counters, held) {
+            log::debug!("netns {netns}: TCP tables dumped: {why}");
+            return None;
+        }
+        let looked = sockdiag::NetlinkTransport::open()
+            .map_err(sockdiag::DumpError::from)
+            .and_then(|t| {
+                let mut lookups = sockdiag::lookup::Lookups::new(t, held);
+                sockdiag::fill_tables(netns, &mut lookups, wants)
+            });
+        match looked {
+            Ok(tables) => {
+                log::debug!(
+                    "netns {netns}: TCP tables from {} lookups, no dump",
+                    held.len()
+                );
+                Some(tables)
+            }
+            Err(e) => {
+                log::debug!("netns {netns}: TCP tables dumped: a lookup failed: {e}");
+                None
+            }
+        }
+    }
+}
+
 /// Recorded dumps (see [`sockdiag::replay`]); the namespace id is read from
 /// the recording's `netns` file.
 #[derive(Debug)]
@@ -132,6 +200,7 @@ impl SocketSource for Recorded {
         &self,
         netns: NetnsId,
         wants: sockdiag::Wants,
+        _held: Option<&[sockdiag::lookup::Exact]>,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
         // A recording holds the count dumps: replay them every time, with
         // the namespace's port range and its ESTABLISHED dump if they were

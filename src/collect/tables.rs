@@ -11,13 +11,47 @@ use rustc_hash::FxHashSet;
 
 use super::cache::PidNamespaces;
 use super::netns::{self, Namespace};
+use super::procfs::parse::TcpSockstat;
 use super::procfs::ProcRoot;
+use super::sockdiag::lookup::Exact;
 use super::sockdiag::{FamilyError, TcpTables, Wants};
 use super::source::SocketSource;
 use crate::model::{Freshness, NetnsId, NetnsScan, ScanError, Snapshot, Stage, UnscannedNetns};
 
 /// The TCP tables of one namespace, or why it could not be dumped.
 type DumpResult = Result<(TcpTables, Vec<FamilyError>), netns::Unscanned>;
+
+/// A namespace with at most this many sockets in its TCP tables, none in
+/// TIME_WAIT, waits for the fd pass to be read by lookups (see
+/// [`Dumps::dump`]). Past it a dump costs little more than its walk of the
+/// hash, and the namespace is dumped at once, beside the BPF load.
+pub(super) const LOOKUP_MAX: u64 = 4096;
+
+/// What the first pass over the namespaces left for after the fd pass:
+/// the namespaces to read by lookups, each with what its dumps want.
+#[derive(Debug, Default)]
+pub(super) struct Deferred {
+    namespaces: Vec<Namespace>,
+    wants: Vec<Wants>,
+    own: NetnsId,
+}
+
+impl Deferred {
+    /// The namespaces left, by id.
+    pub(super) fn ids(&self) -> impl Iterator<Item = NetnsId> + '_ {
+        self.namespaces.iter().map(|ns| ns.id)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.namespaces.is_empty()
+    }
+}
+
+/// What the first pass did with one namespace.
+enum First {
+    Dumped(Box<(TcpTables, Vec<FamilyError>)>),
+    Deferred,
+}
 
 /// What dumping every namespace needs.
 pub(super) struct Dumps<'a> {
@@ -41,14 +75,21 @@ impl Dumps<'_> {
     /// the namespaces whose all-states counts a cached scan reuses.
     /// Namespaces that cannot be entered are recorded in `snap` with the
     /// reason, as are dump errors.
+    ///
+    /// With `defer` (the scan has the BPF fd pass), a namespace with no
+    /// TIME_WAIT and at most [`LOOKUP_MAX`] sockets is left in the returned
+    /// [`Deferred`] for [`complete`](Self::complete): after the fd pass has
+    /// named the sockets held in it, they may be all it has, and lookups of
+    /// them cost far less than a dump's walk of the shared hash.
     pub(super) fn dump(
         &self,
         processes: Processes<'_>,
         snap: &mut Snapshot,
         counted_recently: &FxHashSet<NetnsId>,
         idle: Option<Duration>,
+        defer: bool,
         now: Instant,
-    ) -> (Vec<(NetnsScan, TcpTables)>, Vec<Namespace>) {
+    ) -> (Vec<(NetnsScan, TcpTables)>, Vec<Namespace>, Deferred) {
         let counts = |id: NetnsId| Wants {
             counts: !counted_recently.contains(&id),
             range: None,
@@ -87,20 +128,69 @@ impl Dumps<'_> {
         snap.unix_check = Freshness::Fresh;
         let mut out = Vec::with_capacity(namespaces.len().max(1));
         if !namespaces.iter().any(|ns| ns.id == own) {
-            let result = Ok(self.source.tables(own, counts(own)));
+            let result = Ok(self.source.tables(own, counts(own), None));
             record(&mut out, snap, own, 0, result);
         }
-        let results = self.on_pool(&namespaces, |ns| {
-            if ns.id == own {
-                Ok(self.source.tables(own, counts(own)))
-            } else {
-                netns::run_in(ns, || self.source.tables(ns.id, counts(ns.id)))
+        let first = |id: NetnsId| {
+            let small = |c: TcpSockstat| c.tw == 0 && c.inuse + c.inuse6 <= LOOKUP_MAX;
+            if defer && self.source.tcp_counters().is_some_and(small) {
+                return First::Deferred;
             }
-        });
+            First::Dumped(Box::new(self.source.tables(id, counts(id), None)))
+        };
+        let results = self.in_each(&namespaces, own, |_, ns| first(ns.id));
+        let mut deferred = Deferred {
+            own,
+            ..Deferred::default()
+        };
         for (ns, result) in namespaces.iter().zip(results) {
+            let result = match result {
+                Ok(First::Deferred) => {
+                    deferred.namespaces.push(ns.clone());
+                    deferred.wants.push(counts(ns.id));
+                    continue;
+                }
+                Ok(First::Dumped(tables)) => Ok(*tables),
+                Err(e) => Err(e),
+            };
             record(&mut out, snap, ns.id, ns.processes, result);
         }
-        (out, namespaces)
+        (out, namespaces, deferred)
+    }
+
+    /// Reads the tables of the `deferred` namespaces into `out`: by lookups
+    /// of the sockets `held` in each (by namespace, from the fd pass) where
+    /// its counters show those are all it has, else by dumps (and all by
+    /// dumps without `held`: the fd pass did not run). `out` is then in
+    /// the order of `namespaces`.
+    pub(super) fn complete(
+        &self,
+        deferred: Deferred,
+        held: Option<&rustc_hash::FxHashMap<NetnsId, Vec<Exact>>>,
+        namespaces: &[Namespace],
+        out: &mut Vec<(NetnsScan, TcpTables)>,
+        snap: &mut Snapshot,
+    ) {
+        let Deferred {
+            namespaces: left,
+            wants,
+            own,
+        } = deferred;
+        let read = |i: usize| {
+            let id = left[i].id;
+            let held = held.map(|h| h.get(&id).map_or(&[][..], Vec::as_slice));
+            self.source.tables(id, wants[i], held)
+        };
+        let results = self.in_each(&left, own, |i, _| read(i));
+        for (ns, result) in left.iter().zip(results) {
+            record(out, snap, ns.id, ns.processes, result);
+        }
+        let order: rustc_hash::FxHashMap<NetnsId, usize> = namespaces
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| (ns.id, i + 1))
+            .collect();
+        out.sort_by_key(|(scan, _)| order.get(&scan.id).copied().unwrap_or(0));
     }
 
     /// Which of `candidates` are in a TCP table of `namespaces` (or of the
@@ -115,12 +205,8 @@ impl Dumps<'_> {
         if !namespaces.iter().any(|ns| ns.id == own) {
             found.extend(self.source.found_among(own, candidates)?);
         }
-        let results = self.on_pool(namespaces, |ns| {
-            if ns.id == own {
-                Ok(self.source.found_among(own, candidates))
-            } else {
-                netns::run_in(ns, || self.source.found_among(ns.id, candidates))
-            }
+        let results = self.in_each(namespaces, own, |_, ns| {
+            self.source.found_among(ns.id, candidates)
         });
         for r in results {
             found.extend(r.ok().flatten()?);
@@ -128,38 +214,49 @@ impl Dumps<'_> {
         Some(found)
     }
 
-    /// Runs `dump` for each namespace, on up to `threads` threads. Each
-    /// dump walks the kernel's TCP hash table, which namespaces share unless
-    /// net.ipv4.tcp_child_ehash_entries gives them their own: with many
-    /// namespaces that is most of the cost (measured: benches/netns.sh).
-    fn on_pool<R: Send>(
+    /// Runs `f` inside each namespace: the source's `own` on the calling
+    /// thread, the others on up to `threads` threads made for them, each
+    /// entering one namespace after another (setns; the threads end with
+    /// the last). Each dump walks the kernel's TCP hash table, which
+    /// namespaces share unless net.ipv4.tcp_child_ehash_entries gives them
+    /// their own: with many namespaces that is most of the cost (measured:
+    /// benches/netns.sh), which is why a few are dumped at a time.
+    fn in_each<R: Send>(
         &self,
         namespaces: &[Namespace],
-        dump: impl Fn(&Namespace) -> Result<R, netns::Unscanned> + Sync,
+        own: NetnsId,
+        f: impl Fn(usize, &Namespace) -> R + Sync,
     ) -> Vec<Result<R, netns::Unscanned>> {
         let results: Vec<Mutex<Option<Result<R, netns::Unscanned>>>> =
             namespaces.iter().map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        let dump_next = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(ns) = namespaces.get(i) else { break };
-            let result = dump(ns);
+        let put = |i: usize, result| {
             if let Ok(mut slot) = results[i].lock() {
                 *slot = Some(result);
             }
         };
-        let workers = self.threads.min(namespaces.len()).max(1);
-        if workers == 1 {
-            // One namespace (most hosts): no pool, no per-thread allocator
-            // arenas left holding the dump's memory.
-            dump_next();
-        } else {
-            std::thread::scope(|s| {
-                for _ in 0..workers {
-                    s.spawn(dump_next);
-                }
-            });
+        let mut others = Vec::with_capacity(namespaces.len());
+        for (i, ns) in namespaces.iter().enumerate() {
+            if ns.id == own {
+                // No thread: no per-thread allocator arena left holding
+                // the dump's memory (most hosts have one namespace).
+                put(i, Ok(f(i, ns)));
+            } else {
+                others.push(i);
+            }
         }
+        let next = AtomicUsize::new(0);
+        let work = || {
+            while let Some(&i) = others.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let ns = &namespaces[i];
+                put(i, netns::enter(ns).map(|()| f(i, ns)));
+            }
+        };
+        let workers = self.threads.min(others.len());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(work);
+            }
+        });
         results
             .into_iter()
             .map(|slot| {

@@ -1,6 +1,9 @@
 //! Attribution in the kernel: two BPF iterators (bpf/attribution.bpf.c)
 //! read every thread-group leader and every open fd of every fd table in
-//! one pass each, where the /proc walk reads one link per fd.
+//! one pass each, where the /proc walk reads one link per fd. A third one
+//! lists the TCP sockets processes hold, with their namespace and
+//! addresses: where every socket of a namespace is held, its table can be
+//! read by lookups instead of a dump (see `collect::tables`).
 //!
 //! The object is built from its C source by bpf/build.sh and embedded; it
 //! is loaded once ([`Iterators::load`]: the kernel's BTF is parsed for the
@@ -22,7 +25,8 @@ use aya::programs::Iter;
 use aya::{Btf, Ebpf, EbpfLoader};
 
 pub use records::{
-    fd, task, tgid, Decoder, FdKind, FdRecord, RecordError, TaskRecord, FD_RECORD, TASK_RECORD,
+    fd, task, tcp, tgid, Decoder, FdKind, FdRecord, RecordError, TaskRecord, TcpRecord, FD_RECORD,
+    TASK_RECORD, TCP_RECORD,
 };
 pub use walk::Builder;
 
@@ -31,6 +35,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!("../../../bpf/attribution.bpf
 
 const TASK: &str = "closewatch_task";
 const TASK_FILE: &str = "closewatch_task_file";
+const TCP: &str = "closewatch_tcp";
 
 /// Why the BPF backend could not be used: what failed, and the kernel's
 /// answer.
@@ -68,7 +73,7 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The two iterator programs, loaded.
+/// The iterator programs, loaded.
 pub struct Iterators {
     ebpf: Ebpf,
 }
@@ -80,7 +85,7 @@ impl std::fmt::Debug for Iterators {
 }
 
 impl Iterators {
-    /// Parses the kernel's BTF, loads and verifies both programs.
+    /// Parses the kernel's BTF, loads and verifies the programs.
     pub fn load() -> Result<Iterators, BpfError> {
         let btf =
             Btf::from_sys_fs().map_err(|e| BpfError::new("reading the kernel's BTF", chain(&e)))?;
@@ -88,7 +93,7 @@ impl Iterators {
             .btf(Some(&btf))
             .load(OBJECT)
             .map_err(|e| BpfError::new("loading the BPF object", chain(&e)))?;
-        for (name, target) in [(TASK, "task"), (TASK_FILE, "task_file")] {
+        for (name, target) in [(TASK, "task"), (TASK_FILE, "task_file"), (TCP, "task_file")] {
             let program: &mut Iter = ebpf
                 .program_mut(name)
                 .ok_or_else(|| {
@@ -199,6 +204,16 @@ impl Iterators {
             .finish()
             .map_err(|e| BpfError::new("reading the task_file iterator", e))?;
         Ok(count)
+    }
+
+    /// Every fd of a TCP socket in a TCP table, to `each` (a socket held
+    /// by several fds comes once per fd).
+    pub fn tcp_sockets(&mut self, mut each: impl FnMut(&TcpRecord)) -> Result<(), BpfError> {
+        let mut decoder = Decoder::<TCP_RECORD>::default();
+        self.read(TCP, |chunk| decoder.feed(chunk, |r| each(&records::tcp(r))))?;
+        decoder
+            .finish()
+            .map_err(|e| BpfError::new("reading the TCP socket iterator", e))
     }
 }
 

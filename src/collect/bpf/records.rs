@@ -1,14 +1,19 @@
-//! The iterators' records as bytes: `struct task_rec` and `struct fd_rec`
-//! of bpf/attribution.bpf.c, in the host's byte order. Change both files
-//! together.
+//! The iterators' records as bytes: `struct task_rec`, `struct fd_rec` and
+//! `struct tcp_rec` of bpf/attribution.bpf.c, in the host's byte order.
+//! Change both files together.
 //!
 //! A read of an iterator may end inside a record: [`Decoder`] keeps the
 //! partial one for the next read.
+
+use crate::collect::sockdiag::lookup::Exact;
 
 /// `sizeof(struct task_rec)`.
 pub const TASK_RECORD: usize = 48;
 /// `sizeof(struct fd_rec)`.
 pub const FD_RECORD: usize = 32;
+
+/// `sizeof(struct tcp_rec)`.
+pub const TCP_RECORD: usize = 64;
 
 /// `RLIM_INFINITY`.
 const UNLIMITED: u64 = u64::MAX;
@@ -148,6 +153,37 @@ pub fn fd(b: &[u8; FD_RECORD]) -> Result<FdRecord, RecordError> {
         netns: u32_at(b, 24),
         protocol: u16_at(b, 28),
     })
+}
+
+/// One fd of a TCP socket in a TCP table: the namespace it is in, and what
+/// a sock_diag lookup of it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpRecord {
+    /// The inode of the socket's network namespace.
+    pub netns: u32,
+    pub socket: Exact,
+}
+
+/// One `struct tcp_rec`.
+pub fn tcp(b: &[u8; TCP_RECORD]) -> TcpRecord {
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    saddr.copy_from_slice(&b[32..48]);
+    daddr.copy_from_slice(&b[48..64]);
+    TcpRecord {
+        netns: u32_at(b, 0),
+        socket: Exact {
+            family: b[4],
+            state: b[5],
+            sport: u16_at(b, 6),
+            inode: u64_at(b, 8),
+            cookie: u64_at(b, 16),
+            dport: u16_at(b, 24),
+            requests: u32_at(b, 28),
+            saddr,
+            daddr,
+        },
+    }
 }
 
 /// Cuts a stream of reads into records of `N` bytes.

@@ -180,6 +180,55 @@ pub fn listen_counters(text: &[u8]) -> Result<ListenCounters, ParseError> {
     })
 }
 
+/// The TCP counters of /proc/net/sockstat and sockstat6 (per network
+/// namespace, read from a thread inside it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSockstat {
+    /// IPv4 sockets in the namespace's TCP tables (`TCP: inuse`): every
+    /// state but TIME_WAIT and the connection requests.
+    pub inuse: u64,
+    /// TIME_WAIT sockets of both families (`TCP: tw`).
+    pub tw: u64,
+    /// IPv6 sockets in the tables (`TCP6: inuse`; 0 without sockstat6).
+    pub inuse6: u64,
+}
+
+/// The value after `key` on the line that starts with `prefix`: the
+/// kernel prints `PREFIX: key value key value ...`.
+fn sockstat_field(text: &[u8], prefix: &[u8], key: &str) -> Result<u64, ParseError> {
+    let line = text
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(prefix))
+        .ok_or_else(|| {
+            malformed(
+                "sockstat",
+                format!("no {} line", String::from_utf8_lossy(prefix)),
+            )
+        })?;
+    let words = words(line);
+    let at = words
+        .iter()
+        .step_by(2)
+        .position(|w| *w == key.as_bytes())
+        .ok_or_else(|| malformed("sockstat", format!("no {key}")))?;
+    words
+        .get(at * 2 + 1)
+        .and_then(|v| decimal(v))
+        .ok_or_else(|| malformed("sockstat", format!("{key} has no number")))
+}
+
+/// Parses /proc/net/sockstat and, if IPv6 is there, /proc/net/sockstat6.
+pub fn tcp_sockstat(sockstat: &[u8], sockstat6: Option<&[u8]>) -> Result<TcpSockstat, ParseError> {
+    Ok(TcpSockstat {
+        inuse: sockstat_field(sockstat, b"TCP:", "inuse")?,
+        tw: sockstat_field(sockstat, b"TCP:", "tw")?,
+        inuse6: match sockstat6 {
+            Some(text) => sockstat_field(text, b"TCP6:", "inuse")?,
+            None => 0,
+        },
+    })
+}
+
 fn words(line: &[u8]) -> Vec<&[u8]> {
     line.split(u8::is_ascii_whitespace)
         .filter(|w| !w.is_empty())

@@ -482,3 +482,47 @@ fn status_without_its_capability_lines_is_an_error() {
         let _ = credentials(&STATUS_PID1[..len]);
     }
 }
+
+/// /proc/net/sockstat and sockstat6 of this host during a test run (Linux
+/// 6.18).
+const SOCKSTAT: &[u8] = b"sockets: used 104
+TCP: inuse 91 orphan 1 tw 6490 alloc 91 mem 61
+UDP: inuse 0 mem 0
+UDPLITE: inuse 0
+RAW: inuse 0
+FRAG: inuse 0 memory 0
+";
+const SOCKSTAT6: &[u8] = b"TCP6: inuse 3
+UDP6: inuse 0
+UDPLITE6: inuse 0
+RAW6: inuse 0
+FRAG6: inuse 0 memory 0
+";
+
+#[test]
+fn sockstat_gives_the_tcp_sockets_in_use_and_in_time_wait() {
+    assert_eq!(
+        tcp_sockstat(SOCKSTAT, Some(SOCKSTAT6)),
+        Ok(TcpSockstat {
+            inuse: 91,
+            tw: 6490,
+            inuse6: 3
+        })
+    );
+    // IPv6 disabled: no sockstat6, no IPv6 socket.
+    assert_eq!(tcp_sockstat(SOCKSTAT, None).map(|s| s.inuse6), Ok(0));
+}
+
+#[test]
+fn sockstat_without_its_tcp_fields_is_an_error() {
+    let no_tcp = b"sockets: used 1\nUDP: inuse 0 mem 0\n";
+    assert!(tcp_sockstat(no_tcp, None).is_err());
+    let no_tw = b"TCP: inuse 1 orphan 0 alloc 1 mem 0\n";
+    assert!(tcp_sockstat(no_tw, None).is_err());
+    let bad = b"TCP: inuse x orphan 0 tw 0 alloc 1 mem 0\n";
+    assert!(tcp_sockstat(bad, None).is_err());
+    // A value is never taken for a key: "0" here is inuse's value.
+    let shifted = b"TCP: inuse 0 tw\n";
+    assert!(tcp_sockstat(shifted, None).is_err());
+    assert!(tcp_sockstat(SOCKSTAT, Some(b"UDP6: inuse 0\n")).is_err());
+}

@@ -19,6 +19,7 @@
 //! by captured datagrams in tests. The same loop dumps UNIX sockets
 //! ([`unix`]): a request is anything that is a [`DumpRequest`].
 
+pub mod lookup;
 pub mod parse;
 pub mod ports;
 pub mod replay;
@@ -253,6 +254,9 @@ pub enum DumpError {
     Truncated { len: usize, cap: usize },
     #[error("netlink socket closed before NLMSG_DONE")]
     Eof,
+    /// A lookup found a socket gone or changed since it was read.
+    #[error("{0}")]
+    Changed(String),
     #[error(transparent)]
     Parse(#[from] ParseError),
 }
@@ -598,13 +602,13 @@ pub fn dump_tables<T: Transport>(
         counted: counts,
         ..TcpTables::default()
     };
-    match dump_family(netns, Family::Both, &mut connect, wants) {
+    match dump_family(netns, Family::Both, &mut Dumper(&mut connect), wants) {
         Ok(t) => return (t, Vec::new()),
         Err(e) => log::debug!("combined TCPDIAG_GETSOCK dump failed ({e}): one dump per family"),
     }
     let mut errors = Vec::new();
     for family in Family::ALL {
-        match dump_family(netns, family, &mut connect, wants) {
+        match dump_family(netns, family, &mut Dumper(&mut connect), wants) {
             Ok(t) => {
                 let TcpTables {
                     states,
@@ -645,14 +649,40 @@ pub fn dump_tables<T: Transport>(
     (tables, errors)
 }
 
+/// Fills a sink with the sockets a request asks for: by dumping the
+/// calling thread's namespace, or by looking up known sockets one by one
+/// ([`lookup::Lookups`]). The tables are built the same way from either.
+pub trait Fill {
+    fn fill<S: Sink>(&mut self, req: &Request, sink: &mut S) -> Result<(), DumpError>;
+}
+
+/// Dumps, each on a fresh socket from `connect` ([`dump`]).
+struct Dumper<'a, C>(&'a mut C);
+
+impl<T: Transport, C: FnMut() -> io::Result<T>> Fill for Dumper<'_, C> {
+    fn fill<S: Sink>(&mut self, req: &Request, sink: &mut S) -> Result<(), DumpError> {
+        dump(&mut *self.0, req, sink)
+    }
+}
+
+/// The tables [`dump_tables`] would give, with `fill` for its dumps:
+/// both families at once.
+pub fn fill_tables(
+    netns: NetnsId,
+    fill: &mut impl Fill,
+    wants: Wants,
+) -> Result<TcpTables, DumpError> {
+    dump_family(netns, Family::Both, fill, wants)
+}
+
 /// One dump of one family (or both): with `counts`, every state, counted,
 /// keeping the flagged sockets, the listeners and every inode; without,
 /// the flagged sockets and the listeners alone (and the idle connections
 /// in a dump of their own when due).
-fn dump_family<T: Transport>(
+fn dump_family(
     netns: NetnsId,
     family: Family,
-    connect: &mut impl FnMut() -> io::Result<T>,
+    fill: &mut impl Fill,
     wants: Wants,
 ) -> Result<TcpTables, DumpError> {
     let Wants {
@@ -661,7 +691,7 @@ fn dump_family<T: Transport>(
         idle,
     } = wants;
     if counts {
-        let (all, idle) = dump_all_states(netns, family, connect, range, idle)?;
+        let (all, idle) = dump_all_states(netns, family, fill, range, idle)?;
         return Ok(TcpTables {
             states: all.states,
             flagged: all.sockets,
@@ -683,9 +713,9 @@ fn dump_family<T: Transport>(
         states: EVERY_SCAN_STATES,
         tcp_info: true,
     };
-    dump(&mut *connect, &req, &mut flagged)?;
+    fill.fill(&req, &mut flagged)?;
     let idle = match idle {
-        Some(floor) => Some(dump_idle(netns, family, connect, floor)?),
+        Some(floor) => Some(dump_idle(netns, family, fill, floor)?),
         None => None,
     };
     Ok(TcpTables {
@@ -705,10 +735,10 @@ fn dump_family<T: Transport>(
 /// costs the same whatever the states asked (the hash is shared by every
 /// namespace), and tcp_info, which the flagged sockets' ages need, adds
 /// ~10 % to the messages (100k sockets: 133 ms with it, 121 ms without).
-fn dump_all_states<T: Transport>(
+fn dump_all_states(
     netns: NetnsId,
     family: Family,
-    connect: &mut impl FnMut() -> io::Result<T>,
+    fill: &mut impl Fill,
     range: Option<PortRange>,
     idle: Option<Duration>,
 ) -> Result<(TableSink, Option<Idle>), DumpError> {
@@ -727,7 +757,7 @@ fn dump_all_states<T: Transport>(
         states: ALL_STATES,
         tcp_info: true,
     };
-    dump(&mut *connect, &req, &mut all)?;
+    fill.fill(&req, &mut all)?;
     Ok((all.table, all.idle.map(|i| i.idle)))
 }
 
@@ -759,10 +789,10 @@ impl Sink for AllSink {
 
 /// The ESTABLISHED dump with tcp_info: the connections idle at least
 /// `floor` with no timer armed.
-fn dump_idle<T: Transport>(
+fn dump_idle(
     netns: NetnsId,
     family: Family,
-    connect: &mut impl FnMut() -> io::Result<T>,
+    fill: &mut impl Fill,
     floor: Duration,
 ) -> Result<Idle, DumpError> {
     let mut sink = IdleSink::new(netns, floor);
@@ -771,7 +801,7 @@ fn dump_idle<T: Transport>(
         states: TcpState::Established.mask(),
         tcp_info: true,
     };
-    dump(&mut *connect, &req, &mut sink)?;
+    fill.fill(&req, &mut sink)?;
     Ok(sink.idle)
 }
 
