@@ -215,7 +215,8 @@ impl Dumps<'_> {
     }
 
     /// Runs `f` inside each namespace: the source's `own` on the calling
-    /// thread, the others on up to `threads` threads made for them, each
+    /// thread, the others at the same time on threads made for them (up to
+    /// `threads` in all, the calling one included when it has work), each
     /// entering one namespace after another (setns; the threads end with
     /// the last). Each dump walks the kernel's TCP hash table, which
     /// namespaces share unless net.ipv4.tcp_child_ehash_entries gives them
@@ -234,16 +235,8 @@ impl Dumps<'_> {
                 *slot = Some(result);
             }
         };
-        let mut others = Vec::with_capacity(namespaces.len());
-        for (i, ns) in namespaces.iter().enumerate() {
-            if ns.id == own {
-                // No thread: no per-thread allocator arena left holding
-                // the dump's memory (most hosts have one namespace).
-                put(i, Ok(f(i, ns)));
-            } else {
-                others.push(i);
-            }
-        }
+        let (own_at, others): (Vec<usize>, Vec<usize>) =
+            (0..namespaces.len()).partition(|&i| namespaces[i].id == own);
         let next = AtomicUsize::new(0);
         let work = || {
             while let Some(&i) = others.get(next.fetch_add(1, Ordering::Relaxed)) {
@@ -251,10 +244,19 @@ impl Dumps<'_> {
                 put(i, netns::enter(ns).map(|()| f(i, ns)));
             }
         };
-        let workers = self.threads.min(others.len());
+        // The calling thread takes the source's own namespace, beside the
+        // workers: no setns, and no per-thread allocator arena left holding
+        // its dump's memory (most hosts have that namespace alone).
+        let spare = match own_at.is_empty() {
+            true => self.threads,
+            false => self.threads.saturating_sub(1).max(1),
+        };
         std::thread::scope(|s| {
-            for _ in 0..workers {
+            for _ in 0..spare.min(others.len()) {
                 s.spawn(work);
+            }
+            for &i in &own_at {
+                put(i, Ok(f(i, &namespaces[i])));
             }
         });
         results
