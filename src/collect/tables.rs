@@ -23,8 +23,9 @@ type DumpResult = Result<(TcpTables, Vec<FamilyError>), netns::Unscanned>;
 
 /// A namespace with at most this many sockets in its TCP tables, none in
 /// TIME_WAIT, waits for the fd pass to be read by lookups (see
-/// [`Dumps::dump`]). Past it a dump costs little more than its walk of the
-/// hash, and the namespace is dumped at once, beside the BPF load.
+/// [`Dumps::dump`]). A lookup costs about what a dump spends on one socket,
+/// so past a few thousand sockets the walk the lookups save is a small part
+/// of the dump: such a namespace is dumped at once, beside the BPF load.
 pub(super) const LOOKUP_MAX: u64 = 4096;
 
 /// What the first pass over the namespaces left for after the fd pass:

@@ -44,9 +44,11 @@ const NO_COOKIE: u32 = !0;
 /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, the
 /// 48-byte socket id.
 const REQUEST_LEN: usize = 4 + 4 + 48;
-/// Requests sent in one datagram. Each answer waits in the socket's receive
-/// buffer (net.core.rmem_default, 208 KiB by default) until read; an answer
-/// takes ~1.2 KiB of it, so 64 leave room.
+/// Requests sent in one datagram. Each answer (a few hundred bytes, with
+/// tcp_info) waits in the socket's receive buffer until read: 64 of them
+/// fit in net.core.rmem_default's 208 KiB even at 2 KiB of buffer each. An
+/// answer that did not fit would fail the lookups (ENOBUFS), and the
+/// namespace would be dumped.
 const BATCH: usize = 64;
 const ENOENT: i32 = 2;
 const ESTALE: i32 = 116;
