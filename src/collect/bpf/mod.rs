@@ -86,10 +86,18 @@ impl std::fmt::Debug for Iterators {
 
 impl Iterators {
     /// Parses the kernel's BTF, loads and verifies the programs.
+    ///
+    /// aya parses the kernel's BTF twice: `EbpfLoader::new` always does,
+    /// and `Iter::load` needs a copy of ours (aya 0.14 cannot share one).
+    /// Ours is parsed on a second thread while the loader parses its own.
     pub fn load() -> Result<Iterators, BpfError> {
-        let btf =
-            Btf::from_sys_fs().map_err(|e| BpfError::new("reading the kernel's BTF", chain(&e)))?;
-        let mut ebpf = EbpfLoader::new()
+        let ours = std::thread::spawn(Btf::from_sys_fs);
+        let mut loader = EbpfLoader::new();
+        let btf = ours
+            .join()
+            .map_err(|_| BpfError::new("reading the kernel's BTF", "the parsing thread panicked"))?
+            .map_err(|e| BpfError::new("reading the kernel's BTF", chain(&e)))?;
+        let mut ebpf = loader
             .btf(Some(&btf))
             .load(OBJECT)
             .map_err(|e| BpfError::new("loading the BPF object", chain(&e)))?;
