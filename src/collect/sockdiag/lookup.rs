@@ -254,6 +254,144 @@ mod tests {
         TcpSockstat { inuse, tw, inuse6 }
     }
 
+    use std::collections::VecDeque;
+
+    use crate::model::NetnsId;
+
+    /// A flagged dump captured on this kernel: its records are the answers.
+    const DATAGRAM: &[u8] = include_bytes!("../../../tests/fixtures/sockdiag/v4/000.bin");
+
+    fn records() -> Vec<Vec<u8>> {
+        parse::messages(DATAGRAM)
+            .map(|m| m.expect("a captured message"))
+            .filter(|m| m.control() == Ok(parse::Control::Record))
+            .map(|m| m.payload.to_vec())
+            .collect()
+    }
+
+    /// One netlink message: a header for `seq` of `kind`, then `payload`.
+    fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let len = parse::NETLINK_HEADER_LEN + payload.len();
+        let mut m = Vec::with_capacity(len + 3);
+        m.extend_from_slice(&(len as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(payload);
+        m.resize(len.next_multiple_of(4), 0);
+        m
+    }
+
+    fn enoent(seq: u32) -> Vec<u8> {
+        let mut payload = (-(ENOENT)).to_ne_bytes().to_vec();
+        payload.extend_from_slice(&[0; 16]); // the request's header
+        message(2, seq, &payload) // NLMSG_ERROR
+    }
+
+    /// Answers with canned datagrams; keeps what was sent.
+    struct Canned {
+        datagrams: VecDeque<Vec<u8>>,
+        sent: Vec<Vec<u8>>,
+    }
+
+    impl Transport for Canned {
+        fn send(&mut self, request: &[u8]) -> std::io::Result<()> {
+            self.sent.push(request.to_vec());
+            Ok(())
+        }
+
+        fn recv(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+            buf.clear();
+            let d = self.datagrams.pop_front().unwrap_or_default();
+            buf.extend_from_slice(&d);
+            Ok(d.len())
+        }
+    }
+
+    /// The held sockets the records answer for, in the records' order.
+    fn held_for(records: &[Vec<u8>]) -> Vec<Exact> {
+        records
+            .iter()
+            .map(|r| v4(parse::peek_inode(r).expect("an inode"), 8, 0))
+            .collect()
+    }
+
+    fn fill(held: &[Exact], datagrams: Vec<Vec<u8>>) -> (Result<(), DumpError>, usize, usize) {
+        let canned = Canned {
+            datagrams: datagrams.into(),
+            sent: Vec::new(),
+        };
+        let mut lookups = Lookups::new(canned, held);
+        let mut sink = super::super::SocketSink {
+            netns: NetnsId(1),
+            sockets: Vec::new(),
+        };
+        let req = Request {
+            family: Family::Both,
+            states: super::super::ALL_STATES,
+            tcp_info: true,
+        };
+        let result = lookups.fill(&req, &mut sink);
+        (result, sink.sockets.len(), lookups.transport.sent.len())
+    }
+
+    #[test]
+    fn answers_in_any_order_and_datagram_reach_the_sink_once_each() {
+        let records = records();
+        assert!(
+            records.len() >= 3,
+            "the capture has {} records",
+            records.len()
+        );
+        let held = held_for(&records);
+        // Every answer in one datagram, last first, a leftover of an
+        // earlier request among them, and one answer repeated.
+        let mut all = message(20, 900, &records[0]);
+        for (i, r) in records.iter().enumerate().rev() {
+            all.extend(message(20, i as u32 + 1, r));
+        }
+        all.extend(message(20, 1, &records[0]));
+        let (result, kept, sent) = fill(&held, vec![all]);
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!((kept, sent), (records.len(), 1));
+        // One datagram per answer, as the kernel sends them.
+        let one_each = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| message(20, i as u32 + 1, r))
+            .collect();
+        assert_eq!(fill(&held, one_each).1, records.len());
+    }
+
+    #[test]
+    fn a_socket_gone_or_answering_for_another_inode_fails_the_lookups() {
+        let records = records();
+        let held = held_for(&records);
+        let mut gone: Vec<Vec<u8>> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| message(20, i as u32 + 1, r))
+            .collect();
+        gone[1] = enoent(2);
+        let (result, _, _) = fill(&held, gone);
+        assert!(matches!(result, Err(DumpError::Changed(_))), "{result:?}");
+
+        let mut moved = held.clone();
+        moved[0].inode += 1;
+        let answers = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| message(20, i as u32 + 1, r))
+            .collect();
+        let (result, _, _) = fill(&moved, answers);
+        assert!(matches!(result, Err(DumpError::Changed(_))), "{result:?}");
+
+        // A socket that ends before every answer came is an error too.
+        let (result, _, _) = fill(&held, vec![message(20, 1, &records[0])]);
+        assert!(matches!(result, Err(DumpError::Eof)), "{result:?}");
+    }
+
     #[test]
     fn a_request_names_the_socket_in_network_order() {
         let e = Exact {
