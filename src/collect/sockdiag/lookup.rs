@@ -185,8 +185,17 @@ impl<'a, T: Transport> Lookups<'a, T> {
                         }
                         sink.record(msg.payload)?;
                     }
-                    parse::Control::Error { error } if error == -ENOENT || error == -ESTALE => {
+                    parse::Control::Error { error } if error == -ENOENT => {
                         return Err(DumpError::Changed(format!("socket {} is gone", e.inode)));
+                    }
+                    // Its addresses now lead to a socket with another
+                    // cookie: listeners sharing a port (SO_REUSEPORT)
+                    // answer one lookup for the group.
+                    parse::Control::Error { error } if error == -ESTALE => {
+                        return Err(DumpError::Changed(format!(
+                            "socket {}: its addresses lead to another socket",
+                            e.inode
+                        )));
                     }
                     parse::Control::Error { error } | parse::Control::Done { error } => {
                         return Err(DumpError::Kernel { errno: error });
