@@ -9,6 +9,7 @@
 //! | each process's network namespace | every [`PID_NETNS_EVERY`], and at once for a new process |
 //! | each exported process's unit | every [`DETAILS_EVERY`] |
 //! | the host name and kernel release | every [`DETAILS_EVERY`] |
+//! | a namespace whose lookups fell back to a dump: dumped at once | for [`STATE_COUNTS_EVERY`] after |
 
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,8 @@ pub struct ScanCache {
     units: FxHashMap<ProcessKey, Stamped<Option<String>>>,
     /// The host name and kernel release.
     host_names: Option<Stamped<(String, String)>>,
+    /// Namespaces left for lookups and dumped after all, and when.
+    dumped_anyway: FxHashMap<NetnsId, Instant>,
 }
 
 impl ScanCache {
@@ -135,6 +138,25 @@ impl ScanCache {
 
     /// The namespaces whose all-states counts are recent enough to skip
     /// the all-states dump at `now`.
+    /// The namespaces whose lookups fell back to a dump in the last
+    /// [`STATE_COUNTS_EVERY`]: a scan dumps them at once instead of leaving
+    /// them for the TCP pass (a socket no process holds usually stays).
+    pub(super) fn dumped_anyway(&self, now: Instant) -> FxHashSet<NetnsId> {
+        self.dumped_anyway
+            .iter()
+            .filter(|(_, &at)| !due(now.saturating_duration_since(at), STATE_COUNTS_EVERY))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Remembers the namespaces this scan left for lookups and then
+    /// dumped; forgets those whose time is up.
+    pub(super) fn remember_dumped_anyway(&mut self, now: Instant, ids: &[NetnsId]) {
+        self.dumped_anyway
+            .retain(|_, at| !due(now.saturating_duration_since(*at), STATE_COUNTS_EVERY));
+        self.dumped_anyway.extend(ids.iter().map(|id| (*id, now)));
+    }
+
     pub(super) fn counted_recently(&self, now: Instant) -> FxHashSet<NetnsId> {
         self.states
             .iter()
@@ -250,8 +272,36 @@ mod tests {
         Instant::now()
     }
 
+    impl ScanCache {
+        fn dumped_anyway_len(&self) -> usize {
+            self.dumped_anyway.len()
+        }
+    }
+
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_namespace_dumped_after_all_is_dumped_at_once_until_its_counts_are_due() {
+        let mut c = ScanCache::default();
+        let t = t0();
+        assert!(c.dumped_anyway(t).is_empty());
+        c.remember_dumped_anyway(t, &[NetnsId(7)]);
+        c.remember_dumped_anyway(t + secs(30), &[NetnsId(8)]);
+        let both: FxHashSet<NetnsId> = [NetnsId(7), NetnsId(8)].into_iter().collect();
+        assert_eq!(c.dumped_anyway(t + secs(30)), both);
+        let later = t + STATE_COUNTS_EVERY;
+        assert_eq!(
+            c.dumped_anyway(later),
+            [NetnsId(8)].into_iter().collect(),
+            "7's minute is up, a second early counting"
+        );
+        c.remember_dumped_anyway(later, &[]);
+        assert_eq!(c.dumped_anyway_len(), 1, "7 forgotten");
+        assert!(c
+            .dumped_anyway(t + secs(30) + STATE_COUNTS_EVERY)
+            .is_empty());
     }
 
     #[test]

@@ -234,13 +234,13 @@ impl Collector {
         let tasks_took = started.elapsed();
         // The task pass lists every process: /proc is listed only without it.
         let pids = tasks.is_none().then(|| self.pids(&mut snap));
-        let defer = matches!(backend, Backend::Bpf(_) | Backend::Loading);
+        let bpf = matches!(backend, Backend::Bpf(_) | Backend::Loading);
         let (mut tables, namespaces, deferred) = self.tables(
             pids.as_deref().unwrap_or_default(),
             tasks.as_deref(),
             &mut snap,
             cache.as_deref_mut(),
-            defer,
+            bpf,
             at.mono,
         );
         let dumps_took = started.elapsed() - tasks_took;
@@ -255,8 +255,12 @@ impl Collector {
                 Backend::Bpf(scan) => held_sockets(scan, &deferred),
                 _ => None,
             };
-            self.dumps()
-                .complete(deferred, held.as_ref(), &namespaces, &mut tables, &mut snap);
+            let dumped =
+                self.dumps()
+                    .complete(deferred, held.as_ref(), &namespaces, &mut tables, &mut snap);
+            if let Some(cache) = cache.as_deref_mut() {
+                cache.remember_dumped_anyway(at.mono, &dumped);
+            }
         }
         self.finish_tables(&mut tables, &mut snap, cache.as_deref_mut(), at.mono);
         let wanted = wanted(&tables, &snap);
@@ -396,7 +400,7 @@ impl Collector {
         tasks: Option<&[bpf::TaskRecord]>,
         snap: &mut Snapshot,
         cache: Option<&mut ScanCache>,
-        defer: bool,
+        bpf: bool,
         now: Instant,
     ) -> (
         Vec<(NetnsScan, sockdiag::TcpTables)>,
@@ -410,6 +414,14 @@ impl Collector {
         let idle = match cache.as_deref() {
             Some(c) => c.idle_due(now).then_some(self.idle_floor),
             None => Some(self.idle_floor),
+        };
+        let dumped_anyway = cache
+            .as_deref()
+            .map(|c| c.dumped_anyway(now))
+            .unwrap_or_default();
+        let defer = match bpf {
+            true => tables::Defer::Unless(&dumped_anyway),
+            false => tables::Defer::Never,
         };
         let dumps = self.dumps();
         let known = cache.map(ScanCache::netns);

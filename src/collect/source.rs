@@ -170,7 +170,10 @@ impl Netlink {
                     "netns {netns}: TCP tables from {} lookups, no dump",
                     held.len()
                 );
-                Some(tables)
+                Some(sockdiag::TcpTables {
+                    looked_up: true,
+                    ..tables
+                })
             }
             Err(e) => {
                 log::debug!("netns {netns}: TCP tables dumped: a lookup failed: {e}");

@@ -48,6 +48,15 @@ impl Deferred {
     }
 }
 
+/// Which namespaces the first pass may leave for lookups.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Defer<'a> {
+    /// None: the scan has no BPF fd pass.
+    Never,
+    /// Any small one but these (their lookups fell back to a dump lately).
+    Unless(&'a FxHashSet<NetnsId>),
+}
+
 /// What the first pass did with one namespace.
 enum First {
     Dumped(Box<(TcpTables, Vec<FamilyError>)>),
@@ -77,8 +86,9 @@ impl Dumps<'_> {
     /// Namespaces that cannot be entered are recorded in `snap` with the
     /// reason, as are dump errors.
     ///
-    /// With `defer` (the scan has the BPF fd pass), a namespace with no
-    /// TIME_WAIT and at most [`LOOKUP_MAX`] sockets is left in the returned
+    /// With [`Defer::Unless`] (the scan has the BPF fd pass), a namespace
+    /// not among those it names, with no TIME_WAIT and at most
+    /// [`LOOKUP_MAX`] sockets, is left in the returned
     /// [`Deferred`] for [`complete`](Self::complete): after the fd pass has
     /// named the sockets held in it, they may be all it has, and lookups of
     /// them cost far less than a dump's walk of the shared hash.
@@ -88,7 +98,7 @@ impl Dumps<'_> {
         snap: &mut Snapshot,
         counted_recently: &FxHashSet<NetnsId>,
         idle: Option<Duration>,
-        defer: bool,
+        defer: Defer<'_>,
         now: Instant,
     ) -> (Vec<(NetnsScan, TcpTables)>, Vec<Namespace>, Deferred) {
         let counts = |id: NetnsId| Wants {
@@ -134,7 +144,8 @@ impl Dumps<'_> {
         }
         let first = |id: NetnsId| {
             let small = |c: TcpSockstat| c.tw == 0 && c.inuse + c.inuse6 <= LOOKUP_MAX;
-            if defer && self.source.tcp_counters().is_some_and(small) {
+            let deferrable = matches!(defer, Defer::Unless(dumped) if !dumped.contains(&id));
+            if deferrable && self.source.tcp_counters().is_some_and(small) {
                 return First::Deferred;
             }
             First::Dumped(Box::new(self.source.tables(id, counts(id), None)))
@@ -163,7 +174,8 @@ impl Dumps<'_> {
     /// of the sockets `held` in each (by namespace, from the fd pass) where
     /// its counters show those are all it has, else by dumps (and all by
     /// dumps without `held`: the fd pass did not run). `out` is then in
-    /// the order of `namespaces`.
+    /// the order of `namespaces`. Returns the namespaces dumped though the
+    /// fd pass ran.
     pub(super) fn complete(
         &self,
         deferred: Deferred,
@@ -171,7 +183,7 @@ impl Dumps<'_> {
         namespaces: &[Namespace],
         out: &mut Vec<(NetnsScan, TcpTables)>,
         snap: &mut Snapshot,
-    ) {
+    ) -> Vec<NetnsId> {
         let Deferred {
             namespaces: left,
             wants,
@@ -183,7 +195,11 @@ impl Dumps<'_> {
             self.source.tables(id, wants[i], held)
         };
         let results = self.in_each(&left, own, |i, _| read(i));
+        let mut dumped = Vec::new();
         for (ns, result) in left.iter().zip(results) {
+            if held.is_some() && matches!(&result, Ok((t, _)) if !t.looked_up) {
+                dumped.push(ns.id);
+            }
             record(out, snap, ns.id, ns.processes, result);
         }
         let order: rustc_hash::FxHashMap<NetnsId, usize> = namespaces
@@ -192,6 +208,7 @@ impl Dumps<'_> {
             .map(|(i, ns)| (ns.id, i + 1))
             .collect();
         out.sort_by_key(|(scan, _)| order.get(&scan.id).copied().unwrap_or(0));
+        dumped
     }
 
     /// Which of `candidates` are in a TCP table of `namespaces` (or of the

@@ -482,6 +482,8 @@ pub struct TcpTables {
     pub listen: Option<Result<crate::collect::procfs::parse::ListenCounters, String>>,
     /// Whether the all-states count dump ran, and every dump succeeded.
     pub counted: bool,
+    /// Whether the tables came from lookups (see [`lookup`]), not dumps.
+    pub looked_up: bool,
 }
 
 /// What one namespace's dumps are asked for, beyond the flagged sockets
