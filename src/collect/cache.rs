@@ -272,12 +272,6 @@ mod tests {
         Instant::now()
     }
 
-    impl ScanCache {
-        fn dumped_anyway_len(&self) -> usize {
-            self.dumped_anyway.len()
-        }
-    }
-
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
     }
@@ -298,7 +292,7 @@ mod tests {
             "7's minute is up, a second early counting"
         );
         c.remember_dumped_anyway(later, &[]);
-        assert_eq!(c.dumped_anyway_len(), 1, "7 forgotten");
+        assert_eq!(c.dumped_anyway.len(), 1, "7 forgotten");
         assert!(c
             .dumped_anyway(t + secs(30) + STATE_COUNTS_EVERY)
             .is_empty());

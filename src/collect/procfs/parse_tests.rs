@@ -483,16 +483,25 @@ fn status_without_its_capability_lines_is_an_error() {
     }
 }
 
-/// /proc/net/sockstat and sockstat6 of this host during a test run (Linux
-/// 6.18).
-const SOCKSTAT: &[u8] = b"sockets: used 104
+/// /proc/net/sockstat of this host during a test run (Linux 6.18).
+pub(super) const SOCKSTAT_HOST: &[u8] = b"sockets: used 104
 TCP: inuse 91 orphan 1 tw 6490 alloc 91 mem 61
 UDP: inuse 0 mem 0
 UDPLITE: inuse 0
 RAW: inuse 0
 FRAG: inuse 0 memory 0
 ";
-const SOCKSTAT6: &[u8] = b"TCP6: inuse 3
+/// /proc/net/sockstat and sockstat6 of a namespace holding an IPv6
+/// listener and a connection to it, after an IPv4 connection closed
+/// (Linux 6.18).
+pub(super) const SOCKSTAT_NS: &[u8] = b"sockets: used 4
+TCP: inuse 1 orphan 0 tw 1 alloc 5 mem 103
+UDP: inuse 0 mem 0
+UDPLITE: inuse 0
+RAW: inuse 0
+FRAG: inuse 0 memory 0
+";
+pub(super) const SOCKSTAT6_NS: &[u8] = b"TCP6: inuse 3
 UDP6: inuse 0
 UDPLITE6: inuse 0
 RAW6: inuse 0
@@ -502,15 +511,22 @@ FRAG6: inuse 0 memory 0
 #[test]
 fn sockstat_gives_the_tcp_sockets_in_use_and_in_time_wait() {
     assert_eq!(
-        tcp_sockstat(SOCKSTAT, Some(SOCKSTAT6)),
+        tcp_sockstat(SOCKSTAT_NS, Some(SOCKSTAT6_NS)),
         Ok(TcpSockstat {
-            inuse: 91,
-            tw: 6490,
+            inuse: 1,
+            tw: 1,
             inuse6: 3
         })
     );
     // IPv6 disabled: no sockstat6, no IPv6 socket.
-    assert_eq!(tcp_sockstat(SOCKSTAT, None).map(|s| s.inuse6), Ok(0));
+    assert_eq!(
+        tcp_sockstat(SOCKSTAT_HOST, None),
+        Ok(TcpSockstat {
+            inuse: 91,
+            tw: 6490,
+            inuse6: 0
+        })
+    );
 }
 
 #[test]
@@ -524,5 +540,5 @@ fn sockstat_without_its_tcp_fields_is_an_error() {
     // A value is never taken for a key: "0" here is inuse's value.
     let shifted = b"TCP: inuse 0 tw\n";
     assert!(tcp_sockstat(shifted, None).is_err());
-    assert!(tcp_sockstat(SOCKSTAT, Some(b"UDP6: inuse 0\n")).is_err());
+    assert!(tcp_sockstat(SOCKSTAT_NS, Some(b"UDP6: inuse 0\n")).is_err());
 }

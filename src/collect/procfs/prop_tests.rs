@@ -17,9 +17,10 @@ use crate::byte_edits::{self, Edit};
 
 // Samples captured on Linux 6.18, shared with the unit tests.
 use super::tests::{
-    CGROUP_HYBRID_ROOT, LIMITS, NETSTAT_OVERFLOWED, STATUS_PID1, STAT_CAT, STAT_KTHREAD,
-    STAT_NON_UTF8_COMM, STAT_WEIRD_COMM,
+    CGROUP_HYBRID_ROOT, LIMITS, NETSTAT_OVERFLOWED, SOCKSTAT6_NS, SOCKSTAT_HOST, SOCKSTAT_NS,
+    STATUS_PID1, STAT_CAT, STAT_KTHREAD, STAT_NON_UTF8_COMM, STAT_WEIRD_COMM,
 };
+const SOCKSTATS: [&[u8]; 3] = [SOCKSTAT_HOST, SOCKSTAT_NS, SOCKSTAT6_NS];
 const STATS: [&[u8]; 4] = [STAT_CAT, STAT_WEIRD_COMM, STAT_KTHREAD, STAT_NON_UTF8_COMM];
 const CGROUP_DOCKER_V1: &[u8] = b"12:pids:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n1:name=systemd:/docker/7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9\n0::/system.slice/containerd.service\n";
 const CGROUP_KUBEPODS: &[u8] = b"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod3f1c2b7a_9e4d_4c1b_8a2e_5d6f7a8b9c0d.slice/cri-containerd-7d4bd3e0c7e1a4f5b2d3c9e8a1f0b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9.scope\n";
@@ -325,6 +326,35 @@ fn netstat_oracle(b: &[u8]) -> Option<ListenCounters> {
     })
 }
 
+/// `PREFIX: key value ...`: the value of the first `key` in a key position
+/// of the first line with `prefix`, if it is all digits and fits.
+fn sockstat_field_oracle(b: &[u8], prefix: &[u8], key: &[u8]) -> Option<u64> {
+    let line = b.split(|&c| c == b'\n').find(|l| l.starts_with(prefix))?;
+    let words: Vec<&[u8]> = line[prefix.len()..]
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let at = (0..words.len()).step_by(2).find(|&i| words[i] == key)?;
+    let v = words.get(at + 1)?;
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// sockstat as `sockstat`, sockstat6 as `v6` (both files are given).
+fn check_sockstat(sockstat: &[u8], v6: &[u8]) -> Result<(), TestCaseError> {
+    let oracle = (|| {
+        Some(TcpSockstat {
+            inuse: sockstat_field_oracle(sockstat, b"TCP:", b"inuse")?,
+            tw: sockstat_field_oracle(sockstat, b"TCP:", b"tw")?,
+            inuse6: sockstat_field_oracle(v6, b"TCP6:", b"inuse")?,
+        })
+    })();
+    prop_assert_eq!(tcp_sockstat(sockstat, Some(v6)).ok(), oracle);
+    Ok(())
+}
+
 fn check_netstat(b: &[u8]) -> Result<(), TestCaseError> {
     prop_assert_eq!(listen_counters(b).ok(), netstat_oracle(b));
     Ok(())
@@ -355,6 +385,11 @@ fn the_oracles_agree_with_the_samples() {
         })
     );
     check_netstat(NETSTAT_OVERFLOWED).expect("agrees");
+    assert_eq!(
+        sockstat_field_oracle(SOCKSTAT_HOST, b"TCP:", b"tw"),
+        Some(6490)
+    );
+    check_sockstat(SOCKSTAT_NS, SOCKSTAT6_NS).expect("agrees");
     check_file_nr(FILE_NR).expect("agrees");
     check_cmdline(CMDLINE, 4096).expect("agrees");
     check_cmdline(CMDLINE, 9).expect("agrees");
@@ -387,6 +422,14 @@ fn every_truncation_of_every_sample() {
     for len in 0..=NETSTAT_OVERFLOWED.len() {
         check_netstat(&NETSTAT_OVERFLOWED[..len])
             .unwrap_or_else(|e| panic!("netstat cut to {len}: {e}"));
+    }
+    for len in 0..=SOCKSTAT_NS.len() {
+        check_sockstat(&SOCKSTAT_NS[..len], SOCKSTAT6_NS)
+            .unwrap_or_else(|e| panic!("sockstat cut to {len}: {e}"));
+    }
+    for len in 0..=SOCKSTAT6_NS.len() {
+        check_sockstat(SOCKSTAT_NS, &SOCKSTAT6_NS[..len])
+            .unwrap_or_else(|e| panic!("sockstat6 cut to {len}: {e}"));
     }
     for len in 0..=CMDLINE.len() {
         for max in 0..=CMDLINE.len() + 1 {
@@ -592,6 +635,14 @@ proptest! {
         b in prop_oneof![bytes(), edited(&[NETSTAT_OVERFLOWED])],
     ) {
         check_netstat(&b)?;
+    }
+
+    #[test]
+    fn sockstat_of_arbitrary_and_edited_bytes(
+        v4 in prop_oneof![bytes(), edited(&SOCKSTATS)],
+        v6 in prop_oneof![bytes(), edited(&SOCKSTATS)],
+    ) {
+        check_sockstat(&v4, &v6)?;
     }
 
     #[test]

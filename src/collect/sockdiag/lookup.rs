@@ -280,15 +280,8 @@ mod tests {
 
     /// One netlink message: a header for `seq` of `kind`, then `payload`.
     fn message(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
-        let len = parse::NETLINK_HEADER_LEN + payload.len();
-        let mut m = Vec::with_capacity(len + 3);
-        m.extend_from_slice(&(len as u32).to_ne_bytes());
-        m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(&0u16.to_ne_bytes());
-        m.extend_from_slice(&seq.to_ne_bytes());
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(payload);
-        m.resize(len.next_multiple_of(4), 0);
+        let mut m = Vec::new();
+        super::super::prop_tests::frame(kind, 0, seq, payload, &mut m);
         m
     }
 

@@ -409,8 +409,9 @@ fn fixture_payloads() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A netlink message with a correct length, padded to 4 bytes.
-fn frame(kind: u16, flags: u16, seq: u32, payload: &[u8], out: &mut Vec<u8>) {
+/// A netlink message with a correct length, padded to 4 bytes (the
+/// lookup tests frame their answers with it too).
+pub(super) fn frame(kind: u16, flags: u16, seq: u32, payload: &[u8], out: &mut Vec<u8>) {
     let len = NETLINK_HEADER_LEN + payload.len();
     out.extend_from_slice(&(len as u32).to_ne_bytes());
     out.extend_from_slice(&kind.to_ne_bytes());
