@@ -37,6 +37,7 @@ fn wants(
         counts,
         range,
         idle,
+        listen: false,
     }
 }
 

@@ -174,7 +174,7 @@ fn report(settings: &config::Settings) -> Result<u8, Failure> {
     // Not locked for the run: the scan's threads log to it.
     let mut err = stderr;
     let progress = err.is_terminal();
-    let mut collector = settings.collector();
+    let mut collector = settings.collector().reporting();
     if settings.duration.is_zero() {
         collector = collector.lone();
     }

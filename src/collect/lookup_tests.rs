@@ -176,6 +176,7 @@ fn lookups_of_the_held_sockets_give_the_dumps_tables_on_this_kernel() {
                 high: 60999,
             }),
             idle: Some(Duration::ZERO),
+            listen: false,
         };
         for counts in [true, false] {
             let (dumped, errors) =
@@ -183,6 +184,19 @@ fn lookups_of_the_held_sockets_give_the_dumps_tables_on_this_kernel() {
             assert!(errors.is_empty(), "{errors:?}");
             let looked = looked_up(netns, &held, wants(counts)).expect("lookups");
             assert_eq!(summary(looked), summary(dumped), "counts {counts}");
+        }
+        // The listen counters are read only when asked for (the agent's).
+        for listen in [false, true] {
+            let (t, _) = Netlink.tables(
+                netns,
+                Wants {
+                    listen,
+                    ..wants(true)
+                },
+                None,
+            );
+            assert_eq!(t.listen.is_some(), listen);
+            assert!(t.listen.is_none_or(|l| l.is_ok()), "netstat read");
         }
         let dumped = sockdiag::dump_tables(netns, NetlinkTransport::open, wants(true)).0;
         assert_eq!(dumped.states.get(TcpState::CloseWait), 1);

@@ -160,6 +160,9 @@ pub struct Collector {
     /// Whether this collector takes one scan only (see
     /// [`attribution::ONE_SHOT_FLOOR`]).
     lone: bool,
+    /// Whether each namespace's listen overflow counters are read: only
+    /// the metrics export them.
+    listen_counters: bool,
 }
 
 impl Collector {
@@ -175,6 +178,7 @@ impl Collector {
             idle_floor: crate::defaults::IDLE_AGE,
             attribution: Arc::new(Attributor::new(attribution::Mode::Auto)),
             lone: false,
+            listen_counters: true,
         }
     }
 
@@ -191,6 +195,13 @@ impl Collector {
     /// iterators only on a host with many open files.
     pub fn lone(mut self) -> Collector {
         self.lone = true;
+        self
+    }
+
+    /// A collector for a report, which shows no listen counters: they
+    /// are not read (/proc/net/netstat in every namespace).
+    pub fn reporting(mut self) -> Collector {
+        self.listen_counters = false;
         self
     }
 
@@ -369,6 +380,7 @@ impl Collector {
             source: self.sockets.as_ref(),
             root: &self.root,
             threads: self.threads,
+            listen: self.listen_counters,
         }
     }
 

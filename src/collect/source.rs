@@ -54,13 +54,15 @@ const ALL_STATES: sockdiag::Wants = sockdiag::Wants {
     counts: true,
     range: None,
     idle: None,
+    listen: false,
 };
 
-/// The TCP counters of the calling thread's network namespace.
-const NETSTAT: &str = "/proc/thread-self/net/netstat";
-const SOCKSTAT: &str = "/proc/thread-self/net/sockstat";
+/// The TCP counters of the calling thread's network namespace, in
+/// /proc/thread-self/net ([`procfs::NetDir`]).
+const NETSTAT: &str = "netstat";
+const SOCKSTAT: &str = "sockstat";
 /// Absent when IPv6 is disabled.
-const SOCKSTAT6: &str = "/proc/thread-self/net/sockstat6";
+const SOCKSTAT6: &str = "sockstat6";
 
 /// The ephemeral port range of the opener's network namespace.
 const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
@@ -76,11 +78,14 @@ impl SocketSource for Netlink {
 
     fn tcp_counters(&self) -> Option<TcpSockstat> {
         let read = || -> Result<TcpSockstat, String> {
-            let v4 = std::fs::read(SOCKSTAT).map_err(|e| format!("{SOCKSTAT}: {e}"))?;
-            let v6 = match std::fs::read(SOCKSTAT6) {
+            let net = procfs::NetDir::open().map_err(|e| format!("{}: {e}", procfs::NET_DIR))?;
+            let v4 = net
+                .read(SOCKSTAT)
+                .map_err(|e| format!("{}/{SOCKSTAT}: {e}", procfs::NET_DIR))?;
+            let v6 = match net.read(SOCKSTAT6) {
                 Ok(text) => Some(text),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(format!("{SOCKSTAT6}: {e}")),
+                Err(e) => return Err(format!("{}/{SOCKSTAT6}: {e}", procfs::NET_DIR)),
             };
             procfs::parse::tcp_sockstat(&v4, v6.as_deref()).map_err(|e| format!("sockstat: {e}"))
         };
@@ -98,7 +103,7 @@ impl SocketSource for Netlink {
         // The calling thread's namespace answers: net sysctls follow the
         // opener's namespace. Read only when every socket is counted.
         let range = wants.counts.then(|| {
-            std::fs::read(PORT_RANGE)
+            procfs::read_small(PORT_RANGE)
                 .map_err(|e| format!("{PORT_RANGE}: {e}"))
                 .and_then(|b| {
                     sockdiag::ports::parse_range(&b)
@@ -119,13 +124,15 @@ impl SocketSource for Netlink {
             Ok(unix) => tables.unix = unix,
             Err(e) => tables.unix_error = Some(e),
         }
-        tables.listen = Some(
-            std::fs::read(NETSTAT)
-                .map_err(|e| format!("{NETSTAT}: {e}"))
+        tables.listen = wants.listen.then(|| {
+            procfs::NetDir::open()
+                .and_then(|net| net.read(NETSTAT))
+                .map_err(|e| format!("{}/{NETSTAT}: {e}", procfs::NET_DIR))
                 .and_then(|b| {
-                    procfs::parse::listen_counters(&b).map_err(|e| format!("{NETSTAT}: {e}"))
-                }),
-        );
+                    procfs::parse::listen_counters(&b)
+                        .map_err(|e| format!("{}/{NETSTAT}: {e}", procfs::NET_DIR))
+                })
+        });
         (tables, errors)
     }
 
@@ -217,6 +224,7 @@ impl SocketSource for Recorded {
             counts: true,
             range,
             idle: wants.idle.filter(|_| established),
+            listen: false,
         };
         sockdiag::dump_tables(
             netns,

@@ -68,6 +68,9 @@ pub(super) struct Dumps<'a> {
     pub(super) source: &'a dyn SocketSource,
     pub(super) root: &'a ProcRoot,
     pub(super) threads: usize,
+    /// Whether each namespace's listen counters are read (see
+    /// [`Wants::listen`]).
+    pub(super) listen: bool,
 }
 
 /// The processes whose namespaces are dumped, and what is known of them.
@@ -105,6 +108,7 @@ impl Dumps<'_> {
             counts: !counted_recently.contains(&id),
             range: None,
             idle,
+            listen: self.listen,
         };
         let own = match self.source.namespace() {
             Ok(id) => id,

@@ -36,6 +36,45 @@ use crate::model::NetnsId;
 pub use walk::{Walk, Wanted};
 pub use walk_cache::WalkCache;
 
+/// Reads a file the kernel writes in one piece (a single_open seq_file
+/// such as /proc/net/sockstat, or a sysctl) by its path: an open and one
+/// read, where `std::fs::read` adds a statx and three or four reads more.
+/// Not for files of many records (/proc/net/tcp), which a read may end
+/// short of their end.
+pub fn read_small(path: &str) -> io::Result<Vec<u8>> {
+    let path = std::ffi::CString::new(path).map_err(|_| io::Error::from(Errno::INVAL))?;
+    let mut buf = Vec::new();
+    read::read_at(&rustix::fs::CWD, &path, &mut buf, read::Read::SeqFile)?;
+    Ok(buf)
+}
+
+/// /proc/thread-self/net, opened once for several files of the calling
+/// thread's network namespace: the kernel looks each name under it up
+/// afresh (its entries never stay valid), so every path walk through it
+/// costs more than the read.
+pub struct NetDir(OwnedFd);
+
+/// The calling thread's /proc/net.
+pub const NET_DIR: &str = "/proc/thread-self/net";
+
+impl NetDir {
+    pub fn open() -> io::Result<NetDir> {
+        Ok(NetDir(rustix::fs::open(
+            NET_DIR,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?))
+    }
+
+    /// One of its files, read as [`read_small`] does.
+    pub fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        let name = std::ffi::CString::new(name).map_err(|_| io::Error::from(Errno::INVAL))?;
+        let mut buf = Vec::new();
+        read::read_at(&self.0, &name, &mut buf, read::Read::SeqFile)?;
+        Ok(buf)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {source}", path.display())]
 pub struct ProcError {

@@ -497,6 +497,9 @@ pub struct Wants {
     /// ESTABLISHED sockets that have received nothing for at least this
     /// long with no timer armed (the ESTABLISHED dump, with tcp_info).
     pub idle: Option<std::time::Duration>,
+    /// The namespace's listen overflow and drop counters, which a source
+    /// reads from /proc (no dump has them). Only the metrics export them.
+    pub listen: bool,
 }
 
 /// What the ESTABLISHED dump found.
@@ -691,6 +694,7 @@ fn dump_family(
         counts,
         range,
         idle,
+        listen: _,
     } = wants;
     if counts {
         let (all, idle) = dump_all_states(netns, family, fill, range, idle)?;
