@@ -15,6 +15,7 @@
 //! by their pid in the initial one: [`Iterators::tasks`] checks that this
 //! process finds itself under its own pid, so the pids match /proc.
 
+pub mod btf;
 mod records;
 mod walk;
 
@@ -22,7 +23,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 
 use aya::programs::Iter;
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::{Ebpf, EbpfLoader};
 
 pub use records::{
     fd, task, tcp, tgid, Decoder, FdKind, FdRecord, RecordError, TaskRecord, TcpRecord, FD_RECORD,
@@ -87,18 +88,17 @@ impl std::fmt::Debug for Iterators {
 impl Iterators {
     /// Parses the kernel's BTF, loads and verifies the programs.
     ///
-    /// aya parses the kernel's BTF twice: `EbpfLoader::new` always does,
-    /// and `Iter::load` needs a copy of ours (aya 0.14 cannot share one).
-    /// Ours is parsed on a second thread while the loader parses its own.
+    /// The loader parses the kernel's BTF for the CO-RE relocations; the
+    /// ids `Iter::load` needs of it are read on a second thread meanwhile,
+    /// without a second parse (see [`btf`]).
     pub fn load() -> Result<Iterators, BpfError> {
-        let ours = std::thread::spawn(Btf::from_sys_fs);
+        let targets = std::thread::spawn(|| btf::targets(&["task", "task_file"]));
         let mut loader = EbpfLoader::new();
-        let btf = ours
+        let targets = targets
             .join()
-            .map_err(|_| BpfError::new("reading the kernel's BTF", "the parsing thread panicked"))?
-            .map_err(|e| BpfError::new("reading the kernel's BTF", chain(&e)))?;
+            .map_err(|_| BpfError::new("reading the kernel's BTF", "the reading thread panicked"))?
+            .map_err(|e| BpfError::new("reading the kernel's BTF", e))?;
         let mut ebpf = loader
-            .btf(Some(&btf))
             .load(OBJECT)
             .map_err(|e| BpfError::new("loading the BPF object", chain(&e)))?;
         for (name, target) in [(TASK, "task"), (TASK_FILE, "task_file"), (TCP, "task_file")] {
@@ -112,7 +112,7 @@ impl Iterators {
                     BpfError::new("loading the BPF object", chain(&e))
                 })?;
             program
-                .load(target, &btf)
+                .load(target, &targets)
                 .map_err(|e| BpfError::new("loading the iterator", chain(&e)))?;
         }
         Ok(Iterators { ebpf })
