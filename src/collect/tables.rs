@@ -237,10 +237,12 @@ impl Dumps<'_> {
     }
 
     /// Runs `f` inside each namespace: the source's `own` on the calling
-    /// thread, the others at the same time on threads made for them (up to
-    /// `threads` in all, the calling one included when it has work), each
-    /// entering one namespace after another (setns; the threads end with
-    /// the last). Each dump walks the kernel's TCP hash table, which
+    /// thread, the others at the same time on up to `threads` threads made
+    /// for them, each entering one namespace after another (setns; the
+    /// threads end with the last). The calling thread is not counted: it
+    /// cannot leave its namespace to help, so with one worker fewer the
+    /// others would go one at a time once it is done (a 300-namespace
+    /// report on 2 CPUs took twice the wall time). Each dump walks the kernel's TCP hash table, which
     /// namespaces share unless net.ipv4.tcp_child_ehash_entries gives them
     /// their own: with many namespaces that is most of the cost (measured:
     /// benches/netns.sh), which is why a few are dumped at a time.
@@ -269,12 +271,8 @@ impl Dumps<'_> {
         // The calling thread takes the source's own namespace, beside the
         // workers: no setns, and no per-thread allocator arena left holding
         // its dump's memory (most hosts have that namespace alone).
-        let spare = match own_at.is_empty() {
-            true => self.threads,
-            false => self.threads.saturating_sub(1).max(1),
-        };
         std::thread::scope(|s| {
-            for _ in 0..spare.min(others.len()) {
+            for _ in 0..self.threads.min(others.len()) {
                 s.spawn(work);
             }
             for &i in &own_at {
