@@ -116,6 +116,8 @@ struct tcp_rec {
 	__u32 requests; // listeners: connection requests in their handshake
 	__u8 saddr[16]; // network order; AF_INET: the first 4 bytes
 	__u8 daddr[16];
+	__u32 port_range; // the namespace's ephemeral ports, low | high << 16 (0: unknown)
+	__u32 pad2;
 };
 
 SEC("iter/task")
@@ -199,6 +201,7 @@ int closewatch_tcp(struct iter_task_file *ctx)
 	struct socket *sock;
 	struct inode *inode;
 	struct sock *sk;
+	struct net *net;
 
 	if (!ctx->task || !file)
 		return 0;
@@ -217,7 +220,13 @@ int closewatch_tcp(struct iter_task_file *ctx)
 	rec.state = sk->__sk_common.skc_state;
 	if ((rec.family != AF_INET && rec.family != AF_INET6) || rec.state == TCP_CLOSE)
 		return 0;
-	rec.netns = sk->__sk_common.skc_net.net->ns.inum;
+	net = sk->__sk_common.skc_net.net;
+	rec.netns = net->ns.inum;
+	// ip_local_port_range, where the kernel keeps it in one u32 (low |
+	// high << 16, as 6.18 does): no /proc/sys lookup for the namespace.
+	// Older kernels keep two ints; their records say 0, /proc/sys is read.
+	if (bpf_core_field_size(net->ipv4.ip_local_ports.range) == 4)
+		rec.port_range = net->ipv4.ip_local_ports.range;
 	rec.ino = inode->i_ino;
 	rec.cookie = sk->__sk_common.skc_cookie.counter;
 	rec.sport = sk->__sk_common.skc_num;

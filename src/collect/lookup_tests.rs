@@ -129,6 +129,9 @@ fn lookups_of_the_held_sockets_give_the_dumps_tables_on_this_kernel() {
             .expect("unshare(CLONE_NEWNET): run as root");
         loopback_up();
         let netns = crate::collect::procfs::own_netns().expect("own netns");
+        // A port range of its own, which the TCP pass must read.
+        std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "40000 40999")
+            .expect("set the namespace's port range");
 
         // Every socket held: a listener of each family, an idle connection
         // of each, and a half-closed pair (FIN_WAIT_2 and CLOSE_WAIT).
@@ -168,6 +171,22 @@ fn lookups_of_the_held_sockets_give_the_dumps_tables_on_this_kernel() {
         let counters = Netlink.tcp_counters().expect("sockstat");
         assert_eq!((counters.inuse, counters.inuse6, counters.tw), (5, 3, 0));
         assert_eq!(complete(&counters, &held), Ok(()));
+        let mut ranges = Vec::new();
+        iterators
+            .tcp_sockets(|r| {
+                if u64::from(r.netns) == netns.0 {
+                    ranges.push(r.port_range);
+                }
+            })
+            .expect("the TCP socket pass");
+        let own = Some(PortRange {
+            low: 40000,
+            high: 40999,
+        });
+        assert!(
+            ranges.len() == sockets.len() && ranges.iter().all(|r| *r == own),
+            "{ranges:?}"
+        );
 
         let wants = |counts| Wants {
             counts,

@@ -101,20 +101,23 @@ fn wanted(tables: &[(NetnsScan, sockdiag::TcpTables)], snap: &Snapshot) -> FxHas
 }
 
 /// The TCP sockets processes hold in each `deferred` namespace, each once,
-/// from the BPF TCP pass; `None` if the pass failed (the namespaces are
-/// then dumped).
+/// and its port range, from the BPF TCP pass; `None` if the pass failed
+/// (the namespaces are then dumped).
 fn held_sockets(
     scan: &mut BpfScan<'_>,
     deferred: &tables::Deferred,
-) -> Option<rustc_hash::FxHashMap<crate::model::NetnsId, Vec<sockdiag::lookup::Exact>>> {
-    let mut held: rustc_hash::FxHashMap<crate::model::NetnsId, Vec<sockdiag::lookup::Exact>> =
-        deferred.ids().map(|id| (id, Vec::new())).collect();
+) -> Option<rustc_hash::FxHashMap<crate::model::NetnsId, tables::HeldTcp>> {
+    let mut held: rustc_hash::FxHashMap<crate::model::NetnsId, tables::HeldTcp> = deferred
+        .ids()
+        .map(|id| (id, tables::HeldTcp::default()))
+        .collect();
     let mut seen = FxHashSet::default();
     let read = scan.iterators().tcp_sockets(|r| {
-        if let Some(list) = held.get_mut(&crate::model::NetnsId(u64::from(r.netns))) {
+        if let Some(found) = held.get_mut(&crate::model::NetnsId(u64::from(r.netns))) {
             if seen.insert(r.socket.inode) {
-                list.push(r.socket);
+                found.sockets.push(r.socket);
             }
+            found.port_range = found.port_range.or(r.port_range);
         }
     });
     match read {

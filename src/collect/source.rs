@@ -101,14 +101,16 @@ impl SocketSource for Netlink {
         held: Option<&[sockdiag::lookup::Exact]>,
     ) -> (sockdiag::TcpTables, Vec<sockdiag::FamilyError>) {
         // The calling thread's namespace answers: net sysctls follow the
-        // opener's namespace. Read only when every socket is counted.
-        let range = wants.counts.then(|| {
-            procfs::read_small(PORT_RANGE)
+        // opener's namespace. Read only when every socket is counted, and
+        // the caller does not know it already (from the BPF TCP pass).
+        let range = wants.counts.then(|| match wants.range {
+            Some(known) => Ok(known),
+            None => procfs::read_small(PORT_RANGE)
                 .map_err(|e| format!("{PORT_RANGE}: {e}"))
                 .and_then(|b| {
                     sockdiag::ports::parse_range(&b)
                         .ok_or_else(|| format!("{PORT_RANGE}: malformed"))
-                })
+                }),
         });
         let wants = sockdiag::Wants {
             range: range.clone().and_then(Result::ok),

@@ -16,7 +16,9 @@ use super::procfs::ProcRoot;
 use super::sockdiag::lookup::Exact;
 use super::sockdiag::{FamilyError, TcpTables, Wants};
 use super::source::SocketSource;
-use crate::model::{Freshness, NetnsId, NetnsScan, ScanError, Snapshot, Stage, UnscannedNetns};
+use crate::model::{
+    Freshness, NetnsId, NetnsScan, PortRange, ScanError, Snapshot, Stage, UnscannedNetns,
+};
 
 /// The TCP tables of one namespace, or why it could not be dumped.
 type DumpResult = Result<(TcpTables, Vec<FamilyError>), netns::Unscanned>;
@@ -61,6 +63,15 @@ pub(super) enum Defer<'a> {
 enum First {
     Dumped(Box<(TcpTables, Vec<FamilyError>)>),
     Deferred,
+}
+
+/// What the BPF TCP pass found of one deferred namespace: the TCP sockets
+/// processes hold there, and its ephemeral port range when the kernel's
+/// layout let the program read it (then /proc/sys is not).
+#[derive(Debug, Default)]
+pub(super) struct HeldTcp {
+    pub(super) sockets: Vec<Exact>,
+    pub(super) port_range: Option<PortRange>,
 }
 
 /// What dumping every namespace needs.
@@ -183,7 +194,7 @@ impl Dumps<'_> {
     pub(super) fn complete(
         &self,
         deferred: Deferred,
-        held: Option<&rustc_hash::FxHashMap<NetnsId, Vec<Exact>>>,
+        held: Option<&rustc_hash::FxHashMap<NetnsId, HeldTcp>>,
         namespaces: &[Namespace],
         out: &mut Vec<(NetnsScan, TcpTables)>,
         snap: &mut Snapshot,
@@ -195,8 +206,13 @@ impl Dumps<'_> {
         } = deferred;
         let read = |i: usize| {
             let id = left[i].id;
-            let held = held.map(|h| h.get(&id).map_or(&[][..], Vec::as_slice));
-            self.source.tables(id, wants[i], held)
+            let found = held.map(|h| h.get(&id));
+            let sockets = found.map(|f| f.map_or(&[][..], |f| f.sockets.as_slice()));
+            let wants = Wants {
+                range: found.flatten().and_then(|f| f.port_range),
+                ..wants[i]
+            };
+            self.source.tables(id, wants, sockets)
         };
         let results = self.in_each(&left, own, |i, _| read(i));
         let mut dumped = Vec::new();

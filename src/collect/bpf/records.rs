@@ -6,6 +6,7 @@
 //! partial one for the next read.
 
 use crate::collect::sockdiag::lookup::Exact;
+use crate::model::PortRange;
 
 /// `sizeof(struct task_rec)`.
 pub const TASK_RECORD: usize = 48;
@@ -13,7 +14,7 @@ pub const TASK_RECORD: usize = 48;
 pub const FD_RECORD: usize = 32;
 
 /// `sizeof(struct tcp_rec)`.
-pub const TCP_RECORD: usize = 64;
+pub const TCP_RECORD: usize = 72;
 
 /// `RLIM_INFINITY`.
 const UNLIMITED: u64 = u64::MAX;
@@ -162,6 +163,15 @@ pub struct TcpRecord {
     /// The inode of the socket's network namespace.
     pub netns: u32,
     pub socket: Exact,
+    /// The namespace's ephemeral port range (ip_local_port_range), if the
+    /// kernel keeps it as the program reads it (one u32, as 6.18 does).
+    pub port_range: Option<PortRange>,
+}
+
+/// `tcp_rec.port_range`: low | high << 16, 0 when not read.
+fn port_range(v: u32) -> Option<PortRange> {
+    let (low, high) = ((v & 0xffff) as u16, (v >> 16) as u16);
+    (v != 0 && low <= high).then_some(PortRange { low, high })
 }
 
 /// One `struct tcp_rec`.
@@ -183,6 +193,7 @@ pub fn tcp(b: &[u8; TCP_RECORD]) -> TcpRecord {
             saddr,
             daddr,
         },
+        port_range: port_range(u32_at(b, 64)),
     }
 }
 

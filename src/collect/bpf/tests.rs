@@ -251,3 +251,32 @@ fn a_thread_with_its_own_table_adds_sockets_not_fds() {
     assert_eq!(walk.processes[0].sockets.len(), 1);
     assert_eq!(walk.processes[0].fds.open, 0);
 }
+
+/// A `tcp_rec` of zeros but for its port range word (offset 64).
+fn tcp_with_range(v: u32) -> records::TcpRecord {
+    let mut b = [0u8; records::TCP_RECORD];
+    b[64..68].copy_from_slice(&v.to_ne_bytes());
+    records::tcp(&b)
+}
+
+#[test]
+fn a_tcp_records_port_range_is_low_then_high() {
+    use crate::model::PortRange;
+    assert_eq!(
+        tcp_with_range(32768 | 60999 << 16).port_range,
+        Some(PortRange {
+            low: 32768,
+            high: 60999
+        })
+    );
+    assert_eq!(
+        tcp_with_range(1024 | 1024 << 16).port_range,
+        Some(PortRange {
+            low: 1024,
+            high: 1024
+        })
+    );
+    // Not read (an older kernel's layout), or inverted: unknown.
+    assert_eq!(tcp_with_range(0).port_range, None);
+    assert_eq!(tcp_with_range(60999 | 32768 << 16).port_range, None);
+}
