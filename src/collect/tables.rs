@@ -258,10 +258,11 @@ impl Dumps<'_> {
     /// threads end with the last). The calling thread is not counted: it
     /// cannot leave its namespace to help, so with one worker fewer the
     /// others would go one at a time once it is done (a 300-namespace
-    /// report on 2 CPUs took twice the wall time). Each dump walks the kernel's TCP hash table, which
-    /// namespaces share unless net.ipv4.tcp_child_ehash_entries gives them
-    /// their own: with many namespaces that is most of the cost (measured:
-    /// benches/netns.sh), which is why a few are dumped at a time.
+    /// report on 2 CPUs took twice the wall time). Each dump walks the
+    /// kernel's TCP hash table, which namespaces share unless
+    /// net.ipv4.tcp_child_ehash_entries gives them their own: with many
+    /// namespaces that is most of the cost (measured: benches/netns.sh),
+    /// which is why a few are dumped at a time.
     fn in_each<R: Send>(
         &self,
         namespaces: &[Namespace],

@@ -196,13 +196,15 @@ impl Drop for Mapped {
 /// where the kernel allows it (Linux 6.16 and later: 0.3 ms against 5.6
 /// for reading its 5.5 MB here, a page per read), else read.
 pub fn targets(targets: &[&str]) -> Result<Btf, String> {
-    let file = std::fs::File::open(VMLINUX).map_err(|e| format!("{VMLINUX}: {e}"))?;
+    use std::io::Read;
+    let mut file = std::fs::File::open(VMLINUX).map_err(|e| format!("{VMLINUX}: {e}"))?;
     let mapped = Mapped::new(&file);
-    let read;
+    let mut read = Vec::new();
     let raw = match &mapped {
         Ok(m) => m.bytes(),
         Err(_) => {
-            read = std::fs::read(VMLINUX).map_err(|e| format!("{VMLINUX}: {e}"))?;
+            file.read_to_end(&mut read)
+                .map_err(|e| format!("{VMLINUX}: {e}"))?;
             &read[..]
         }
     };

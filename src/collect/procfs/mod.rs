@@ -42,9 +42,14 @@ pub use walk_cache::WalkCache;
 /// Not for files of many records (/proc/net/tcp), which a read may end
 /// short of their end.
 pub fn read_small(path: &str) -> io::Result<Vec<u8>> {
-    let path = std::ffi::CString::new(path).map_err(|_| io::Error::from(Errno::INVAL))?;
+    read_whole(&rustix::fs::CWD, path)
+}
+
+/// `name` (a path, relative to `dir`), read as [`read_small`] says.
+fn read_whole(dir: &impl std::os::fd::AsFd, name: &str) -> io::Result<Vec<u8>> {
+    let name = std::ffi::CString::new(name).map_err(|_| io::Error::from(Errno::INVAL))?;
     let mut buf = Vec::new();
-    read::read_at(&rustix::fs::CWD, &path, &mut buf, read::Read::SeqFile)?;
+    read::read_at(dir, &name, &mut buf, read::Read::SeqFile)?;
     Ok(buf)
 }
 
@@ -68,10 +73,7 @@ impl NetDir {
 
     /// One of its files, read as [`read_small`] does.
     pub fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        let name = std::ffi::CString::new(name).map_err(|_| io::Error::from(Errno::INVAL))?;
-        let mut buf = Vec::new();
-        read::read_at(&self.0, &name, &mut buf, read::Read::SeqFile)?;
-        Ok(buf)
+        read_whole(&self.0, name)
     }
 }
 

@@ -493,6 +493,8 @@ pub struct Wants {
     /// Every state counted (the all-states dump), with every socket's
     /// inode, and the ephemeral ports in use when the `range` is known.
     pub counts: bool,
+    /// The namespace's ephemeral port range, when the caller knows it (the
+    /// BPF TCP pass reads it); without it a source reads /proc/sys.
     pub range: Option<PortRange>,
     /// ESTABLISHED sockets that have received nothing for at least this
     /// long with no timer armed (the ESTABLISHED dump, with tcp_info).
