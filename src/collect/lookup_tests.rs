@@ -104,7 +104,15 @@ fn summary(t: TcpTables) -> String {
         l.sort_unstable();
         (c, l)
     });
-    let ports = t.ports.map(|p| p.finish());
+    // A destination's sockets come in the kernel's order, which differs
+    // between a dump and lookups.
+    let ports = t.ports.map(|p| {
+        let mut p = p.finish();
+        for d in &mut p.destinations {
+            d.inodes.sort_unstable();
+        }
+        p
+    });
     format!(
         "states {:?}\nflagged {flagged:?}\nlisteners {listeners:?}\ninodes {inodes:?}\nidle {idle:?}\nports {ports:?}\ncounted {}",
         t.states, t.counted
