@@ -55,8 +55,12 @@ pub struct FdRecord {
     pub tid: u32,
     pub fd: u32,
     pub kind: FdKind,
-    /// Sockets: `AF_*`, `sk_state`, `SOCK_*`, `IPPROTO_*` and the inode of
-    /// the socket's network namespace.
+    /// Sockets: `AF_*` and `sk_state`; in state CLOSE (7) also `SOCK_*`,
+    /// `IPPROTO_*` and the inode of the socket's network namespace (0
+    /// otherwise: the program reads them only where [`is_dead_tcp`] needs
+    /// them).
+    ///
+    /// [`is_dead_tcp`]: FdRecord::is_dead_tcp
     pub family: u8,
     pub state: u8,
     pub sock_type: u8,

@@ -106,20 +106,26 @@ fn every_fd_record_is_of_the_kind_its_proc_link_says() {
 }
 
 #[test]
-fn sockets_carry_family_state_and_protocol() {
+fn sockets_carry_family_and_state_and_closed_ones_the_rest() {
     let fds = all_fds();
     let by_fd = |fd: u32| *fds.iter().find(|r| r.fd == fd).expect("recorded fd");
-    // The recorder's fds, in the order it made them.
+    // The recorder's fds, in the order it made them. Type, protocol and
+    // namespace are read only in state CLOSE (7).
     let listener = by_fd(3);
     assert_eq!(
-        (listener.family, listener.state, listener.protocol),
-        (2, 10, 6)
+        (
+            listener.family,
+            listener.state,
+            listener.protocol,
+            listener.netns
+        ),
+        (2, 10, 0, 0)
     );
     for fd in [4, 5] {
         let r = by_fd(fd);
         assert_eq!(
             (r.family, r.state, r.protocol, r.sock_type),
-            (2, 1, 6, 1),
+            (2, 1, 0, 0),
             "fd {fd}"
         );
         assert!(!r.is_dead_tcp());
@@ -129,13 +135,14 @@ fn sockets_carry_family_state_and_protocol() {
     }
     let unconnected = fds.iter().filter(|r| r.is_dead_tcp()).collect::<Vec<_>>();
     assert_eq!(unconnected.len(), 1, "the never-connected socket");
-    assert_eq!(unconnected[0].state, 7);
+    let dead = unconnected[0];
+    assert_eq!(
+        (dead.family, dead.state, dead.protocol, dead.sock_type),
+        (2, 7, 6, 1)
+    );
     let proc = proc_view();
     let netns: u32 = proc.keys["netns"].parse().expect("netns");
-    assert!(fds
-        .iter()
-        .filter(|r| r.kind == FdKind::Socket)
-        .all(|r| r.netns == netns));
+    assert_eq!(dead.netns, netns);
 }
 
 #[test]
