@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use closewatch::collect::cache::STATE_COUNTS_EVERY;
+use closewatch::collect::procfs::parse::{self, FdTarget};
 use common::agent::{sample, Agent};
 use common::helper::Helper;
 use common::Fixture;
@@ -117,10 +118,12 @@ fn fds(pid: u32) -> (usize, Vec<u64>) {
     let sockets = entries
         .iter()
         .filter_map(|e| std::fs::read_link(e.path()).ok())
-        .filter_map(|l| {
-            let l = l.to_string_lossy().into_owned();
-            l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
-        })
+        .filter_map(
+            |l| match parse::fd_target(l.as_os_str().as_encoded_bytes()) {
+                FdTarget::Socket(inode) => Some(inode),
+                _ => None,
+            },
+        )
         .collect();
     (entries.len(), sockets)
 }
@@ -468,6 +471,14 @@ fn ninety_seconds_of_load_leak_and_churn_keep_scans_complete_and_rss_flat() {
             "the agent counts the leaker's reset sockets as dead"
         );
     }
+    // One socket in about 1,100 was seen reset: a tenth would be the
+    // fixture's failure, not the kernel's rare drop.
+    assert!(
+        last.leaker_gone * 10 <= last.leaker_sockets,
+        "most of the leaker's sockets stay in CLOSE_WAIT: {} of {} in no TCP table",
+        last.leaker_gone,
+        last.leaker_sockets
+    );
     assert!(
         last.leaker_close_wait + last.leaker_gone == last.leaker_sockets,
         "the leaker's sockets are CLOSE_WAIT or reset: {} sockets, {} CLOSE_WAIT, {} in no table",
